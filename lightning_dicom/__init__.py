@@ -1,0 +1,2 @@
+"""lightning_dicom."""
+__version__ = "0.1.0"

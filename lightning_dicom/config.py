@@ -1,0 +1,261 @@
+"""Pydantic v2 configuration models: what to index, which series to use, how to preprocess,
+split, cache and load them.
+
+Every model forbids unknown keys; every field documents its unit. :class:`DataConfig` is the
+root. ``DataConfig.model_json_schema()`` (or ``lightning-dicom schema``) exports a JSON Schema for
+editors and for validating YAML files.
+
+Axis conventions: ``spacing`` is x-y-z in mm (SimpleITK/DICOM order); ``size`` and ``patch_size``
+are z-y-x voxels, the order of the output tensor ``[C, D, H, W]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "CacheConfig",
+    "DataConfig",
+    "LoaderConfig",
+    "PatchConfig",
+    "PreprocessingConfig",
+    "SelectionConfig",
+    "SplitConfig",
+    "validation_message",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _positive3(v: tuple[float, float, float] | None, name: str) -> tuple[float, float, float] | None:
+    if v is not None and any(not (x > 0) for x in v):
+        raise ValueError(f"{name} must be three positive numbers, got {list(v)}")
+    return v
+
+
+class SelectionConfig(_Model):
+    """Rules that choose which indexed series become samples (never "the first series")."""
+
+    modalities: list[str] | None = Field(
+        default=["CT", "MR"],
+        description="Modality (0008,0060) values to keep, e.g. ['CT']; null keeps every image modality.",
+    )
+    min_slices: int = Field(default=1, ge=1, description="Minimum number of slices (frames) a series needs.")
+    description: str | None = Field(
+        default=None,
+        description="Regular expression searched (case-insensitive) in SeriesDescription (0008,103E).",
+    )
+    exclude_description: str | None = Field(
+        default=None, description="Regular expression; series whose description matches are dropped."
+    )
+    orientations: list[Literal["axial", "sagittal", "coronal", "oblique"]] | None = Field(
+        default=None, description="Acquisition planes to keep (from ImageOrientationPatient); null keeps all."
+    )
+
+
+class PreprocessingConfig(_Model):
+    """SimpleITK preprocessing, applied in order: reorient, resample, clip, normalise, crop/pad."""
+
+    orientation: Literal["RAS", "LPS", "none"] = Field(
+        default="LPS",
+        description="Reorient the voxel axes so that x, y, z point to these directions (DICOM's "
+        "convention of letters: 'LPS' gives an identity direction; 'RAS' flips x and y). 'none' keeps the "
+        "acquisition order.",
+    )
+    spacing: tuple[float, float, float] | None = Field(
+        default=None, description="Target voxel spacing in mm, x-y-z. null keeps the native spacing."
+    )
+    interpolation: Literal["linear", "bspline", "nearest"] = Field(
+        default="linear", description="Interpolator used when resampling the image."
+    )
+    window: tuple[float, float] | None = Field(
+        default=None, description="Clip intensities to [low, high] in modality units (HU for CT)."
+    )
+    normalize: Literal["minmax", "zscore", "none"] = Field(
+        default="minmax",
+        description="'minmax' scales to [0, 1] (using the window when set), 'zscore' to zero mean and unit "
+        "variance, 'none' keeps modality units.",
+    )
+    size: tuple[int, int, int] | None = Field(
+        default=None,
+        description="Centre-crop / pad to this size in voxels, z-y-x (the tensor's D, H, W). "
+        "Padding uses the image's minimum (background).",
+    )
+
+    @field_validator("spacing")
+    @classmethod
+    def _spacing_positive(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        return _positive3(v, "spacing")
+
+    @field_validator("size")
+    @classmethod
+    def _size_positive(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and any(x < 1 for x in v):
+            raise ValueError(f"size must be three integers >= 1 (z-y-x voxels), got {list(v)}")
+        return v
+
+    @field_validator("window")
+    @classmethod
+    def _window_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError(f"window must be [low, high] with low < high, got {list(v)}")
+        return v
+
+    def digest(self) -> str:
+        """Stable hash of the settings that change the preprocessed array (part of the cache key)."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+class SplitConfig(_Model):
+    """Train/val/test split by series, optionally grouped so a patient's series stay together."""
+
+    val: float = Field(default=0.2, ge=0.0, lt=1.0, description="Fraction of groups in validation.")
+    test: float = Field(default=0.0, ge=0.0, lt=1.0, description="Fraction of groups in test.")
+    seed: int = Field(default=0, description="Seed of the hash-based assignment.")
+    group_by: Literal["patient", "study", "series"] = Field(
+        default="patient",
+        description="Unit kept together: 'patient' (default; series-level splits leak patients), 'study', "
+        "or 'series'.",
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.val + self.test >= 1.0:
+            raise ValueError(f"val + test must be < 1 to leave a training set, got {self.val} + {self.test}")
+        return self
+
+
+class LoaderConfig(_Model):
+    """torch DataLoader settings."""
+
+    batch_size: int = Field(default=2, ge=1, description="Samples per batch.")
+    num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes.")
+    threads_per_worker: int = Field(
+        default=1, ge=1, description="SimpleITK/ITK, OpenMP and torch threads in each worker."
+    )
+    pin_memory: bool = Field(default=False, description="Pin batches in page-locked memory (for GPUs).")
+    persistent_workers: bool = Field(default=True, description="Keep workers alive between epochs.")
+    prefetch_factor: int | None = Field(default=None, ge=1, description="Batches prefetched per worker.")
+
+
+class CacheConfig(_Model):
+    """Persistent cache of preprocessed volumes: one ``.npy`` + JSON sidecar per series."""
+
+    enabled: bool = Field(default=True, description="Preprocess once and train from the on-disk cache.")
+    dir: Path | None = Field(default=None, description="Cache directory; default <work_dir>/cache.")
+    dtype: Literal["float16", "float32"] = Field(
+        default="float16", description="Stored dtype of preprocessed images (cast to float32 in batches)."
+    )
+    workers: int | None = Field(
+        default=None, ge=1, description="Processes that build the cache; default: the number of CPUs."
+    )
+    in_memory: bool = Field(
+        default=False,
+        description="Load the whole cache into shared memory once (datasets that fit in RAM).",
+    )
+
+
+class PatchConfig(_Model):
+    """Random patch sampling for training (validation and prediction use whole volumes)."""
+
+    size: tuple[int, int, int] = Field(description="Patch size in voxels, z-y-x.")
+    per_volume: int = Field(default=4, ge=1, description="Patches drawn from each volume per epoch.")
+
+    @field_validator("size")
+    @classmethod
+    def _size_positive(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(x < 1 for x in v):
+            raise ValueError(f"patch size must be three integers >= 1, got {list(v)}")
+        return v
+
+
+class DataConfig(_Model):
+    """Everything :class:`~lightning_dicom.DicomDataModule` needs."""
+
+    root: list[Path] = Field(description="Folder(s) scanned recursively for DICOM files.")
+    labels: Path | None = Field(
+        default=None,
+        description="CSV keyed by SeriesInstanceUID, StudyInstanceUID or PatientID (the header says which).",
+    )
+    label_columns: list[str] | None = Field(
+        default=None, description="Label columns of the CSV; default: every column but the key."
+    )
+    work_dir: Path | None = Field(
+        default=None,
+        description="Where the index (SQLite), split and cache live; default .lightning_dicom/<hash of roots>.",
+    )
+    on_error: Literal["raise", "skip"] = Field(
+        default="skip", description="A series that fails to read or preprocess: raise, or skip and report."
+    )
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    loader: LoaderConfig = Field(default_factory=LoaderConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    patches: PatchConfig | None = Field(default=None, description="Train on random patches; null: volumes.")
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _root_list(cls, v: Any) -> Any:
+        if isinstance(v, (str, Path)):
+            return [v]
+        return v
+
+    @field_validator("root")
+    @classmethod
+    def _root_nonempty(cls, v: list[Path]) -> list[Path]:
+        if not v:
+            raise ValueError("root needs at least one folder")
+        return v
+
+    def resolved_work_dir(self) -> Path:
+        """The work directory, defaulting to ``.lightning_dicom/<hash of the roots>`` under the CWD."""
+        if self.work_dir is not None:
+            return Path(self.work_dir)
+        key = hashlib.sha256("\n".join(str(Path(r).resolve()) for r in self.root).encode()).hexdigest()[:12]
+        return Path(".lightning_dicom") / key
+
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache.dir) if self.cache.dir is not None else self.resolved_work_dir() / "cache"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> DataConfig:
+        """Load a config from a YAML file (the whole file, or its ``data:`` section)."""
+        import yaml
+
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+        if isinstance(raw, dict) and "data" in raw and isinstance(raw["data"], dict):
+            raw = raw["data"].get("init_args", raw["data"])
+        return parse_config(raw)
+
+
+def validation_message(err: ValidationError, prefix: str = "") -> str:
+    """Turn a pydantic error into lines naming each key and what is expected."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see `lightning-dicom schema`)"
+        lines.append(f"{prefix}{key}: {msg} (got {e.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def parse_config(raw: dict[str, Any] | DataConfig) -> DataConfig:
+    """Validate a mapping into a :class:`DataConfig`, raising :class:`ConfigError` on bad values."""
+    if isinstance(raw, DataConfig):
+        return raw
+    try:
+        return DataConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(validation_message(err)) from None
