@@ -37,7 +37,7 @@ import numpy as np
 from .errors import NotDicomError
 from .typing import SpacingXYZ
 
-__all__ = ["DicomIndex", "FileRecord", "ScanReport", "SeriesRecord", "patient_key", "read_header"]
+__all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_header", "select_series"]
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,8 @@ class SeriesRecord:
     """Smallest and largest modality value the headers allow (stored range x slope + intercept)."""
     integer_values: bool = True
     """True when every RescaleSlope/Intercept is integral (values are integers in modality units)."""
+    fingerprint: str = ""
+    """sha256 of the files' (path, size, mtime_ns): changes whenever a source file does."""
 
     @property
     def patient_key(self) -> str:
@@ -441,4 +443,36 @@ def _make_series(series_id: str, members: list[dict[str, Any]]) -> SeriesRecord:
         positions=tuple(tuple(json.loads(f["ipp"])) if f["ipp"] else (0.0, 0.0, 0.0) for f in members),
         value_range=(float(lo), float(hi)),
         integer_values=integral,
+        fingerprint=hashlib.sha256(
+            json.dumps([(f["path"], f["size"], f["mtime_ns"]) for f in members]).encode()).hexdigest(),
     )
+
+
+def select_series(series: Sequence[SeriesRecord], rules: Any) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
+    """Apply a :class:`~lightning_dicom.config.SelectionConfig`.
+
+    Returns ``(kept, dropped)`` where ``dropped`` is ``(series_id, reason)``.
+    """
+    import re
+
+    keep_desc = re.compile(rules.description, re.IGNORECASE) if rules.description else None
+    drop_desc = re.compile(rules.exclude_description, re.IGNORECASE) if rules.exclude_description else None
+    modalities = {m.upper() for m in rules.modalities} if rules.modalities else None
+    kept, dropped = [], []
+    for s in series:
+        reason = None
+        if modalities is not None and s.modality not in modalities:
+            reason = f"modality {s.modality or '?'} not in {sorted(modalities)}"
+        elif s.n_slices < rules.min_slices:
+            reason = f"{s.n_slices} slices < min_slices {rules.min_slices}"
+        elif keep_desc is not None and not keep_desc.search(s.description):
+            reason = "description does not match"
+        elif drop_desc is not None and drop_desc.search(s.description):
+            reason = "description excluded"
+        elif rules.orientations and s.plane not in rules.orientations:
+            reason = f"plane {s.plane} not in {rules.orientations}"
+        if reason:
+            dropped.append((s.series_id, reason))
+        else:
+            kept.append(s)
+    return kept, dropped

@@ -1,0 +1,175 @@
+"""Persistent cache of preprocessed volumes: plain ``.npy`` arrays + JSON sidecars, no pickle.
+
+An entry is ``<dir>/<key[:2]>/<key>.npy`` (``[C, D, H, W]``, float16 or float32) and
+``<key>.json`` (geometry, series ids, preprocessing, library version). The key hashes the source
+files' identity (paths, sizes, mtimes), the preprocessing config, the stored dtype and the cache
+format version, so a change to any of them makes a new entry and unchanged data is never
+recomputed. Writes go to a temp file in the same folder and are moved into place with
+``os.replace`` (atomic), the array first and the sidecar last: an entry exists once its sidecar
+does. Concurrent writers (workers, DDP ranks on a shared filesystem) write identical bytes, and
+the last rename wins. An entry whose array does not match its sidecar (truncated, corrupt) is
+rebuilt. A series that fails leaves an ``<key>.error.json`` with the reason, so every rank agrees
+on what was skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import PreprocessingConfig
+from .errors import CacheError, LightningDicomError
+from .index import SeriesRecord
+
+__all__ = ["VolumeCache"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class VolumeCache:
+    """The on-disk cache for one preprocessing config.
+
+    Args:
+        directory: cache folder (created).
+        preprocessing: the config whose output is stored.
+        dtype: stored dtype of images, 'float16' (default) or 'float32'.
+    """
+
+    def __init__(self, directory: str | Path, preprocessing: PreprocessingConfig, dtype: str = "float16"):
+        from . import __version__
+
+        self.dir = Path(directory)
+        self.preprocessing = preprocessing
+        self.dtype = np.dtype(dtype)
+        self._salt = json.dumps([CACHE_FORMAT, __version__.split(".")[:2], preprocessing.digest(), self.dtype.str])
+
+    def key(self, rec: SeriesRecord) -> str:
+        """Cache key of a series under this config."""
+        return hashlib.sha256(f"{self._salt}|{rec.series_id}|{rec.fingerprint}".encode()).hexdigest()[:32]
+
+    def paths(self, rec: SeriesRecord) -> tuple[Path, Path, Path]:
+        """(array, sidecar, error marker) paths of a series' entry."""
+        k = self.key(rec)
+        d = self.dir / k[:2]
+        return d / f"{k}.npy", d / f"{k}.json", d / f"{k}.error.json"
+
+    # -- reading ----------------------------------------------------------------------------------
+    def status(self, rec: SeriesRecord) -> str:
+        """'ok', 'error' (a recorded failure), 'missing' or 'corrupt'."""
+        npy, side, err = self.paths(rec)
+        if side.exists():
+            return "ok" if self._valid(npy, side) else "corrupt"
+        return "error" if err.exists() else "missing"
+
+    @staticmethod
+    def _valid(npy: Path, side: Path) -> bool:
+        try:
+            meta = json.loads(side.read_text())
+            arr = np.load(npy, mmap_mode="r", allow_pickle=False)
+            expected = int(np.prod(meta["shape"])) * np.dtype(meta["dtype"]).itemsize
+            return list(arr.shape) == meta["shape"] and arr.dtype.str == np.dtype(meta["dtype"]).str and (
+                arr.nbytes == expected and npy.stat().st_size >= expected)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            return False
+
+    def load(self, rec: SeriesRecord, mmap: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+        """The cached array (memory-mapped, read-only) and its sidecar."""
+        npy, side, _ = self.paths(rec)
+        try:
+            meta = json.loads(side.read_text())
+            return np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False), meta
+        except (OSError, ValueError) as err:
+            raise CacheError(f"cannot read cache entry ({err}); delete it or rebuild the cache",
+                             path=npy, series_uid=rec.series_uid) from None
+
+    def error(self, rec: SeriesRecord) -> str | None:
+        """The recorded failure reason of a series, if any."""
+        err = self.paths(rec)[2]
+        return json.loads(err.read_text())["reason"] if err.exists() else None
+
+    # -- writing ----------------------------------------------------------------------------------
+    def build_one(self, rec: SeriesRecord, *, raise_errors: bool = False) -> str:
+        """Make sure one entry exists. Returns its status after the call ('ok' or 'error')."""
+        st = self.status(rec)
+        if st == "ok" or (st == "error" and not raise_errors):
+            return st
+        from .io import read_series
+        from .preprocess import preprocess
+
+        npy, side, err = self.paths(rec)
+        npy.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            array, meta = preprocess(read_series(rec), self.preprocessing)
+        except LightningDicomError as e:
+            if raise_errors:
+                raise
+            _atomic_write(err, lambda fh: fh.write(json.dumps({"series_id": rec.series_id, "reason": str(e)}).encode()))
+            log.warning("skipping series %s: %s", rec.series_id, e.reason)
+            return "error"
+        array = array.astype(self.dtype, copy=False)
+        meta.update({
+            "series_id": rec.series_id, "series_uid": rec.series_uid, "study_uid": rec.study_uid,
+            "shape": list(array.shape), "dtype": array.dtype.str, "preprocessing": self.preprocessing.model_dump(mode="json"),
+            "cache_format": CACHE_FORMAT, "lightning_dicom": self._salt,
+        })
+        _atomic_write(npy, lambda fh: np.save(fh, array, allow_pickle=False))
+        _atomic_write(side, lambda fh: fh.write(json.dumps(meta).encode()))
+        return "ok"
+
+    def build(self, series: Sequence[SeriesRecord], *, workers: int | None = None, progress: bool = False,
+              raise_errors: bool = False) -> dict[str, int]:
+        """Build every missing entry in parallel processes. Returns counts by final status."""
+        from tqdm.auto import tqdm
+
+        todo = [s for s in series if self.status(s) in ("missing", "corrupt") or (raise_errors and self.status(s) == "error")]
+        workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
+        bar = tqdm(total=len(todo), desc="caching", unit="series", disable=not progress or not todo)
+        if workers <= 1:
+            for s in todo:
+                self.build_one(s, raise_errors=raise_errors)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+                jobs = [(self.dir, self.preprocessing, self.dtype.name, s, raise_errors) for s in todo]
+                for _ in pool.map(_build_entry, jobs):
+                    bar.update()
+        bar.close()
+        ok = sum(1 for s in series if self.status(s) == "ok")
+        return {"ok": ok, "error": len(series) - ok, "built": len(todo)}
+
+    def size_bytes(self) -> int:
+        """Bytes of every file under the cache folder."""
+        return sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file())
+
+
+def _init_worker() -> None:
+    from .preprocess import limit_threads
+
+    limit_threads(1)
+
+
+def _build_entry(args: tuple) -> str:
+    directory, prep, dtype, rec, raise_errors = args
+    return VolumeCache(directory, prep, dtype).build_one(rec, raise_errors=raise_errors)

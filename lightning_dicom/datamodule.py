@@ -1,0 +1,238 @@
+"""``DicomDataModule``: Lightning hooks that wire index, cache, split and datasets together."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .cache import VolumeCache
+from .config import (
+    CacheConfig,
+    DataConfig,
+    LoaderConfig,
+    PatchConfig,
+    PreprocessingConfig,
+    SelectionConfig,
+    SplitConfig,
+    parse_config,
+)
+from .dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
+from .errors import LightningDicomError
+from .index import DicomIndex, SeriesRecord, select_series
+from .labels import LabelTable, read_labels
+from .preprocess import worker_init_fn
+from .split import Split, save_split, split_series
+
+__all__ = ["DicomDataModule"]
+
+log = logging.getLogger(__name__)
+
+
+class DicomDataModule(pl.LightningDataModule):
+    """From DICOM folders to batches: index, select, preprocess (cached), split, load.
+
+    ``prepare_data`` (one process per node) scans the folders into a persisted SQLite index and
+    builds missing cache entries in parallel processes. ``setup`` (every rank) reloads the index
+    from disk, applies the selection rules and labels, and computes the same split on every rank.
+    Batches are dicts: ``image`` ``[B, C, D, H, W]`` (float32 after transfer to the device),
+    ``label`` when labels exist, and ``meta`` (series_id, spacing, origin, direction, index).
+
+    Args:
+        root: folder(s) scanned recursively for DICOM files.
+        labels: CSV keyed by SeriesInstanceUID, StudyInstanceUID or PatientID.
+        label_columns: label columns of the CSV (default: all but the key).
+        work_dir: where the index, split and cache live (default ``.lightning_dicom/<hash>``).
+        on_error: a series that fails to read: 'raise', or 'skip' it and report.
+        selection: which series to use (modality, min_slices, description regex, planes).
+        preprocessing: reorient, spacing (x-y-z mm), window, normalize, size (z-y-x voxels).
+        split: val/test fractions, seed, group_by (patient, study, series).
+        loader: batch_size, num_workers, threads_per_worker, pin_memory, persistent_workers.
+        cache: enabled, dir, dtype, workers, in_memory.
+        patches: train on random patches (size z-y-x, per_volume); null trains on volumes.
+        progress: show progress bars while indexing and caching.
+    """
+
+    def __init__(
+        self,
+        root: Path | list[Path],
+        labels: Path | None = None,
+        label_columns: list[str] | None = None,
+        work_dir: Path | None = None,
+        on_error: Literal["raise", "skip"] = "skip",
+        selection: SelectionConfig | None = None,
+        preprocessing: PreprocessingConfig | None = None,
+        split: SplitConfig | None = None,
+        loader: LoaderConfig | None = None,
+        cache: CacheConfig | None = None,
+        patches: PatchConfig | None = None,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        raw: dict[str, Any] = {"root": root, "labels": labels, "label_columns": label_columns,
+                               "work_dir": work_dir, "on_error": on_error, "patches": patches}
+        for name, value in (("selection", selection), ("preprocessing", preprocessing), ("split", split),
+                            ("loader", loader), ("cache", cache)):
+            if value is not None:
+                raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
+        if patches is not None and hasattr(patches, "model_dump"):
+            raw["patches"] = patches.model_dump()
+        self.config: DataConfig = parse_config(raw)
+        self.progress = progress
+        self.datasets: dict[str, Dataset] = {}
+        self.series: dict[str, SeriesRecord] = {}
+        self.split: Split | None = None
+        self._restored_split: Split | None = None
+        self.report: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, config: DataConfig | dict[str, Any] | str | Path, **kwargs: Any) -> DicomDataModule:
+        """Build from a :class:`DataConfig`, a mapping, or a YAML file."""
+        if isinstance(config, (str, Path)):
+            config = DataConfig.from_yaml(config)
+        cfg = parse_config(config)
+        return cls(**{k: getattr(cfg, k) for k in DataConfig.model_fields}, **kwargs)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    @property
+    def work_dir(self) -> Path:
+        return self.config.resolved_work_dir()
+
+    def open_index(self) -> DicomIndex:
+        """The persisted index (``<work_dir>/index.sqlite``)."""
+        return DicomIndex(self.config.root, self.work_dir / "index.sqlite")
+
+    def volume_cache(self) -> VolumeCache:
+        return VolumeCache(self.config.resolved_cache_dir(), self.config.preprocessing, self.config.cache.dtype)
+
+    def _selected(self, idx: DicomIndex) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
+        return select_series(idx.series(), self.config.selection)
+
+    # -- Lightning hooks --------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Scan the folders and build missing cache entries (one process per node; sets no state)."""
+        with self.open_index() as idx:
+            idx.scan(progress=self.progress)
+            selected, _ = self._selected(idx)
+        if self.config.cache.enabled:
+            self.volume_cache().build(selected, workers=self.config.cache.workers, progress=self.progress,
+                                      raise_errors=self.config.on_error == "raise")
+
+    def setup(self, stage: str | None = None) -> None:
+        """Reload the index, select and label series, split, and build datasets (every rank)."""
+        with self.open_index() as idx:
+            if not idx.files():
+                idx.scan(progress=self.progress)  # prepare_data was not called (notebook use)
+            selected, dropped = self._selected(idx)
+            n_skipped_files = len(idx.skipped())
+        self.series = {s.series_id: s for s in selected}
+        table = read_labels(self.config.labels, self.config.label_columns) if self.config.labels else None
+        usable, failed = self._usable(selected)
+        self.split = self._restored_split or split_series(selected, self.config.split)
+        if self.trainer is None or self.trainer.global_rank == 0:
+            save_split(self.split, self.work_dir / "split.json", selected, self.config.split)
+        self.report = {
+            "series_selected": len(selected), "series_dropped": dropped, "files_skipped": n_skipped_files,
+            "series_failed": failed, "split": {k: len(v) for k, v in self.split.items()},
+        }
+        if table is not None:
+            _, unlabelled, orphans = table.match(selected)
+            self.report.update(label_kind=table.kind, classes=table.classes,
+                               series_without_label=[s.series_id for s in unlabelled], labels_without_series=orphans)
+            if unlabelled or orphans:
+                log.warning("%d selected series have no label (left out of fit/validate/test); "
+                            "%d labels match no series", len(unlabelled), len(orphans))
+        usable_ids = {s.series_id for s in usable}
+        for part in ("train", "val", "test"):
+            recs = [self.series[i] for i in self.split[part] if i in usable_ids]
+            if table is not None:
+                recs = [r for r in recs if table.lookup(r) is not None]
+            self.datasets[part] = self._dataset(recs, table, train=part == "train")
+        self.datasets["predict"] = self._dataset(usable, table, train=False, with_labels=False)
+        log.info("lightning_dicom: %d series selected (%s), %d failed, %d files skipped", len(selected),
+                 ", ".join(f"{k} {len(v)}" for k, v in self.split.items()), len(failed), n_skipped_files)
+
+    def _usable(self, selected: list[SeriesRecord]) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
+        if not self.config.cache.enabled:
+            return selected, []
+        cache = self.volume_cache()
+        missing = [s for s in selected if cache.status(s) in ("missing", "corrupt")]
+        if missing:  # lazy build: prepare_data was not run for this config
+            cache.build(missing, workers=self.config.cache.workers, progress=self.progress,
+                        raise_errors=self.config.on_error == "raise")
+        usable, failed = [], []
+        for s in selected:
+            if cache.status(s) == "ok":
+                usable.append(s)
+            else:
+                failed.append((s.series_id, cache.error(s) or "cache entry missing"))
+        if failed and self.config.on_error == "raise":
+            raise LightningDicomError(f"{len(failed)} series failed: {failed[0][1]}", series_uid=failed[0][0])
+        return usable, failed
+
+    def _dataset(self, recs: list[SeriesRecord], table: LabelTable | None, *, train: bool,
+                 with_labels: bool = True) -> Dataset:
+        labels = [table.lookup(r) for r in recs] if table is not None and with_labels else None
+        if labels is not None and any(x is None for x in labels):
+            labels = None
+        if not self.config.cache.enabled:
+            return SeriesDataset(recs, self.config.preprocessing, labels, self.config.on_error)
+        cache = self.volume_cache()
+        paths, metas = [], []
+        for r in recs:
+            npy, side, _ = cache.paths(r)
+            paths.append(npy)
+            metas.append(json.loads(side.read_text()))
+        shared = None
+        if self.config.cache.in_memory:
+            shared = [torch.from_numpy(np.load(p, allow_pickle=False)).share_memory_() for p in paths]
+        volumes = CachedVolumeDataset(paths, metas, labels, shared)
+        if train and self.config.patches is not None:
+            return PatchDataset(volumes, self.config.patches.size, self.config.patches.per_volume)
+        return volumes
+
+    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        if part not in self.datasets:
+            raise LightningDicomError(f"call setup() before asking for the {part} dataloader")
+        lc = self.config.loader
+        workers = lc.num_workers
+        return DataLoader(
+            self.datasets[part], batch_size=lc.batch_size, shuffle=shuffle, num_workers=workers,
+            collate_fn=collate, pin_memory=lc.pin_memory,
+            persistent_workers=lc.persistent_workers and workers > 0,
+            worker_init_fn=functools.partial(worker_init_fn, threads=lc.threads_per_worker) if workers else None,
+            prefetch_factor=lc.prefetch_factor if workers else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Cast float16 cache transport to float32 on the device (half the bytes cross the bus)."""
+        if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor) and batch["image"].dtype == torch.float16:
+            batch["image"] = batch["image"].float()
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The split (series ids per part), so a resumed run trains on the same series."""
+        return {"split": self.split} if self.split is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("split"):
+            self._restored_split = {k: list(v) for k, v in state_dict["split"].items()}

@@ -1,0 +1,179 @@
+"""Map-style datasets: cached volumes, random patches from the cache, and uncached series.
+
+Hot-path rules: per-sample metadata lives in numpy arrays (no lists of dicts that every worker
+copies page by page as refcounts change), ``__getitem__`` opens a memory map and copies only the
+bytes it returns, and nothing parses YAML, re-validates config or walks folders.
+
+A sample is a dict::
+
+    image  torch.Tensor [C, D, H, W]  (float16/float32 from the cache, float32 uncached)
+    label  torch.Tensor []            (int64 class or float32 target; [K] for several columns), when labelled
+    meta   dict: series_id (str), spacing (x-y-z mm), origin (LPS mm of voxel 0), direction (9),
+           index (int), and for patches patch_start (z-y-x voxel index of the patch in its volume)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from .config import PreprocessingConfig
+from .errors import ConfigError, LightningDicomError
+from .index import SeriesRecord
+
+__all__ = ["CachedVolumeDataset", "PatchDataset", "SeriesDataset", "collate"]
+
+log = logging.getLogger(__name__)
+
+
+class _MetaTable:
+    """Per-sample metadata in numpy arrays (copy-on-access safe across forked workers)."""
+
+    def __init__(self, metas: Sequence[dict[str, Any]], series_ids: Sequence[str]):
+        self.series_id = np.array(series_ids, dtype=np.str_)
+        self.spacing = np.array([m["spacing"] for m in metas], dtype=np.float64).reshape(-1, 3)
+        self.origin = np.array([m["origin"] for m in metas], dtype=np.float64).reshape(-1, 3)
+        self.direction = np.array([m["direction"] for m in metas], dtype=np.float64).reshape(-1, 9)
+
+    def get(self, i: int) -> dict[str, Any]:
+        return {
+            "series_id": str(self.series_id[i]),
+            "spacing": torch.from_numpy(self.spacing[i].copy()),
+            "origin": torch.from_numpy(self.origin[i].copy()),
+            "direction": torch.from_numpy(self.direction[i].copy()),
+            "index": i,
+        }
+
+
+def _labels(labels: Sequence[np.ndarray] | None) -> np.ndarray | None:
+    if labels is None:
+        return None
+    return np.stack([np.asarray(x) for x in labels]) if len(labels) else np.zeros(0, np.int64)
+
+
+class CachedVolumeDataset(Dataset):
+    """Whole volumes read from cache entries (``.npy`` paths) with their sidecar geometry."""
+
+    def __init__(self, paths: Sequence[str], metas: Sequence[dict[str, Any]],
+                 labels: Sequence[np.ndarray] | None = None, shared: Sequence[torch.Tensor] | None = None):
+        self.paths = np.array([str(p) for p in paths], dtype=np.str_)
+        self.meta = _MetaTable(metas, [m["series_id"] for m in metas])
+        self.shapes = np.array([m["shape"] for m in metas], dtype=np.int64).reshape(-1, 4)
+        self.labels = _labels(labels)
+        self.shared = list(shared) if shared is not None else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def volume(self, i: int) -> np.ndarray | torch.Tensor:
+        """The ``[C, D, H, W]`` array of sample i: an in-RAM shared tensor or a read-only memory map."""
+        if self.shared is not None:
+            return self.shared[i]
+        return np.load(self.paths[i], mmap_mode="r", allow_pickle=False)
+
+    def _sample(self, i: int, image: torch.Tensor) -> dict[str, Any]:
+        out: dict[str, Any] = {"image": image, "meta": self.meta.get(i)}
+        if self.labels is not None:
+            out["label"] = torch.as_tensor(np.asarray(self.labels[i]).copy())
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        vol = self.volume(i)
+        image = vol.clone() if isinstance(vol, torch.Tensor) else torch.from_numpy(np.array(vol))
+        return self._sample(i, image)
+
+
+class PatchDataset(Dataset):
+    """``per_volume`` random patches of ``size`` (z-y-x) from each cached volume, per epoch.
+
+    Only the patch's bytes are read from the memory map. Volumes smaller than the patch are
+    padded with their minimum. Randomness comes from the worker's torch seed, which Lightning and
+    the DataLoader vary per worker and per epoch (``seed_everything`` makes it reproducible).
+    """
+
+    def __init__(self, volumes: CachedVolumeDataset, size: tuple[int, int, int], per_volume: int):
+        self.volumes = volumes
+        self.size = tuple(int(s) for s in size)
+        self.per_volume = int(per_volume)
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self.volumes) * self.per_volume
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self._rng is None:
+            self._rng = np.random.default_rng(torch.initial_seed() % 2**63)
+        v = i // self.per_volume
+        shape = self.volumes.shapes[v][1:]
+        start = [int(self._rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size)]
+        vol = self.volumes.volume(v)
+        sl = (slice(None), *(slice(a, a + s) for a, s in zip(start, self.size)))
+        crop = vol[sl]
+        patch = crop.clone() if isinstance(crop, torch.Tensor) else torch.from_numpy(np.array(crop))
+        if tuple(patch.shape[1:]) != self.size:
+            full = torch.full((patch.shape[0], *self.size), float(patch.min()), dtype=patch.dtype)
+            full[(slice(None), *(slice(0, n) for n in patch.shape[1:]))] = patch
+            patch = full
+        out = self.volumes._sample(v, patch)
+        meta = out["meta"]
+        direction = meta["direction"].reshape(3, 3)
+        offset = torch.tensor(start[::-1], dtype=torch.float64) * meta["spacing"]
+        meta["origin"] = meta["origin"] + direction @ offset
+        meta["patch_start"] = torch.tensor(start)
+        return out
+
+
+class SeriesDataset(Dataset):
+    """Uncached: read and preprocess each series in the worker, on every access.
+
+    With ``on_error='skip'`` a series that fails is logged and replaced by the next one that
+    reads (the epoch goes on); with 'raise' the error propagates.
+    """
+
+    def __init__(self, series: Sequence[SeriesRecord], preprocessing: PreprocessingConfig,
+                 labels: Sequence[np.ndarray] | None = None, on_error: str = "skip"):
+        self.series = list(series)
+        self.preprocessing = preprocessing
+        self.labels = _labels(labels)
+        self.on_error = on_error
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def load(self, i: int) -> dict[str, Any]:
+        from .io import read_series
+        from .preprocess import preprocess
+
+        rec = self.series[i]
+        array, meta = preprocess(read_series(rec), self.preprocessing)
+        table = _MetaTable([meta], [rec.series_id])
+        out: dict[str, Any] = {"image": torch.from_numpy(array), "meta": {**table.get(0), "index": i}}
+        if self.labels is not None:
+            out["label"] = torch.as_tensor(np.asarray(self.labels[i]).copy())
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        for attempt in range(len(self.series)):
+            j = (i + attempt) % len(self.series)
+            try:
+                return self.load(j)
+            except LightningDicomError as err:
+                if self.on_error == "raise":
+                    raise
+                log.warning("skipping series %s (sample %d): %s", self.series[j].series_id, j, err.reason)
+        raise LightningDicomError("no series in this dataset could be read")
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate`` with a clear error when volumes differ in shape."""
+    shapes = {tuple(s["image"].shape) for s in samples}
+    if len(shapes) > 1:
+        raise ConfigError(
+            f"volumes in a batch differ in shape {sorted(shapes)}: set preprocessing.size (z-y-x) "
+            "or patches, or use loader.batch_size 1")
+    return default_collate(samples)

@@ -1,0 +1,109 @@
+"""Labels from a CSV keyed by SeriesInstanceUID, StudyInstanceUID or PatientID.
+
+The header names the key (exactly one of those three column names) and the label columns
+(every other column, or the ones configured). One label column of integers or strings is a class
+(strings are mapped to integers in sorted order); floats are regression targets; several columns
+give a float vector.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LabelError
+from .index import SeriesRecord, patient_key
+
+__all__ = ["LabelTable", "read_labels"]
+
+KEYS = {"SeriesInstanceUID": "series_uid", "StudyInstanceUID": "study_uid", "PatientID": "patient_id"}
+
+
+@dataclass
+class LabelTable:
+    """Labels by key. ``kind`` is 'class' (int64), 'regression' (float32) or 'multi' (float32 vector)."""
+
+    key: str
+    columns: list[str]
+    kind: str
+    values: dict[str, np.ndarray]
+    classes: list[str] = field(default_factory=list)
+
+    def lookup(self, rec: SeriesRecord) -> np.ndarray | None:
+        """The label of a series, or None."""
+        return self.values.get(getattr(rec, KEYS[self.key]))
+
+    def match(self, series: Sequence[SeriesRecord]) -> tuple[list[SeriesRecord], list[SeriesRecord], list[str]]:
+        """Split series into (labelled, unlabelled) and list label keys that match no series.
+
+        Unmatched PatientID keys are returned as :func:`patient_key` pseudonyms, never raw IDs.
+        """
+        labelled = [s for s in series if self.lookup(s) is not None]
+        unlabelled = [s for s in series if self.lookup(s) is None]
+        present = {getattr(s, KEYS[self.key]) for s in series}
+        orphans = [k for k in self.values if k not in present]
+        if self.key == "PatientID":
+            orphans = [patient_key(k) for k in orphans]
+        return labelled, unlabelled, orphans
+
+
+def read_labels(path: str | Path, columns: Sequence[str] | None = None) -> LabelTable:
+    """Read a labels CSV.
+
+    Raises:
+        LabelError: no key column, an unknown label column, an empty or duplicate key, or a
+            non-numeric value in a multi-column table.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+            header = list(rows[0].keys()) if rows else []
+    except OSError as err:
+        raise LabelError(f"cannot read labels CSV: {err.strerror}", path=path) from None
+    keys = [h for h in header if h in KEYS]
+    if len(keys) != 1:
+        raise LabelError(
+            f"the header must hold exactly one key column of {sorted(KEYS)}, found {keys or 'none'} "
+            f"in {header}", path=path)
+    key = keys[0]
+    cols = list(columns) if columns else [h for h in header if h != key]
+    missing = [c for c in cols if c not in header]
+    if missing or not cols:
+        raise LabelError(f"label columns {missing or cols} not in the header {header}", path=path)
+    raw: dict[str, list[str]] = {}
+    for i, row in enumerate(rows, start=2):
+        k = (row.get(key) or "").strip()
+        if not k:
+            raise LabelError(f"line {i}: empty {key}", path=path)
+        if k in raw:
+            raise LabelError(f"line {i}: duplicate {key}" + ("" if key == "PatientID" else f" {k}"), path=path)
+        raw[k] = [(row.get(c) or "").strip() for c in cols]
+    return _typed(path, key, cols, raw)
+
+
+def _typed(path: Path, key: str, cols: list[str], raw: dict[str, list[str]]) -> LabelTable:
+    def as_float(v: str) -> float | None:
+        try:
+            return float(v)
+        except ValueError:
+            return None
+
+    numeric = all(as_float(v) is not None for vals in raw.values() for v in vals if v != "")
+    raw = {k: v for k, v in raw.items() if all(x != "" for x in v)}  # rows with an empty label: unlabelled
+    if len(cols) > 1:
+        if not numeric:
+            raise LabelError(f"several label columns {cols} must all be numeric", path=path)
+        return LabelTable(key, cols, "multi", {k: np.array([float(x) for x in v], np.float32) for k, v in raw.items()})
+    flat = {k: v[0] for k, v in raw.items()}
+    if numeric and all(float(v).is_integer() for v in flat.values()):
+        return LabelTable(key, cols, "class", {k: np.array(int(float(v)), np.int64) for k, v in flat.items()})
+    if numeric:
+        return LabelTable(key, cols, "regression", {k: np.array(float(v), np.float32) for k, v in flat.items()})
+    classes = sorted(set(flat.values()))
+    return LabelTable(key, cols, "class", {k: np.array(classes.index(v), np.int64) for k, v in flat.items()},
+                      classes=classes)

@@ -1,0 +1,107 @@
+"""SimpleITK preprocessing: reorient, resample, clip, normalise, crop/pad.
+
+Input: a 3D ``SimpleITK.Image`` in modality units (see :func:`lightning_dicom.read_series`).
+Output: a float32 array ``[C, D, H, W]`` (z-y-x) and the geometry needed to place it in the
+world (LPS, mm) and to map it back onto the source grid.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .config import PreprocessingConfig
+from .io import geometry
+
+__all__ = ["limit_threads", "preprocess", "worker_init_fn"]
+
+_INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
+
+
+def limit_threads(n: int = 1) -> None:
+    """Limit SimpleITK/ITK, OpenMP/BLAS and torch to ``n`` threads in this process."""
+    import torch
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ[var] = str(n)
+    torch.set_num_threads(n)
+
+
+def worker_init_fn(worker_id: int, threads: int = 1) -> None:
+    """DataLoader ``worker_init_fn``: one thread per library per worker, so workers don't oversubscribe."""
+    limit_threads(threads)
+
+
+def _resample(image: sitk.Image, spacing: tuple[float, float, float], interpolation: str) -> sitk.Image:
+    old_size = np.array(image.GetSize(), dtype=float)
+    old_spacing = np.array(image.GetSpacing(), dtype=float)
+    new_size = [max(1, int(round(n))) for n in old_size * old_spacing / np.array(spacing)]
+    stats = sitk.MinimumMaximumImageFilter()
+    stats.Execute(image if image.GetNumberOfComponentsPerPixel() == 1 else sitk.VectorIndexSelectionCast(image, 0))
+    return sitk.Resample(
+        image, new_size, sitk.Transform(), _INTERPOLATORS[interpolation], image.GetOrigin(), tuple(spacing),
+        image.GetDirection(), float(stats.GetMinimum()),
+        sitk.sitkFloat32 if image.GetNumberOfComponentsPerPixel() == 1 else sitk.sitkVectorFloat32,
+    )
+
+
+def crop_or_pad(array: np.ndarray, size: tuple[int, int, int], pad_value: float) -> tuple[np.ndarray, list[int]]:
+    """Centre-crop or pad a ``[C, D, H, W]`` array to ``size`` (z-y-x).
+
+    Returns the new array and ``start``: for each axis, the source index of output voxel 0
+    (negative where the output is padded).
+    """
+    start = [(s - t) // 2 for s, t in zip(array.shape[1:], size)]
+    out = np.full((array.shape[0], *size), pad_value, dtype=array.dtype)
+    src, dst = [slice(None)], [slice(None)]
+    for s0, n, t in zip(start, array.shape[1:], size):
+        a, b = max(s0, 0), min(s0 + t, n)
+        src.append(slice(a, b))
+        dst.append(slice(a - s0, b - s0))
+    out[tuple(dst)] = array[tuple(src)]
+    return out, start
+
+
+def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """Apply ``cfg`` to one image.
+
+    Returns:
+        ``(array, meta)``: ``array`` is float32 ``[C, D, H, W]``; ``meta`` holds ``spacing`` (x-y-z mm),
+        ``origin`` (LPS mm of output voxel 0), ``direction`` (9 floats), ``source`` (the input's
+        geometry) and ``crop_start`` (z-y-x index in the resampled grid of output voxel 0).
+    """
+    source = geometry(image)
+    if cfg.orientation != "none":
+        image = sitk.DICOMOrient(image, cfg.orientation)
+    if cfg.spacing is not None:
+        image = _resample(image, cfg.spacing, cfg.interpolation)
+    array = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    array = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
+    if cfg.window is not None:
+        np.clip(array, cfg.window[0], cfg.window[1], out=array)
+    if cfg.normalize == "minmax":
+        lo, hi = cfg.window if cfg.window is not None else (float(array.min()), float(array.max()))
+        array -= lo
+        array *= 1.0 / (hi - lo) if hi > lo else 0.0
+    elif cfg.normalize == "zscore":
+        mean, std = float(array.mean()), float(array.std())
+        array -= mean
+        array *= 1.0 / std if std > 0 else 1.0
+    origin = np.array(image.GetOrigin())
+    crop_start = [0, 0, 0]
+    if cfg.size is not None:
+        array, crop_start = crop_or_pad(array, cfg.size, float(array.min()) if array.size else 0.0)
+        direction = np.array(image.GetDirection()).reshape(3, 3)
+        origin = origin + direction @ (np.array(crop_start[::-1], dtype=float) * np.array(image.GetSpacing()))
+    meta = {
+        "spacing": list(image.GetSpacing()),
+        "origin": origin.tolist(),
+        "direction": list(image.GetDirection()),
+        "source": source,
+        "crop_start": crop_start,
+    }
+    return np.ascontiguousarray(array), meta
