@@ -1,0 +1,42 @@
+"""Shared fixtures: real DICOM from the pydicom wheel and small synthetic CT datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from lightning_dicom.synthetic import SyntheticSeries, write_dataset
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def get_testdata(name: str) -> Path:
+    """Path of a file or folder that ships inside the pydicom wheel (``pydicom/data/test_files``)."""
+    path = PYDICOM_FILES / name
+    if not path.exists():
+        raise FileNotFoundError(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pydicom_files() -> Path:
+    """The pydicom wheel's test_files folder (read-only: never write into it)."""
+    return PYDICOM_FILES
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[SyntheticSeries]]:
+    """Six patients, one small CT series each (16x24x24, lesion in half), labels.csv at the root."""
+    root = tmp_path_factory.mktemp("synthetic_ct")
+    series = write_dataset(root, n_patients=6, shape_zyx=(16, 24, 24), spacing=(1.0, 1.0, 2.0), seed=1)
+    return root, series
+
+
+@pytest.fixture(scope="session")
+def training_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[SyntheticSeries]]:
+    """Twelve patients for Trainer runs (16x32x32 voxels)."""
+    root = tmp_path_factory.mktemp("training_ct")
+    series = write_dataset(root, n_patients=12, shape_zyx=(16, 32, 32), spacing=(1.0, 1.0, 2.0), seed=2)
+    return root, series
