@@ -29,6 +29,7 @@ from .errors import LightningDicomError
 from .index import DicomIndex, SeriesRecord, select_series
 from .labels import LabelTable, read_labels
 from .preprocess import worker_init_fn
+from .sampler import BatchDataset, ShardBatchSampler
 from .split import Split, save_split, split_series
 
 __all__ = ["DicomDataModule"]
@@ -89,6 +90,7 @@ class DicomDataModule(pl.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.series: dict[str, SeriesRecord] = {}
         self.split: Split | None = None
+        self.prepare_data_per_node = True  # set False when all nodes share one cache directory
         self._restored_split: Split | None = None
         self.report: dict[str, Any] = {}
 
@@ -121,9 +123,8 @@ class DicomDataModule(pl.LightningDataModule):
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
             selected, _ = self._selected(idx)
-        if self.config.cache.enabled:
-            self.volume_cache().build(selected, workers=self.config.cache.workers, progress=self.progress,
-                                      raise_errors=self.config.on_error == "raise")
+        if self.config.cache.enabled:  # failures are recorded, and raised in setup() on every rank alike
+            self.volume_cache().build(selected, workers=self.config.cache.workers, progress=self.progress)
 
     def setup(self, stage: str | None = None) -> None:
         """Reload the index, select and label series, split, and build datasets (every rank)."""
@@ -164,17 +165,20 @@ class DicomDataModule(pl.LightningDataModule):
             return selected, []
         cache = self.volume_cache()
         missing = [s for s in selected if cache.status(s) in ("missing", "corrupt")]
-        if missing:  # lazy build: prepare_data was not run for this config
-            cache.build(missing, workers=self.config.cache.workers, progress=self.progress,
-                        raise_errors=self.config.on_error == "raise")
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        if missing:  # prepare_data did not run for this config: each rank builds its shard
+            cache.build(missing[rank::world], workers=self.config.cache.workers, progress=self.progress)
+        if world > 1 and self.trainer is not None:
+            self.trainer.strategy.barrier("lightning_dicom_cache")
         usable, failed = [], []
         for s in selected:
             if cache.status(s) == "ok":
                 usable.append(s)
             else:
                 failed.append((s.series_id, cache.error(s) or "cache entry missing"))
-        if failed and self.config.on_error == "raise":
-            raise LightningDicomError(f"{len(failed)} series failed: {failed[0][1]}", series_uid=failed[0][0])
+        if failed and self.config.on_error == "raise":  # every rank sees the same markers: all raise
+            raise LightningDicomError(f"{len(failed)} series failed (on_error='raise'): {failed[0][1]}",
+                                      series_uid=failed[0][0])
         return usable, failed
 
     def _dataset(self, recs: list[SeriesRecord], table: LabelTable | None, *, train: bool,
@@ -199,17 +203,24 @@ class DicomDataModule(pl.LightningDataModule):
         return volumes
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        """Train/val/test: exactly-once shards per rank, batches collated in the workers."""
         if part not in self.datasets:
             raise LightningDicomError(f"call setup() before asking for the {part} dataloader")
         lc = self.config.loader
         workers = lc.num_workers
-        return DataLoader(
-            self.datasets[part], batch_size=lc.batch_size, shuffle=shuffle, num_workers=workers,
-            collate_fn=collate, pin_memory=lc.pin_memory,
-            persistent_workers=lc.persistent_workers and workers > 0,
-            worker_init_fn=functools.partial(worker_init_fn, threads=lc.threads_per_worker) if workers else None,
-            prefetch_factor=lc.prefetch_factor if workers else None,
-        )
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        common: dict[str, Any] = {
+            "num_workers": workers, "pin_memory": lc.pin_memory,
+            "persistent_workers": lc.persistent_workers and workers > 0,
+            "worker_init_fn": functools.partial(worker_init_fn, threads=lc.threads_per_worker) if workers else None,
+            "prefetch_factor": lc.prefetch_factor if workers else None,
+        }
+        if part == "predict":
+            return DataLoader(self.datasets[part], batch_size=lc.batch_size, collate_fn=collate, **common)
+        sampler = ShardBatchSampler(len(self.datasets[part]), lc.batch_size, num_replicas=world, rank=rank,  # type: ignore[arg-type]
+                                    shuffle=shuffle, seed=self.config.split.seed)
+        return DataLoader(BatchDataset(self.datasets[part], collate), sampler=sampler, batch_size=None,
+                          **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

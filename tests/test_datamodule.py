@@ -120,8 +120,9 @@ def test_a_broken_series_is_skipped_and_reported(tmp_path):
     assert "slice" in failed[broken.series_uid]
     assert broken.series_uid not in {b["meta"]["series_id"][0] for b in dm.predict_dataloader()}
     strict = _dm(root, tmp_path / "work2", on_error="raise")
+    strict.prepare_data()  # records the failure; setup raises it on every rank alike
     with pytest.raises(LightningDicomError, match=broken.series_uid):
-        strict.prepare_data()
+        strict.setup("fit")
 
 
 @pytest.mark.slow
