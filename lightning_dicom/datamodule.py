@@ -13,8 +13,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .augment import augment_batch
 from .cache import VolumeCache
 from .config import (
+    AugmentConfig,
     CacheConfig,
     DataConfig,
     LoaderConfig,
@@ -58,6 +60,7 @@ class DicomDataModule(pl.LightningDataModule):
         loader: batch_size, num_workers, threads_per_worker, pin_memory, persistent_workers.
         cache: enabled, dir, dtype, workers, in_memory.
         patches: train on random patches (size z-y-x, per_volume); null trains on volumes.
+        augment: flips, 90-degree rotations, intensity scale/shift of training batches (on the device).
         progress: show progress bars while indexing and caching.
     """
 
@@ -74,17 +77,16 @@ class DicomDataModule(pl.LightningDataModule):
         loader: LoaderConfig | None = None,
         cache: CacheConfig | None = None,
         patches: PatchConfig | None = None,
+        augment: AugmentConfig | None = None,
         progress: bool = True,
     ) -> None:
         super().__init__()
         raw: dict[str, Any] = {"root": root, "labels": labels, "label_columns": label_columns,
-                               "work_dir": work_dir, "on_error": on_error, "patches": patches}
+                               "work_dir": work_dir, "on_error": on_error}
         for name, value in (("selection", selection), ("preprocessing", preprocessing), ("split", split),
-                            ("loader", loader), ("cache", cache)):
+                            ("loader", loader), ("cache", cache), ("patches", patches), ("augment", augment)):
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
-        if patches is not None and hasattr(patches, "model_dump"):
-            raw["patches"] = patches.model_dump()
         self.config: DataConfig = parse_config(raw)
         self.progress = progress
         self.datasets: dict[str, Dataset] = {}
@@ -235,9 +237,12 @@ class DicomDataModule(pl.LightningDataModule):
         return self._loader("predict", shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Cast float16 cache transport to float32 on the device (half the bytes cross the bus)."""
-        if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor) and batch["image"].dtype == torch.float16:
-            batch["image"] = batch["image"].float()
+        """Cast float16 transport to float32 on the device (half the bytes cross the bus); augment in training."""
+        if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
+            if batch["image"].dtype == torch.float16:
+                batch["image"] = batch["image"].float()
+            if self.config.augment is not None and self.trainer is not None and self.trainer.training:
+                batch = augment_batch(batch, self.config.augment)
         return batch
 
     def state_dict(self) -> dict[str, Any]:
