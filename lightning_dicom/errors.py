@@ -7,7 +7,8 @@
     ├── NotDicomError                a file is not DICOM or cannot be parsed (.path)
     ├── SeriesError                  a series cannot be read or has bad geometry (.series_uid, .path)
     ├── CacheError                   a cache entry cannot be written or read (.path)
-    └── LabelError                   a labels CSV is malformed (.path)
+    ├── LabelError                   a labels CSV is malformed (.path)
+    └── MaskError                    a mask (NIfTI, SEG, RTSTRUCT) cannot be read or placed on its series
 
 Messages name the file or series UID and say what to do. They never contain a patient's
 name or ID: DICOM carries PHI.
@@ -23,6 +24,7 @@ __all__ = [
     "LabelError",
     "LightningDicomError",
     "LightningDicomWarning",
+    "MaskError",
     "NotDicomError",
     "SeriesError",
 ]
@@ -66,3 +68,7 @@ class CacheError(LightningDicomError):
 
 class LabelError(LightningDicomError, ValueError):
     """A labels CSV is malformed (missing key column, no label columns)."""
+
+
+class MaskError(LightningDicomError):
+    """A mask cannot be read or placed on the reference (wrong series, no overlap, bad file)."""
