@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import LightningDicomError, MaskError
+from .errors import MaskError
 from .index import SeriesRecord
 
 __all__ = ["PLANE_TOLERANCE", "MaskError", "fill_polygons", "read_mask", "read_mask_report"]
