@@ -122,13 +122,14 @@ class VolumeCache:
         npy.parent.mkdir(parents=True, exist_ok=True)
         try:
             array, meta = preprocess(read_series(rec), self.preprocessing)
+            array = self._cast(array, rec)
         except LightningDicomError as e:
             if raise_errors:
                 raise
-            _atomic_write(err, lambda fh: fh.write(json.dumps({"series_id": rec.series_id, "reason": str(e)}).encode()))
+            marker = json.dumps({"series_id": rec.series_id, "reason": str(e)}).encode()
+            _atomic_write(err, lambda fh: fh.write(marker))
             log.warning("skipping series %s: %s", rec.series_id, e.reason)
             return "error"
-        array = array.astype(self.dtype, copy=False)
         meta.update({
             "series_id": rec.series_id, "series_uid": rec.series_uid, "study_uid": rec.study_uid,
             "shape": list(array.shape), "dtype": array.dtype.str, "preprocessing": self.preprocessing.model_dump(mode="json"),
@@ -136,12 +137,25 @@ class VolumeCache:
         })
         _atomic_write(npy, lambda fh: np.save(fh, array, allow_pickle=False))
         _atomic_write(side, lambda fh: fh.write(json.dumps(meta).encode()))
+        err.unlink(missing_ok=True)  # a failure recorded earlier no longer holds
         return "ok"
+
+    def _cast(self, array: np.ndarray, rec: SeriesRecord) -> np.ndarray:
+        """``array`` in the stored dtype; values beyond its range are an error, not silent infinities."""
+        with np.errstate(over="ignore"):
+            out = array.astype(self.dtype, copy=False)
+        if out.dtype != array.dtype and not np.isfinite(out).all() and np.isfinite(array).all():
+            big = float(np.abs(array).max())
+            raise CacheError(
+                f"values up to {big:g} overflow the cache dtype {self.dtype.name} (max "
+                f"{float(np.finfo(self.dtype).max):g}); set cache.dtype: float32, or a window or normalisation",
+                series_uid=rec.series_uid)
+        return out
 
     def build(self, series: Sequence[SeriesRecord], *, workers: int | None = None, progress: bool = False,
               raise_errors: bool = False) -> dict[str, int]:
         """Build every missing entry in parallel processes. Returns counts by final status."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         todo = [s for s in series if self.status(s) in ("missing", "corrupt") or (raise_errors and self.status(s) == "error")]
         workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 
 __all__ = [
+    "AugmentConfig",
     "CacheConfig",
     "DataConfig",
     "LoaderConfig",
@@ -196,12 +197,14 @@ class DataConfig(_Model):
     on_error: Literal["raise", "skip"] = Field(
         default="skip", description="A series that fails to read or preprocess: raise, or skip and report."
     )
-    selection: SelectionConfig = Field(default_factory=SelectionConfig)
-    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    loader: LoaderConfig = Field(default_factory=LoaderConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which series to use.")
+    preprocessing: PreprocessingConfig = Field(
+        default_factory=PreprocessingConfig, description="Reorient, resample, clip, normalise, crop/pad.")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/val/test split by series.")
+    loader: LoaderConfig = Field(default_factory=LoaderConfig, description="DataLoader settings.")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Persistent cache of preprocessed volumes.")
     patches: PatchConfig | None = Field(default=None, description="Train on random patches; null: volumes.")
+    augment: AugmentConfig | None = Field(default=None, description="Training-batch augmentation on the device.")
 
     @field_validator("root", mode="before")
     @classmethod
@@ -232,21 +235,30 @@ class DataConfig(_Model):
         """Load a config from a YAML file (the whole file, or its ``data:`` section)."""
         import yaml
 
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
+        try:
+            with open(path, encoding="utf-8") as fh:
+                raw = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"not valid YAML: {err}", path=path) from None
         if isinstance(raw, dict) and "data" in raw and isinstance(raw["data"], dict):
             raw = raw["data"].get("init_args", raw["data"])
-        return parse_config(raw)
+        try:
+            return parse_config(raw)
+        except ConfigError as err:
+            raise ConfigError(err.reason, path=path) from None
 
 
 def validation_message(err: ValidationError, prefix: str = "") -> str:
     """Turn a pydantic error into lines naming each key and what is expected."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = list(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check spelling; see `lightning-dicom schema`)"
+        elif e["type"] == "missing" and len(loc) > 1 and isinstance(loc[-1], int):
+            msg = f"too few values: item {loc.pop()} is missing"  # a short list for a fixed-length tuple
+        key = ".".join(str(p) for p in loc) or "<root>"
         lines.append(f"{prefix}{key}: {msg} (got {e.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
@@ -259,3 +271,14 @@ def parse_config(raw: dict[str, Any] | DataConfig) -> DataConfig:
         return DataConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None
+
+
+class AugmentConfig(_Model):
+    """Light augmentation applied to training batches on the device (see ``augment.py``)."""
+
+    flip_axes: list[Literal[0, 1, 2]] = Field(
+        default=[], description="Axes flipped with probability 0.5 per sample: 0 = z, 1 = y, 2 = x.")
+    rot90: bool = Field(default=False, description="Rotate by k x 90 degrees in the y-x plane (square H, W only).")
+    intensity_scale: float = Field(default=0.0, ge=0.0, lt=1.0,
+                                   description="Multiply intensities by 1 + U(-s, s) per sample.")
+    intensity_shift: float = Field(default=0.0, ge=0.0, description="Add U(-s, s) per sample (normalised units).")

@@ -101,18 +101,20 @@ class PatchDataset(Dataset):
         self.size = tuple(int(s) for s in size)
         self.per_volume = int(per_volume)
         self._rng: np.random.Generator | None = None
+        self._seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.volumes) * self.per_volume
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        if self._rng is None:
-            self._rng = np.random.default_rng(torch.initial_seed() % 2**63)
+        seed = torch.initial_seed()
+        if self._rng is None or seed != self._seed:  # e.g. a worker forked after the parent drew a patch
+            self._rng, self._seed = np.random.default_rng(seed % 2**63), seed
         v = i // self.per_volume
         shape = self.volumes.shapes[v][1:]
-        start = [int(self._rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size)]
+        start = [int(self._rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size, strict=True)]
         vol = self.volumes.volume(v)
-        sl = (slice(None), *(slice(a, a + s) for a, s in zip(start, self.size)))
+        sl = (slice(None), *(slice(a, a + s) for a, s in zip(start, self.size, strict=True)))
         crop = vol[sl]
         patch = crop.clone() if isinstance(crop, torch.Tensor) else torch.from_numpy(np.array(crop))
         if tuple(patch.shape[1:]) != self.size:

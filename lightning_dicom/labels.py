@@ -59,22 +59,19 @@ def read_labels(path: str | Path, columns: Sequence[str] | None = None) -> Label
             non-numeric value in a multi-column table.
     """
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            header = list(rows[0].keys()) if rows else []
-    except OSError as err:
-        raise LabelError(f"cannot read labels CSV: {err.strerror}", path=path) from None
+    header, rows = _read_csv(path)
     keys = [h for h in header if h in KEYS]
     if len(keys) != 1:
         raise LabelError(
             f"the header must hold exactly one key column of {sorted(KEYS)}, found {keys or 'none'} "
             f"in {header}", path=path)
     key = keys[0]
-    cols = list(columns) if columns else [h for h in header if h != key]
+    cols = list(columns) if columns else [h for h in header if h != key and h]  # '' = trailing comma
     missing = [c for c in cols if c not in header]
-    if missing or not cols:
-        raise LabelError(f"label columns {missing or cols} not in the header {header}", path=path)
+    if not cols:
+        raise LabelError(f"no label column besides the key {key} in the header {header}", path=path)
+    if missing:
+        raise LabelError(f"label columns {missing} not in the header {header}", path=path)
     raw: dict[str, list[str]] = {}
     for i, row in enumerate(rows, start=2):
         k = (row.get(key) or "").strip()
@@ -84,6 +81,28 @@ def read_labels(path: str | Path, columns: Sequence[str] | None = None) -> Label
             raise LabelError(f"line {i}: duplicate {key}" + ("" if key == "PatientID" else f" {k}"), path=path)
         raw[k] = [(row.get(c) or "").strip() for c in cols]
     return _typed(path, key, cols, raw)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str | None, str]]]:
+    """(header, rows) of a CSV; names are stripped of spaces around them."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fieldnames = list(reader.fieldnames or [])
+    except OSError as err:
+        raise LabelError(f"cannot read labels CSV: {err.strerror}", path=path) from None
+    except UnicodeDecodeError:
+        raise LabelError("labels CSV is not UTF-8 text", path=path) from None
+    except csv.Error as err:
+        raise LabelError(f"malformed CSV: {err}", path=path) from None
+    header = [h.strip() for h in fieldnames]
+    if header != fieldnames:  # tolerate spaces around names
+        rows = [{(k.strip() if isinstance(k, str) else k): v for k, v in row.items()} for row in rows]
+    for i, row in enumerate(rows, start=2):
+        if any(v.strip() for v in row.get(None) or []):  # DictReader puts surplus values under None
+            raise LabelError(f"line {i}: more values than header columns {header}", path=path)
+    return header, rows
 
 
 def _typed(path: Path, key: str, cols: list[str], raw: dict[str, list[str]]) -> LabelTable:

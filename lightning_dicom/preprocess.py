@@ -55,10 +55,10 @@ def crop_or_pad(array: np.ndarray, size: tuple[int, int, int], pad_value: float)
     Returns the new array and ``start``: for each axis, the source index of output voxel 0
     (negative where the output is padded).
     """
-    start = [(s - t) // 2 for s, t in zip(array.shape[1:], size)]
+    start = [(s - t) // 2 for s, t in zip(array.shape[1:], size, strict=True)]
     out = np.full((array.shape[0], *size), pad_value, dtype=array.dtype)
     src, dst = [slice(None)], [slice(None)]
-    for s0, n, t in zip(start, array.shape[1:], size):
+    for s0, n, t in zip(start, array.shape[1:], size, strict=True):
         a, b = max(s0, 0), min(s0 + t, n)
         src.append(slice(a, b))
         dst.append(slice(a - s0, b - s0))
@@ -82,11 +82,22 @@ def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray,
     array = sitk.GetArrayViewFromImage(image).astype(np.float32)
     array = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
     if cfg.window is not None:
-        np.clip(array, cfg.window[0], cfg.window[1], out=array)
+        # float32 bounds, so that the window's ends map to exactly 0 and 1 below
+        w_lo, w_hi = np.float32(cfg.window[0]), np.float32(cfg.window[1])
+        np.clip(array, w_lo, w_hi, out=array)
     if cfg.normalize == "minmax":
-        lo, hi = cfg.window if cfg.window is not None else (float(array.min()), float(array.max()))
-        array -= lo
-        array *= 1.0 / (hi - lo) if hi > lo else 0.0
+        if cfg.window is not None:
+            lo, hi = np.float32(cfg.window[0]), np.float32(cfg.window[1])
+        else:
+            lo, hi = (array.min(), array.max()) if array.size else (np.float32(0), np.float32(0))
+        span = np.float32(hi - lo)
+        if span > 0:
+            # x - lo <= hi - lo in float32 for every x <= hi, so dividing (not multiplying by a
+            # reciprocal) gives exactly 1 at the upper bound and never exceeds it
+            array -= lo
+            array /= span
+        else:
+            array[...] = 0.0
     elif cfg.normalize == "zscore":
         mean, std = float(array.mean()), float(array.std())
         array -= mean

@@ -40,7 +40,7 @@ def split_series(series: Sequence[SeriesRecord], cfg: SplitConfig) -> Split:
         groups.setdefault(_group(rec, cfg.group_by), []).append(rec.series_id)
     order = sorted(groups, key=lambda g: hashlib.sha256(f"{cfg.seed}:{g}".encode()).hexdigest())
     n = len(order)
-    n_test = round(n * cfg.test)
+    n_test = min(round(n * cfg.test), max(0, n - 1))  # always leave a training group
     n_val = round(n * cfg.val)
     if n >= 2 and cfg.val > 0 and n_val == 0:
         n_val = 1
