@@ -19,14 +19,14 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import PreprocessingConfig
+from .config import MaskConfig, PreprocessingConfig
 from .errors import CacheError, LightningDicomError
 from .index import SeriesRecord
 
@@ -57,23 +57,45 @@ class VolumeCache:
         dtype: stored dtype of images, 'float16' (default) or 'float32'.
     """
 
-    def __init__(self, directory: str | Path, preprocessing: PreprocessingConfig, dtype: str = "float16"):
+    def __init__(self, directory: str | Path, preprocessing: PreprocessingConfig, dtype: str = "float16",
+                 masks: MaskConfig | None = None, mask_sources: Mapping[str, Sequence[str]] | None = None):
         from . import __version__
 
         self.dir = Path(directory)
         self.preprocessing = preprocessing
         self.dtype = np.dtype(dtype)
-        self._salt = json.dumps([CACHE_FORMAT, __version__.split(".")[:2], preprocessing.digest(), self.dtype.str])
+        self.masks = masks
+        self.mask_sources = {k: tuple(v) for k, v in (mask_sources or {}).items()}
+        self._salt = json.dumps([CACHE_FORMAT, __version__.split(".")[:2], preprocessing.digest(), self.dtype.str,
+                                 masks.digest() if masks else None])
+
+    def _mask_fingerprint(self, rec: SeriesRecord) -> str:
+        if self.masks is None:
+            return ""
+        ident = []
+        for p in self.mask_sources.get(rec.series_id, ()):
+            try:
+                st = os.stat(p)
+                ident.append((str(p), st.st_size, st.st_mtime_ns))
+            except OSError:
+                ident.append((str(p), -1, -1))
+        return json.dumps(ident)
 
     def key(self, rec: SeriesRecord) -> str:
-        """Cache key of a series under this config."""
-        return hashlib.sha256(f"{self._salt}|{rec.series_id}|{rec.fingerprint}".encode()).hexdigest()[:32]
+        """Cache key of a series under this config (and its mask files, when masks are configured)."""
+        ident = f"{self._salt}|{rec.series_id}|{rec.fingerprint}|{self._mask_fingerprint(rec)}"
+        return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
     def paths(self, rec: SeriesRecord) -> tuple[Path, Path, Path]:
         """(array, sidecar, error marker) paths of a series' entry."""
         k = self.key(rec)
         d = self.dir / k[:2]
         return d / f"{k}.npy", d / f"{k}.json", d / f"{k}.error.json"
+
+    def mask_paths(self, rec: SeriesRecord) -> tuple[Path, Path]:
+        """(mask array ``[1 or K, D, H, W]`` uint8, foreground voxel list ``[N, 3]`` int32) of an entry."""
+        npy = self.paths(rec)[0]
+        return npy.with_name(npy.stem + ".mask.npy"), npy.with_name(npy.stem + ".fg.npy")
 
     # -- reading ----------------------------------------------------------------------------------
     def status(self, rec: SeriesRecord) -> str:
@@ -89,8 +111,13 @@ class VolumeCache:
             meta = json.loads(side.read_text())
             arr = np.load(npy, mmap_mode="r", allow_pickle=False)
             expected = int(np.prod(meta["shape"])) * np.dtype(meta["dtype"]).itemsize
-            return list(arr.shape) == meta["shape"] and arr.dtype.str == np.dtype(meta["dtype"]).str and (
+            ok = list(arr.shape) == meta["shape"] and arr.dtype.str == np.dtype(meta["dtype"]).str and (
                 arr.nbytes == expected and npy.stat().st_size >= expected)
+            if ok and "mask" in meta:
+                mask = np.load(npy.with_name(npy.stem + ".mask.npy"), mmap_mode="r", allow_pickle=False)
+                np.load(npy.with_name(npy.stem + ".fg.npy"), mmap_mode="r", allow_pickle=False)
+                ok = list(mask.shape) == meta["mask"]["shape"] and mask.dtype == np.uint8
+            return ok
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             return False
 
@@ -121,8 +148,10 @@ class VolumeCache:
         npy, side, err = self.paths(rec)
         npy.parent.mkdir(parents=True, exist_ok=True)
         try:
-            array, meta = preprocess(read_series(rec), self.preprocessing)
+            image = read_series(rec)
+            array, meta = preprocess(image, self.preprocessing)
             array = self._cast(array, rec)
+            mask = self._mask(rec, image, meta, array.shape[1:]) if self.masks is not None else None
         except LightningDicomError as e:
             if raise_errors:
                 raise
@@ -135,10 +164,31 @@ class VolumeCache:
             "shape": list(array.shape), "dtype": array.dtype.str, "preprocessing": self.preprocessing.model_dump(mode="json"),
             "cache_format": CACHE_FORMAT, "lightning_dicom": self._salt,
         })
+        if mask is not None:
+            labels, missing = mask
+            from .mask_pipeline import foreground_coords
+
+            fg = foreground_coords(labels)
+            mpath, fpath = self.mask_paths(rec)
+            _atomic_write(mpath, lambda fh: np.save(fh, labels, allow_pickle=False))
+            _atomic_write(fpath, lambda fh: np.save(fh, fg, allow_pickle=False))
+            meta["mask"] = {"structures": list(self.masks.structures), "missing": missing,  # type: ignore[union-attr]
+                            "mode": self.masks.mode, "shape": list(labels.shape),  # type: ignore[union-attr]
+                            "foreground_voxels": int(len(fg))}
         _atomic_write(npy, lambda fh: np.save(fh, array, allow_pickle=False))
         _atomic_write(side, lambda fh: fh.write(json.dumps(meta).encode()))
         err.unlink(missing_ok=True)  # a failure recorded earlier no longer holds
         return "ok"
+
+    def _mask(self, rec: SeriesRecord, image: Any, meta: dict[str, Any], shape: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+        from .mask_pipeline import mask_on_grid, match_structures
+        from .masks import read_mask
+
+        found: dict[str, Any] = {}
+        for src in self.mask_sources.get(rec.series_id, ()):
+            found.update(read_mask(src, image, series_uid=rec.series_uid, frame_of_reference_uid=rec.frame_uid or None))
+        structures, missing = match_structures(found, self.masks)  # type: ignore[arg-type]
+        return mask_on_grid(structures, meta, shape, self.masks), missing  # type: ignore[arg-type]
 
     def _cast(self, array: np.ndarray, rec: SeriesRecord) -> np.ndarray:
         """``array`` in the stored dtype; values beyond its range are an error, not silent infinities."""
@@ -166,7 +216,8 @@ class VolumeCache:
                 bar.update()
         else:
             with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-                jobs = [(self.dir, self.preprocessing, self.dtype.name, s, raise_errors) for s in todo]
+                jobs = [(self.dir, self.preprocessing, self.dtype.name, self.masks,
+                         {s.series_id: self.mask_sources.get(s.series_id, ())}, s, raise_errors) for s in todo]
                 for _ in pool.map(_build_entry, jobs):
                     bar.update()
         bar.close()
@@ -185,5 +236,5 @@ def _init_worker() -> None:
 
 
 def _build_entry(args: tuple) -> str:
-    directory, prep, dtype, rec, raise_errors = args
-    return VolumeCache(directory, prep, dtype).build_one(rec, raise_errors=raise_errors)
+    directory, prep, dtype, masks, sources, rec, raise_errors = args
+    return VolumeCache(directory, prep, dtype, masks, sources).build_one(rec, raise_errors=raise_errors)

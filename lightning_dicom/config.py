@@ -25,6 +25,7 @@ __all__ = [
     "CacheConfig",
     "DataConfig",
     "LoaderConfig",
+    "MaskConfig",
     "PatchConfig",
     "PreprocessingConfig",
     "SelectionConfig",
@@ -205,6 +206,7 @@ class DataConfig(_Model):
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Persistent cache of preprocessed volumes.")
     patches: PatchConfig | None = Field(default=None, description="Train on random patches; null: volumes.")
     augment: AugmentConfig | None = Field(default=None, description="Training-batch augmentation on the device.")
+    masks: MaskConfig | None = Field(default=None, description="Segmentation masks (NIfTI, DICOM SEG, RTSTRUCT).")
 
     @field_validator("root", mode="before")
     @classmethod
@@ -282,3 +284,57 @@ class AugmentConfig(_Model):
     intensity_scale: float = Field(default=0.0, ge=0.0, lt=1.0,
                                    description="Multiply intensities by 1 + U(-s, s) per sample.")
     intensity_shift: float = Field(default=0.0, ge=0.0, description="Add U(-s, s) per sample (normalised units).")
+
+
+class MaskConfig(_Model):
+    """Segmentation masks: which structures, from which sources, in which form."""
+
+    structures: dict[str, str] = Field(
+        description="Structure name -> regular expression searched in segment/ROI names (e.g. "
+        "\"lung\": \"(?i)^(lt|rt|left|right)?[ _]?lung\"). A list of names matches each name exactly "
+        "(case-insensitive). Order is priority in 'labels' mode (first wins overlaps) and channel order.")
+    mode: Literal["labels", "channels"] = Field(
+        default="labels", description="'labels': one channel, 0 = background, k = k-th structure (int64 in "
+        "batches); 'channels': one binary channel per structure.")
+    csv: Path | None = Field(
+        default=None, description="CSV with SeriesInstanceUID and mask columns: NIfTI/NRRD/MHA paths "
+        "(relative to the CSV's folder). DICOM SEG and RTSTRUCT objects are found in the index.")
+    sources: list[Literal["csv", "seg", "rtstruct"]] = Field(
+        default=["csv", "seg", "rtstruct"], description="Where masks come from: the CSV's files, DICOM SEG "
+        "and/or RTSTRUCT objects linked to the series (all matching segments are merged per structure).")
+    require_all: bool = Field(
+        default=True, description="A series lacking a structure is reported and left out of fit/validate/test.")
+    interpolation: Literal["nearest", "linear"] = Field(
+        default="linear", description="Mask resampling: 'linear' on one-hot channels then argmax/threshold "
+        "(smoother boundaries), or 'nearest'.")
+    foreground_fraction: float = Field(
+        default=1 / 3, ge=0.0, le=1.0,
+        description="Share of training patches centred on a foreground voxel (nnU-Net uses 1/3).")
+
+    @field_validator("structures", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            import re
+
+            return {str(n): f"(?i)^{re.escape(str(n))}$" for n in v}
+        return v
+
+    @field_validator("structures")
+    @classmethod
+    def _regexes(cls, v: dict[str, str]) -> dict[str, str]:
+        import re
+
+        if not v:
+            raise ValueError("structures needs at least one name")
+        for name, pattern in v.items():
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"structure {name!r}: invalid regular expression {pattern!r} ({err})") from None
+        return v
+
+    def digest(self) -> str:
+        """Hash of what changes the cached mask (not the CSV path)."""
+        keep = self.model_dump(mode="json", include={"structures", "mode", "interpolation"})
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()

@@ -20,6 +20,7 @@ from .config import (
     CacheConfig,
     DataConfig,
     LoaderConfig,
+    MaskConfig,
     PatchConfig,
     PreprocessingConfig,
     SelectionConfig,
@@ -27,7 +28,7 @@ from .config import (
     parse_config,
 )
 from .dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
-from .errors import LightningDicomError
+from .errors import ConfigError, LightningDicomError
 from .index import DicomIndex, SeriesRecord, select_series
 from .labels import LabelTable, read_labels
 from .preprocess import worker_init_fn
@@ -61,6 +62,8 @@ class DicomDataModule(pl.LightningDataModule):
         cache: enabled, dir, dtype, workers, in_memory.
         patches: train on random patches (size z-y-x, per_volume); null trains on volumes.
         augment: flips, 90-degree rotations, intensity scale/shift of training batches (on the device).
+        masks: segmentation structures (name -> regex), mode (labels/channels), a CSV of NIfTI masks;
+            DICOM SEG and RTSTRUCT objects in the folders are linked to their series automatically.
         progress: show progress bars while indexing and caching.
     """
 
@@ -78,13 +81,15 @@ class DicomDataModule(pl.LightningDataModule):
         cache: CacheConfig | None = None,
         patches: PatchConfig | None = None,
         augment: AugmentConfig | None = None,
+        masks: MaskConfig | None = None,
         progress: bool = True,
     ) -> None:
         super().__init__()
         raw: dict[str, Any] = {"root": root, "labels": labels, "label_columns": label_columns,
                                "work_dir": work_dir, "on_error": on_error}
         for name, value in (("selection", selection), ("preprocessing", preprocessing), ("split", split),
-                            ("loader", loader), ("cache", cache), ("patches", patches), ("augment", augment)):
+                            ("loader", loader), ("cache", cache), ("patches", patches), ("augment", augment),
+                            ("masks", masks)):
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
         self.config: DataConfig = parse_config(raw)
@@ -94,6 +99,7 @@ class DicomDataModule(pl.LightningDataModule):
         self.split: Split | None = None
         self.prepare_data_per_node = True  # set False when all nodes share one cache directory
         self._restored_split: Split | None = None
+        self._mask_sources: dict[str, list[str]] | None = None
         self.report: dict[str, Any] = {}
 
     @classmethod
@@ -114,7 +120,28 @@ class DicomDataModule(pl.LightningDataModule):
         return DicomIndex(self.config.root, self.work_dir / "index.sqlite")
 
     def volume_cache(self) -> VolumeCache:
-        return VolumeCache(self.config.resolved_cache_dir(), self.config.preprocessing, self.config.cache.dtype)
+        """The cache for this config (with each series' mask files when masks are configured)."""
+        if self.config.masks is not None and self._mask_sources is None:
+            with self.open_index() as idx:
+                self._mask_sources, _ = self._find_masks(idx, self._selected(idx)[0])
+        return VolumeCache(self.config.resolved_cache_dir(), self.config.preprocessing, self.config.cache.dtype,
+                           self.config.masks, self._mask_sources)
+
+    def _find_masks(self, idx: DicomIndex, selected: list[SeriesRecord]) -> tuple[dict[str, list[str]], list[str]]:
+        """Mask files per series id (CSV NIfTI paths + linked SEG/RTSTRUCT) and SEG/RTSTRUCT files linking nothing."""
+        from .association import find_mask_objects, link_masks, read_mask_csv
+
+        assert self.config.masks is not None
+        kinds = set(self.config.masks.sources)
+        linked, orphans = link_masks(selected, [o for o in find_mask_objects(idx) if o.kind in kinds])
+        if self.config.masks.csv is not None and "csv" in kinds:
+            by_uid = {}
+            for s in selected:
+                by_uid.setdefault(s.series_uid, s.series_id)
+            for uid, paths in read_mask_csv(self.config.masks.csv).items():
+                if uid in by_uid:
+                    linked.setdefault(by_uid[uid], []).extend(paths)
+        return {k: sorted(v) for k, v in linked.items()}, orphans
 
     def _selected(self, idx: DicomIndex) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
         return select_series(idx.series(), self.config.selection)
@@ -125,6 +152,8 @@ class DicomDataModule(pl.LightningDataModule):
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
             selected, _ = self._selected(idx)
+            if self.config.masks is not None:
+                self._mask_sources, _ = self._find_masks(idx, selected)
         if self.config.cache.enabled:  # failures are recorded, and raised in setup() on every rank alike
             self.volume_cache().build(selected, workers=self.config.cache.workers, progress=self.progress)
 
@@ -135,6 +164,11 @@ class DicomDataModule(pl.LightningDataModule):
                 idx.scan(progress=self.progress)  # prepare_data was not called (notebook use)
             selected, dropped = self._selected(idx)
             n_skipped_files = len(idx.skipped())
+            mask_orphans: list[str] = []
+            if self.config.masks is not None:
+                if not self.config.cache.enabled:
+                    raise ConfigError("masks need the cache (cache.enabled: true)")
+                self._mask_sources, mask_orphans = self._find_masks(idx, selected)
         self.series = {s.series_id: s for s in selected}
         table = read_labels(self.config.labels, self.config.label_columns) if self.config.labels else None
         usable, failed = self._usable(selected)
@@ -153,8 +187,15 @@ class DicomDataModule(pl.LightningDataModule):
                 log.warning("%d selected series have no label (left out of fit/validate/test); "
                             "%d labels match no series", len(unlabelled), len(orphans))
         usable_ids = {s.series_id for s in usable}
+        supervised_ids = set(usable_ids)
+        if self.config.masks is not None:
+            missing = self._missing_structures(usable)
+            self.report.update(mask_objects_unlinked=mask_orphans, series_missing_structures=missing)
+            if missing and self.config.masks.require_all:
+                log.warning("%d series lack a required structure (left out of fit/validate/test)", len(missing))
+                supervised_ids -= set(missing)
         for part in ("train", "val", "test"):
-            recs = [self.series[i] for i in self.split[part] if i in usable_ids]
+            recs = [self.series[i] for i in self.split[part] if i in supervised_ids]
             if table is not None:
                 recs = [r for r in recs if table.lookup(r) is not None]
             self.datasets[part] = self._dataset(recs, table, train=part == "train")
@@ -183,6 +224,15 @@ class DicomDataModule(pl.LightningDataModule):
                                       series_uid=failed[0][0])
         return usable, failed
 
+    def _missing_structures(self, usable: list[SeriesRecord]) -> dict[str, list[str]]:
+        cache = self.volume_cache()
+        out = {}
+        for s in usable:
+            meta = json.loads(cache.paths(s)[1].read_text()).get("mask", {})
+            if meta.get("missing"):
+                out[s.series_id] = meta["missing"]
+        return out
+
     def _dataset(self, recs: list[SeriesRecord], table: LabelTable | None, *, train: bool,
                  with_labels: bool = True) -> Dataset:
         labels = [table.lookup(r) for r in recs] if table is not None and with_labels else None
@@ -191,17 +241,24 @@ class DicomDataModule(pl.LightningDataModule):
         if not self.config.cache.enabled:
             return SeriesDataset(recs, self.config.preprocessing, labels, self.config.on_error)
         cache = self.volume_cache()
-        paths, metas = [], []
+        paths, metas, mask_paths, fgs = [], [], [], []
         for r in recs:
             npy, side, _ = cache.paths(r)
             paths.append(npy)
             metas.append(json.loads(side.read_text()))
+            if self.config.masks is not None:
+                mpath, fpath = cache.mask_paths(r)
+                mask_paths.append(mpath)
+                fgs.append(np.load(fpath, allow_pickle=False))
         shared = None
         if self.config.cache.in_memory:
             shared = [torch.from_numpy(np.load(p, allow_pickle=False)).share_memory_() for p in paths]
-        volumes = CachedVolumeDataset(paths, metas, labels, shared)
+        with_masks = self.config.masks is not None
+        volumes = CachedVolumeDataset(paths, metas, labels, shared, mask_paths if with_masks else None,
+                                      fgs if with_masks else None)
         if train and self.config.patches is not None:
-            return PatchDataset(volumes, self.config.patches.size, self.config.patches.per_volume)
+            fraction = self.config.masks.foreground_fraction if self.config.masks is not None else 0.0
+            return PatchDataset(volumes, self.config.patches.size, self.config.patches.per_volume, fraction)
         return volumes
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
@@ -241,6 +298,8 @@ class DicomDataModule(pl.LightningDataModule):
         if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
             if batch["image"].dtype == torch.float16:
                 batch["image"] = batch["image"].float()
+            if self.config.masks is not None and self.config.masks.mode == "labels" and isinstance(batch.get("mask"), torch.Tensor):
+                batch["mask"] = batch["mask"].long()  # uint8 in transport
             if self.config.augment is not None and self.trainer is not None and self.trainer.training:
                 batch = augment_batch(batch, self.config.augment)
         return batch

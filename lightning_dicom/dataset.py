@@ -39,15 +39,25 @@ class _MetaTable:
         self.spacing = np.array([m["spacing"] for m in metas], dtype=np.float64).reshape(-1, 3)
         self.origin = np.array([m["origin"] for m in metas], dtype=np.float64).reshape(-1, 3)
         self.direction = np.array([m["direction"] for m in metas], dtype=np.float64).reshape(-1, 9)
+        self.has_source = bool(metas) and all("source" in m for m in metas)
+        if self.has_source:  # the source series' grid, for to_source_geometry
+            self.source_spacing = np.array([m["source"]["spacing"] for m in metas], np.float64).reshape(-1, 3)
+            self.source_origin = np.array([m["source"]["origin"] for m in metas], np.float64).reshape(-1, 3)
+            self.source_direction = np.array([m["source"]["direction"] for m in metas], np.float64).reshape(-1, 9)
+            self.source_size = np.array([m["source"]["size"] for m in metas], np.int64).reshape(-1, 3)
 
     def get(self, i: int) -> dict[str, Any]:
-        return {
+        out = {
             "series_id": str(self.series_id[i]),
             "spacing": torch.from_numpy(self.spacing[i].copy()),
             "origin": torch.from_numpy(self.origin[i].copy()),
             "direction": torch.from_numpy(self.direction[i].copy()),
             "index": i,
         }
+        if self.has_source:
+            for k in ("source_spacing", "source_origin", "source_direction", "source_size"):
+                out[k] = torch.from_numpy(getattr(self, k)[i].copy())
+        return out
 
 
 def _labels(labels: Sequence[np.ndarray] | None) -> np.ndarray | None:
@@ -60,8 +70,13 @@ class CachedVolumeDataset(Dataset):
     """Whole volumes read from cache entries (``.npy`` paths) with their sidecar geometry."""
 
     def __init__(self, paths: Sequence[str], metas: Sequence[dict[str, Any]],
-                 labels: Sequence[np.ndarray] | None = None, shared: Sequence[torch.Tensor] | None = None):
+                 labels: Sequence[np.ndarray] | None = None, shared: Sequence[torch.Tensor] | None = None,
+                 mask_paths: Sequence[str] | None = None, foreground: Sequence[np.ndarray] | None = None):
         self.paths = np.array([str(p) for p in paths], dtype=np.str_)
+        self.mask_paths = np.array([str(p) for p in mask_paths], dtype=np.str_) if mask_paths is not None else None
+        fg = list(foreground) if foreground is not None else [np.zeros((0, 3), np.int32)] * len(self.paths)
+        self.fg_offsets = np.cumsum([0] + [len(f) for f in fg]).astype(np.int64)
+        self.fg_coords = np.concatenate(fg).astype(np.int32) if fg else np.zeros((0, 3), np.int32)
         self.meta = _MetaTable(metas, [m["series_id"] for m in metas])
         self.shapes = np.array([m["shape"] for m in metas], dtype=np.int64).reshape(-1, 4)
         self.labels = _labels(labels)
@@ -76,16 +91,28 @@ class CachedVolumeDataset(Dataset):
             return self.shared[i]
         return np.load(self.paths[i], mmap_mode="r", allow_pickle=False)
 
-    def _sample(self, i: int, image: torch.Tensor) -> dict[str, Any]:
+    def mask(self, i: int) -> np.ndarray | None:
+        """The uint8 ``[1 or K, D, H, W]`` mask of sample i (a read-only memory map), if masks are cached."""
+        if self.mask_paths is None:
+            return None
+        return np.load(self.mask_paths[i], mmap_mode="r", allow_pickle=False)
+
+    def foreground(self, i: int) -> np.ndarray:
+        """Sampled foreground voxel indices (z-y-x) of sample i's mask."""
+        return self.fg_coords[self.fg_offsets[i]:self.fg_offsets[i + 1]]
+
+    def _sample(self, i: int, image: torch.Tensor, mask: np.ndarray | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"image": image, "meta": self.meta.get(i)}
         if self.labels is not None:
             out["label"] = torch.as_tensor(np.asarray(self.labels[i]).copy())
+        if mask is not None:
+            out["mask"] = torch.from_numpy(np.array(mask, dtype=np.uint8))
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         vol = self.volume(i)
         image = vol.clone() if isinstance(vol, torch.Tensor) else torch.from_numpy(np.array(vol))
-        return self._sample(i, image)
+        return self._sample(i, image, self.mask(i))
 
 
 class PatchDataset(Dataset):
@@ -96,10 +123,12 @@ class PatchDataset(Dataset):
     the DataLoader vary per worker and per epoch (``seed_everything`` makes it reproducible).
     """
 
-    def __init__(self, volumes: CachedVolumeDataset, size: tuple[int, int, int], per_volume: int):
+    def __init__(self, volumes: CachedVolumeDataset, size: tuple[int, int, int], per_volume: int,
+                 foreground_fraction: float = 0.0):
         self.volumes = volumes
         self.size = tuple(int(s) for s in size)
         self.per_volume = int(per_volume)
+        self.foreground_fraction = float(foreground_fraction)
         self._rng: np.random.Generator | None = None
         self._seed: int | None = None
 
@@ -112,22 +141,34 @@ class PatchDataset(Dataset):
             self._rng, self._seed = np.random.default_rng(seed % 2**63), seed
         v = i // self.per_volume
         shape = self.volumes.shapes[v][1:]
-        start = [int(self._rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size, strict=True)]
-        vol = self.volumes.volume(v)
+        fg = self.volumes.foreground(v)
+        if len(fg) and self._rng.random() < self.foreground_fraction:  # centre on a foreground voxel
+            centre = fg[int(self._rng.integers(len(fg)))]
+            start = [int(min(max(c - s // 2, 0), max(n - s, 0))) for c, n, s in zip(centre, shape, self.size, strict=True)]
+        else:
+            start = [int(self._rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size, strict=True)]
         sl = (slice(None), *(slice(a, a + s) for a, s in zip(start, self.size, strict=True)))
-        crop = vol[sl]
-        patch = crop.clone() if isinstance(crop, torch.Tensor) else torch.from_numpy(np.array(crop))
-        if tuple(patch.shape[1:]) != self.size:
-            full = torch.full((patch.shape[0], *self.size), float(patch.min()), dtype=patch.dtype)
-            full[(slice(None), *(slice(0, n) for n in patch.shape[1:]))] = patch
-            patch = full
-        out = self.volumes._sample(v, patch)
+        patch = self._crop(self.volumes.volume(v), sl, None)
+        mask = self.volumes.mask(v)
+        out = self.volumes._sample(v, patch, None)
+        if mask is not None:
+            out["mask"] = self._crop(mask, sl, 0)
         meta = out["meta"]
         direction = meta["direction"].reshape(3, 3)
         offset = torch.tensor(start[::-1], dtype=torch.float64) * meta["spacing"]
         meta["origin"] = meta["origin"] + direction @ offset
         meta["patch_start"] = torch.tensor(start)
         return out
+
+    def _crop(self, vol: np.ndarray | torch.Tensor, sl: tuple, pad: float | None) -> torch.Tensor:
+        crop = vol[sl]
+        patch = crop.clone() if isinstance(crop, torch.Tensor) else torch.from_numpy(np.array(crop))
+        if tuple(patch.shape[1:]) != self.size:  # volume smaller than the patch: pad at the end
+            value = float(patch.min()) if pad is None else pad
+            full = torch.full((patch.shape[0], *self.size), value, dtype=patch.dtype)
+            full[(slice(None), *(slice(0, n) for n in patch.shape[1:]))] = patch
+            patch = full
+        return patch
 
 
 class SeriesDataset(Dataset):

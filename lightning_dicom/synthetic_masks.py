@@ -307,3 +307,193 @@ def write_seg(
     out.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(out)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# a segmentation dataset: CT series with a known lesion, and its masks as SEG, RTSTRUCT and NIfTI
+
+__all__ += ["LESION_HU", "lesion_polygons", "write_segmentation_dataset"]
+
+_SEG_NS = "lightning_dicom.synthetic_masks.dataset"
+#: HU inside the lesion of :func:`write_segmentation_dataset` (plus gaussian noise, sd 10).
+LESION_HU = 300.0
+
+
+def _hashed(*parts: object) -> str:
+    import hashlib
+
+    return hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()[:12]
+
+
+def lesion_polygons(mask_zyx: np.ndarray, spacing: Sequence[float], origin: Sequence[float],
+                    direction: Sequence[float]) -> list[np.ndarray]:
+    """Per-slice contours (``(N, 3)`` LPS mm) that enclose exactly the voxel centres of ``mask_zyx``.
+
+    Each slice's mask is traced along voxel edges (a staircase polygon: right edges top to bottom,
+    left edges bottom to top), so every voxel centre lies 0.5 voxel from the contour and an
+    RTSTRUCT reader that fills voxel centres recovers the mask exactly. A new contour starts
+    wherever a row holds no voxel, several runs, or a run that does not touch the previous row's.
+    """
+    mask = np.asarray(mask_zyx, dtype=bool)
+    m = np.asarray(direction, dtype=np.float64).reshape(3, 3) @ np.diag(np.asarray(spacing, dtype=np.float64))
+    o = np.asarray(origin, dtype=np.float64)
+    out: list[np.ndarray] = []
+    for k in range(mask.shape[0]):
+        groups: list[list[tuple[int, int, int]]] = []  # runs (y, x0, x1) of consecutive connected rows
+        for y in range(mask.shape[1]):
+            xs = np.flatnonzero(mask[k, y])
+            if xs.size == 0:
+                continue
+            breaks = np.flatnonzero(np.diff(xs) > 1)
+            runs = np.split(xs, breaks + 1)
+            prev = groups[-1][-1] if groups else None
+            if (len(runs) == 1 and prev is not None and prev[0] == y - 1
+                    and xs[0] <= prev[2] + 1 and xs[-1] >= prev[1] - 1):
+                groups[-1].append((y, int(xs[0]), int(xs[-1])))
+            else:
+                groups.extend([[(y, int(r[0]), int(r[-1]))] for r in runs])
+        for rows in groups:
+            pts = []
+            for y, _, x1 in rows:
+                pts += [(x1 + 0.5, y - 0.5), (x1 + 0.5, y + 0.5)]
+            for y, x0, _ in reversed(rows):
+                pts += [(x0 - 0.5, y + 0.5), (x0 - 0.5, y - 0.5)]
+            idx = np.array([(x, y, k) for x, y in pts], dtype=np.float64)
+            out.append(idx @ m.T + o)
+    return out
+
+
+def _lesion_mask(shape_zyx: Sequence[int], spacing: Sequence[float], rng: np.random.Generator,
+                 radius_mm: float | None) -> np.ndarray:
+    """A seeded ellipsoid (semi-axes in mm, axis-aligned with the voxel axes) fully inside the volume."""
+    shape = np.asarray(shape_zyx, dtype=np.int64)
+    sp_zyx = np.asarray(spacing, dtype=np.float64)[::-1]
+    extent = (shape - 1) * sp_zyx
+    r = float(radius_mm) if radius_mm is not None else 0.2 * float(extent.min())
+    semi = r * rng.uniform(0.85, 1.15, size=3)  # z, y, x mm
+    semi = np.minimum(semi, np.maximum(0.45 * extent - sp_zyx, sp_zyx))  # keep a margin to the faces
+    lo = semi / sp_zyx + 1.0
+    hi = shape - 2.0 - semi / sp_zyx
+    centre = np.where(hi > lo, lo + rng.uniform(0.3, 0.7, size=3) * (hi - lo), (shape - 1) / 2.0)
+    zz, yy, xx = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    d = (((zz - centre[0]) * sp_zyx[0] / semi[0]) ** 2 + ((yy - centre[1]) * sp_zyx[1] / semi[1]) ** 2
+         + ((xx - centre[2]) * sp_zyx[2] / semi[2]) ** 2)
+    mask = d <= 1.0
+    if not mask.any():
+        mask[tuple(np.rint(centre).astype(int))] = True
+    return mask
+
+
+def write_segmentation_dataset(
+    root: PathLike,
+    *,
+    n_patients: int = 8,
+    shape_zyx: Sequence[int] = (32, 48, 48),
+    spacing: Sequence[float] = (1.0, 1.0, 2.0),
+    seed: int = 0,
+    formats: Sequence[str] = ("seg", "rtstruct", "nifti"),
+    orientations: Sequence[str | tuple[str, float]] = ("axial",),
+    lesion_radius_mm: float | None = None,
+) -> list[dict[str, Any]]:
+    """Write CT series with one known lesion each, and the lesion as DICOM SEG, RTSTRUCT and NIfTI.
+
+    Layout (hashed, PHI-free directory names)::
+
+        root/<patient>/<study>/<series>/IM*.dcm         the CT series (synthetic.write_series)
+        root/<patient>/<study>/<seg series>/seg.dcm      DICOM SEG, one segment "lesion"    ("seg")
+        root/<patient>/<study>/<rt series>/rtstruct.dcm  RTSTRUCT, one ROI "lesion"         ("rtstruct")
+        root/masks/<series>.nii.gz                       uint8 label image, 1 = lesion     ("nifti")
+        root/masks.csv                                   SeriesInstanceUID,mask            ("nifti")
+
+    ``masks.csv`` paths are relative to the CSV's folder (``masks/<...>.nii.gz``). The index skips
+    SEG/RTSTRUCT objects as non-image files, so ``root`` can be handed to a
+    :class:`~lightning_dicom.DicomDataModule` as is.
+
+    Each series is :func:`~lightning_dicom.synthetic.make_phantom` (no lesion of its own) plus an
+    ellipsoid lesion of ``LESION_HU`` (+ noise) whose semi-axes are ``lesion_radius_mm`` (default
+    20% of the smallest physical extent) x U(0.85, 1.15), placed at a seeded position fully inside
+    the volume. The lesion mask is exact: the voxels whose centres lie in the ellipsoid. The
+    RTSTRUCT contours trace those voxels' edges (see :func:`lesion_polygons`), so SEG, RTSTRUCT and
+    NIfTI all read back as the same mask.
+
+    Args:
+        root: output folder.
+        n_patients: one study with one series per patient.
+        shape_zyx: voxels per series, z-y-x.
+        spacing: x-y-z mm.
+        seed: everything (UIDs included) is deterministic for a seed.
+        formats: any of "seg", "rtstruct", "nifti".
+        orientations: cycled over series, as in :func:`~lightning_dicom.synthetic.write_dataset`
+            ("axial", "sagittal:20", ("coronal", 15.0)).
+        lesion_radius_mm: nominal lesion radius.
+
+    Returns:
+        One dict per series, in write order: ``series_uid``, ``series`` (the
+        :class:`~lightning_dicom.synthetic.SyntheticSeries`), ``files`` (slice order), ``mask``
+        (bool ``[z, y, x]``, ``mask[k]`` on ``files[k]``), ``spacing``, ``origin``, ``direction``,
+        and ``seg``, ``rtstruct``, ``nifti`` (paths, None for formats not written).
+    """
+    import csv
+
+    import SimpleITK as sitk
+
+    from .synthetic import _orientation_spec, direction_from_orientation, make_phantom, write_series
+
+    unknown = set(formats) - {"seg", "rtstruct", "nifti"}
+    if unknown:
+        raise ValueError(f"unknown formats {sorted(unknown)}; choose from 'seg', 'rtstruct', 'nifti'")
+    if n_patients < 1:
+        raise ValueError("n_patients must be >= 1")
+    if not orientations:
+        raise ValueError("orientations must not be empty")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    spacing_t = tuple(float(v) for v in spacing)
+    shape = tuple(int(v) for v in shape_zyx)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E6]))
+    out: list[dict[str, Any]] = []
+    for p in range(n_patients):
+        patient_id = f"SYN{p + 1:04d}"
+        study_uid = generate_uid(entropy_srcs=[_SEG_NS, "study", str(seed), str(p)])
+        series_uid = generate_uid(entropy_srcs=[_SEG_NS, "series", str(seed), str(p)])
+        study_dir = root / _hashed(_SEG_NS, seed, "patient", p) / _hashed(_SEG_NS, seed, "study", study_uid)
+        name, deg = _orientation_spec(orientations[p % len(orientations)])
+        direction = direction_from_orientation(name, deg)
+        series_seed = int(np.random.SeedSequence([seed, p, 0x5E6]).generate_state(1)[0])
+        hu = make_phantom(shape, lesion=False, seed=series_seed).astype(np.float64)
+        lesion = _lesion_mask(shape, spacing_t, rng, lesion_radius_mm)
+        noise = np.random.default_rng(series_seed + 1).normal(0.0, 10.0, size=hu.shape)
+        hu = np.where(lesion, LESION_HU + noise, hu)
+        extent = (np.asarray(shape[::-1], dtype=np.float64) - 1.0) * np.asarray(spacing_t)
+        origin = -np.asarray(direction).reshape(3, 3) @ (extent / 2.0) + rng.uniform(-5.0, 5.0, size=3)
+        s = write_series(study_dir / _hashed(_SEG_NS, seed, "series", series_uid), np.rint(hu).astype(np.int16),
+                         spacing=spacing_t, origin=tuple(np.round(origin, 3)), direction=direction,
+                         patient_id=patient_id, patient_name=f"SYN^PATIENT{p + 1:04d}", study_uid=study_uid,
+                         series_uid=series_uid, series_description=f"SYNTHETIC CT {name.upper()}",
+                         seed=series_seed, label=1)
+        item: dict[str, Any] = {"series_uid": series_uid, "series": s, "files": list(s.files), "mask": lesion,
+                                "spacing": s.spacing, "origin": s.origin, "direction": s.direction,
+                                "seg": None, "rtstruct": None, "nifti": None}
+        if "seg" in formats:
+            item["seg"] = write_seg(study_dir / _hashed(_SEG_NS, seed, "seg", series_uid) / "seg.dcm", s,
+                                    {"lesion": lesion})
+        if "rtstruct" in formats:
+            polys = lesion_polygons(lesion, s.spacing, s.origin, s.direction)
+            item["rtstruct"] = write_rtstruct(study_dir / _hashed(_SEG_NS, seed, "rt", series_uid) / "rtstruct.dcm",
+                                              s, {"lesion": polys}, label="LESION")
+        if "nifti" in formats:
+            img = sitk.GetImageFromArray(lesion.astype(np.uint8))
+            img.SetSpacing(s.spacing)
+            img.SetOrigin(s.origin)
+            img.SetDirection(s.direction)
+            path = root / "masks" / f"{_hashed(_SEG_NS, seed, 'mask', series_uid)}.nii.gz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(img, str(path), True)
+            item["nifti"] = path
+        out.append(item)
+    if "nifti" in formats:
+        with open(root / "masks.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["SeriesInstanceUID", "mask"])
+            writer.writerows([it["series_uid"], it["nifti"].relative_to(root).as_posix()] for it in out)
+    return out
