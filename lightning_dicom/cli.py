@@ -53,7 +53,7 @@ def _index(argv: Sequence[str]) -> int:
                      "x".join(f"{v:.3g}" for v in s["spacing"]), s["patient_key"], s["description"][:32]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     n_skip = sum(len(v) for v in report["skipped"].values())
     print(f"\n{len(report['series'])} volumes; {n_skip} files skipped; {scan.n_files} files "
           f"({scan.n_read} headers read) in {scan.seconds:.2f} s. *patient: one-way pseudonym of PatientID")

@@ -13,15 +13,13 @@ Conventions used across lightning_dicom:
 
 from __future__ import annotations
 
-from typing import Tuple
-
-ShapeZYX = Tuple[int, int, int]
+ShapeZYX = tuple[int, int, int]
 """Array shape (slices, rows, columns)."""
-SizeXYZ = Tuple[int, int, int]
+SizeXYZ = tuple[int, int, int]
 """Image size in SimpleITK order (columns, rows, slices)."""
-SpacingXYZ = Tuple[float, float, float]
+SpacingXYZ = tuple[float, float, float]
 """Voxel spacing in mm, x-y-z."""
-PointLPS = Tuple[float, float, float]
+PointLPS = tuple[float, float, float]
 """A world position in mm, DICOM LPS."""
-Direction = Tuple[float, float, float, float, float, float, float, float, float]
+Direction = tuple[float, float, float, float, float, float, float, float, float]
 """Row-major 3x3 direction cosines, columns = world directions of the x, y, z index axes."""
