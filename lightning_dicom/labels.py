@@ -120,7 +120,13 @@ def _typed(path: Path, key: str, cols: list[str], raw: dict[str, list[str]]) -> 
         return LabelTable(key, cols, "multi", {k: np.array([float(x) for x in v], np.float32) for k, v in raw.items()})
     flat = {k: v[0] for k, v in raw.items()}
     if numeric and all(float(v).is_integer() for v in flat.values()):
-        return LabelTable(key, cols, "class", {k: np.array(int(float(v)), np.int64) for k, v in flat.items()})
+        values = sorted({int(float(v)) for v in flat.values()})
+        if not values or values[0] >= 0:  # class indices as given (a class may have no example in this file)
+            return LabelTable(key, cols, "class", {k: np.array(int(float(v)), np.int64) for k, v in flat.items()})
+        # negative classes such as {-1, 1}: index them 0..K-1 (cross-entropy needs that) and say how
+        return LabelTable(key, cols, "class",
+                          {k: np.array(values.index(int(float(v))), np.int64) for k, v in flat.items()},
+                          classes=[str(v) for v in values])
     if numeric:
         return LabelTable(key, cols, "regression", {k: np.array(float(v), np.float32) for k, v in flat.items()})
     classes = sorted(set(flat.values()))

@@ -19,16 +19,18 @@ from typing import Any
 from .config import SplitConfig
 from .index import SeriesRecord, patient_key
 
-__all__ = ["Split", "split_series"]
+__all__ = ["Split", "save_split", "split_series"]
 
 Split = dict[str, list[str]]
 """``{"train": [series_id, ...], "val": [...], "test": [...]}``."""
 
 
 def _group(rec: SeriesRecord, by: str) -> str:
-    if by == "patient":
-        return "P" + patient_key(rec.patient_id) + rec.patient_id  # hashed below; never stored
-    if by == "study":
+    """Group key; an empty PatientID (anonymised data) falls back to the study, then the series,
+    so that unrelated series without an ID do not all land in one part."""
+    if by == "patient" and rec.patient_id.strip():
+        return "P" + rec.patient_id  # hashed below; never stored
+    if by in ("patient", "study") and rec.study_uid:
         return "S" + rec.study_uid
     return "R" + rec.series_id
 

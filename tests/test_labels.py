@@ -197,3 +197,10 @@ def test_trailing_comma_is_not_a_label_column(tmp_path: Path) -> None:
     assert table.columns == ["label"]
     assert table.kind == "class"
     assert {k: int(v) for k, v in table.values.items()} == {"1.2": 1, "1.3": 0}
+
+
+def test_negative_classes_are_indexed_and_listed(tmp_path: Path) -> None:
+    table = read_labels(write_csv(tmp_path, "SeriesInstanceUID,label\n1.1,-1\n1.2,1\n1.3,-1\n"))
+    assert table.kind == "class"
+    assert table.classes == ["-1", "1"]
+    assert {k: int(v) for k, v in table.values.items()} == {"1.1": 0, "1.2": 1, "1.3": 0}

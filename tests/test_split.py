@@ -155,3 +155,18 @@ def test_save_split_json_has_no_patient_ids(tmp_path: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["split.json"]  # no temp file left
     # the pseudonym is what identifies patients in reports, never the ID
     assert patient_key(series[0].patient_id) != series[0].patient_id
+
+
+def test_series_without_patient_id_fall_back_to_their_study() -> None:
+    from lightning_dicom.config import SplitConfig
+    from lightning_dicom.index import SeriesRecord
+    from lightning_dicom.split import split_series
+
+    def rec(i: int) -> SeriesRecord:
+        return SeriesRecord(series_id=f"1.2.{i}", series_uid=f"1.2.{i}", study_uid=f"9.{i}", patient_id="",
+                            frame_uid="", modality="CT", description="", series_number=1, n_instances=1,
+                            n_slices=1, rows=1, cols=1, spacing=(1.0, 1.0, 1.0), orientation=(1, 0, 0, 0, 1, 0),
+                            plane="axial", files=())
+
+    split = split_series([rec(i) for i in range(20)], SplitConfig(val=0.25))
+    assert len(split["val"]) == 5 and len(split["train"]) == 15
