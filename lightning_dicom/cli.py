@@ -39,24 +39,38 @@ def _index(argv: Sequence[str]) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     work = a.work_dir or DataConfig(root=a.roots).resolved_work_dir()
+    from .association import find_mask_objects, link_masks
+
     with DicomIndex(a.roots, work / "index.sqlite") as idx:
         scan = idx.scan(workers=a.workers, progress=not a.quiet and not a.json)
         report = idx.report()
+        objects = find_mask_objects(idx)
+        linked, orphans = link_masks(idx.series(), objects)
+    kinds = {o.path: o.kind for o in objects}
+    for s in report["series"]:
+        s["masks"] = [{"kind": kinds[p], "path": p} for p in linked.get(s["series_id"], [])]
+    report["mask_objects_unlinked"] = orphans
     report["scan"] = {"files": scan.n_files, "headers_read": scan.n_read, "removed": scan.n_removed,
                       "seconds": round(scan.seconds, 3), "index": str(work / "index.sqlite")}
     if a.json:
         print(json.dumps(report, indent=1))
         return 0
-    rows = [("series", "modality", "plane", "slices", "rows x cols", "spacing x-y-z mm", "patient*", "description")]
+    rows = [("series", "modality", "plane", "slices", "rows x cols", "spacing x-y-z mm", "patient*", "masks",
+             "description")]
     for s in report["series"]:
+        masks = ",".join(sorted({m["kind"] for m in s["masks"]})) or "-"
         rows.append((s["series_id"], s["modality"], s["plane"], str(s["n_slices"]), f"{s['rows']} x {s['cols']}",
-                     "x".join(f"{v:.3g}" for v in s["spacing"]), s["patient_key"], s["description"][:32]))
+                     "x".join(f"{v:.3g}" for v in s["spacing"]), s["patient_key"], masks, s["description"][:32]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     n_skip = sum(len(v) for v in report["skipped"].values())
     print(f"\n{len(report['series'])} volumes; {n_skip} files skipped; {scan.n_files} files "
           f"({scan.n_read} headers read) in {scan.seconds:.2f} s. *patient: one-way pseudonym of PatientID")
+    linked_files = {m["path"] for s in report["series"] for m in s["masks"]}
+    if objects:
+        print(f"  {len(linked_files)} SEG/RTSTRUCT objects linked to their series; "
+              f"{len(orphans)} reference no indexed series{': ' + ', '.join(orphans[:3]) if orphans else ''}")
     for reason, paths in sorted(report["skipped"].items(), key=lambda kv: -len(kv[1])):
         more = f" (+{len(paths) - 3} more)" if len(paths) > 3 else ""
         print(f"  skipped {len(paths):5d}: {reason}: {', '.join(paths[:3])}{more}")
@@ -148,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lightning_dicom.index").setLevel(logging.WARNING)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)  # header quirks are reported per file, not logged
     if args and args[0] in _OWN:
         return {"index": _index, "cache": _cache, "schema": _schema, "demo": _demo}[args[0]](args[1:])
     import pytorch_lightning as pl
