@@ -43,6 +43,7 @@ __all__ = [
     "main",
     "make_phantom",
     "write_dataset",
+    "write_multiframe",
     "write_series",
 ]
 
@@ -381,6 +382,118 @@ def _slice_dataset(
     ds.RescaleType = "HU" if common["modality"] == "CT" else "US"
     ds.PixelData = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
     return ds
+
+
+def write_multiframe(
+    path: Path | str,
+    hu: np.ndarray,
+    *,
+    spacing: Sequence[float] = (0.8, 0.8, 2.5),
+    origin: Sequence[float] = (-20.0, -20.0, -40.0),
+    direction: Sequence[float] = IDENTITY_DIRECTION,
+    frame_order: Sequence[int] | None = None,
+    per_frame_positions: bool = True,
+    patient_id: str = "SYN0001",
+    patient_name: str = "SYN^PATIENT0001",
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    modality: str = "MR",
+    rescale_slope: float = 1.0,
+    rescale_intercept: float = -1024.0,
+    bits_stored: int = 16,
+    pixel_representation: int = 0,
+) -> SyntheticSeries:
+    """Write ``hu`` (``[z, y, x]``) as ONE multi-frame file at ``path``; same conventions as :func:`write_series`.
+
+    With ``per_frame_positions`` (default) the file is an Enhanced CT/MR image: orientation, pixel
+    measures and rescale in SharedFunctionalGroupsSequence, each frame's ImagePositionPatient in
+    PerFrameFunctionalGroupsSequence/PlanePositionSequence. Otherwise it is a classic multi-frame
+    image: top-level ImagePositionPatient (slice 0), ImageOrientationPatient, PixelSpacing,
+    SpacingBetweenSlices and rescale, frames contiguous along the normal (``frame_order`` must then be
+    None).  ``frame_order[i]`` is the slice stored as frame ``i`` (default: slice order), so a reader
+    must sort frames by position.  Returns the ground truth (``files == [path]``, ``hu`` in slice order).
+    """
+    vol = np.asarray(hu)
+    if vol.ndim != 3 or 0 in vol.shape:
+        raise ValueError(f"hu must be a non-empty 3D [z, y, x] array, got shape {vol.shape}")
+    nz, ny, nx = vol.shape
+    order = list(range(nz)) if frame_order is None else [int(k) for k in frame_order]
+    if sorted(order) != list(range(nz)):
+        raise ValueError(f"frame_order must be a permutation of range({nz}), got {order}")
+    if not per_frame_positions and order != list(range(nz)):
+        raise ValueError("a classic multi-frame file (per_frame_positions=False) stores frames in slice order")
+    sx, sy, sz = (float(v) for v in spacing)
+    if min(sx, sy, sz) <= 0:
+        raise ValueError(f"spacing must be positive, got {tuple(spacing)}")
+    mat = _direction_matrix(direction)
+    stored = _to_stored(vol, slope=float(rescale_slope), intercept=float(rescale_intercept),
+                        bits_stored=int(bits_stored), pixel_representation=int(pixel_representation))
+    hu_rt = np.rint(stored.astype(np.float64) * rescale_slope + rescale_intercept).astype(np.int16)
+    modality = modality.upper()
+    sop_class = "1.2.840.10008.5.1.4.1.1.4.1" if modality == "MR" else "1.2.840.10008.5.1.4.1.1.2.1"
+    if not per_frame_positions:
+        sop_class = MRImageStorage if modality == "MR" else CTImageStorage
+    study_uid = study_uid or generate_uid()
+    series_uid = series_uid or generate_uid()
+    sop_uid = generate_uid(entropy_srcs=[_UID_NAMESPACE, "sop", series_uid, "multiframe"])
+    row, col, normal = mat[:, 0], mat[:, 1], mat[:, 2]
+    origin_v = np.asarray(origin, dtype=np.float64)
+    ipps = [[_ds(v) for v in origin_v + k * sz * normal] for k in range(nz)]
+    common = {
+        "sop_class": sop_class, "study_uid": study_uid, "series_uid": series_uid,
+        "for_uid": generate_uid(entropy_srcs=[_UID_NAMESPACE, "frame-of-reference", study_uid]),
+        "patient_id": patient_id, "patient_name": patient_name, "modality": modality,
+        "series_description": f"SYNTHETIC {modality} MULTI-FRAME", "series_number": 1,
+        "iop": [_ds(v) for v in (*row, *col)], "pixel_spacing": [_ds(sy), _ds(sx)], "thickness": _ds(sz),
+        "slope": _ds(rescale_slope), "intercept": _ds(rescale_intercept), "bits_stored": int(bits_stored),
+        "pixel_representation": int(pixel_representation), "rows": ny, "columns": nx,
+    }
+    ds = _slice_dataset(common, k=0, sop_uid=sop_uid, ipp=ipps[0], slice_location=float(origin_v @ normal),
+                        pixels=stored[order[0]])
+    ds.NumberOfFrames = nz
+    ds.PixelData = np.ascontiguousarray(stored[order], dtype=stored.dtype.newbyteorder("<")).tobytes()
+    if per_frame_positions:
+        from pydicom.sequence import Sequence as DicomSequence
+
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
+                        "SpacingBetweenSlices", "SliceLocation", "RescaleSlope", "RescaleIntercept",
+                        "RescaleType", "InstanceNumber"):
+            delattr(ds, keyword)
+        ds.InstanceNumber = 1
+        shared = Dataset()
+        plane = Dataset()
+        plane.ImageOrientationPatient = common["iop"]
+        measures = Dataset()
+        measures.PixelSpacing = common["pixel_spacing"]
+        measures.SliceThickness = common["thickness"]
+        measures.SpacingBetweenSlices = common["thickness"]
+        rescale = Dataset()
+        rescale.RescaleSlope = common["slope"]
+        rescale.RescaleIntercept = common["intercept"]
+        rescale.RescaleType = "HU" if modality == "CT" else "US"
+        shared.PlaneOrientationSequence = DicomSequence([plane])
+        shared.PixelMeasuresSequence = DicomSequence([measures])
+        shared.PixelValueTransformationSequence = DicomSequence([rescale])
+        ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+        frames = []
+        for k in order:
+            item, pos, content = Dataset(), Dataset(), Dataset()
+            pos.ImagePositionPatient = ipps[k]
+            content.InStackPositionNumber = k + 1
+            content.StackID = "1"
+            content.DimensionIndexValues = [1, k + 1]
+            item.PlanePositionSequence = DicomSequence([pos])
+            item.FrameContentSequence = DicomSequence([content])
+            frames.append(item)
+        ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out, enforce_file_format=True)
+    return SyntheticSeries(
+        files=[out], hu=hu_rt, spacing=(sx, sy, sz), origin=tuple(float(v) for v in ipps[0]),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in mat.ravel()), patient_id=patient_id, patient_name=patient_name,
+        study_uid=study_uid, series_uid=series_uid, label=0,
+    )
 
 
 def _orientation_spec(spec: str | tuple[str, float]) -> tuple[str, float]:

@@ -497,3 +497,22 @@ def write_segmentation_dataset(
             writer.writerow(["SeriesInstanceUID", "mask"])
             writer.writerows([it["series_uid"], it["nifti"].relative_to(root).as_posix()] for it in out)
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m lightning_dicom.synthetic_masks OUT [--patients N]``: a synthetic segmentation dataset."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="Write synthetic CT series with lesion masks (SEG, RTSTRUCT, NIfTI).")
+    p.add_argument("out", type=Path)
+    p.add_argument("--patients", type=int, default=24)
+    p.add_argument("--shape", type=int, nargs=3, default=[24, 48, 48], metavar=("Z", "Y", "X"))
+    p.add_argument("--spacing", type=float, nargs=3, default=[1.0, 1.0, 2.0], metavar=("X", "Y", "Z"))
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    recs = write_segmentation_dataset(a.out, n_patients=a.patients, shape_zyx=a.shape, spacing=a.spacing, seed=a.seed)
+    print(f"wrote {len(recs)} CT series with lesion masks (SEG, RTSTRUCT, NIfTI) to {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""read_series: sources, pixel types, geometry checks, and the real-world failures it must name."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, generate_uid
+
+from lightning_dicom.errors import LightningDicomError, SeriesError
+from lightning_dicom.index import DicomIndex
+from lightning_dicom.io import geometry, read_series, to_array
+from lightning_dicom.synthetic import direction_from_orientation, make_phantom, write_multiframe, write_series
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def _record(root: Path):
+    with DicomIndex([root]) as idx:
+        idx.scan(workers=1)
+        (rec,) = idx.series()
+    return rec
+
+
+def _rewrite(path: Path, **changes) -> None:
+    ds = pydicom.dcmread(path)
+    for k, v in changes.items():
+        setattr(ds, k, v)
+    ds.save_as(path)
+
+
+# -- sources and pixel types ----------------------------------------------------------------------
+def test_ct_series_reads_as_int16_with_ground_truth_geometry(synthetic_dataset):
+    _, series = synthetic_dataset
+    s = series[0]
+    image = read_series(s.files[0].parent)
+    assert image.GetPixelID() == sitk.sitkInt16
+    assert image.GetSize() == (24, 24, 16)
+    np.testing.assert_array_equal(to_array(image), s.hu)
+    g = geometry(image)
+    assert g["spacing"] == pytest.approx(list(s.spacing))
+    assert g["origin"] == pytest.approx(list(s.origin), abs=1e-4)
+    assert g["direction"] == pytest.approx(list(s.direction), abs=1e-6)
+    assert g["size"] == [24, 24, 16]
+
+
+def test_every_source_kind_gives_the_same_volume(synthetic_dataset):
+    root, series = synthetic_dataset
+    s = series[1]
+    by_folder = to_array(read_series(s.files[0].parent))
+    by_list = to_array(read_series([str(f) for f in reversed(s.files)]))
+    by_record = to_array(read_series(_record(s.files[0].parent)))
+    by_uid = to_array(read_series(root, series_uid=s.series_uid))
+    for arr in (by_list, by_record, by_uid):
+        np.testing.assert_array_equal(arr, by_folder)
+    one = read_series(s.files[5])  # a single slice is a volume of one slice
+    assert one.GetSize() == (24, 24, 1)
+    np.testing.assert_array_equal(to_array(one)[0], s.hu[5])
+    assert one.GetOrigin() == pytest.approx(s.origin[:2] + (s.origin[2] + 5 * s.spacing[2],), abs=1e-4)
+    assert one.GetSpacing()[2] == pytest.approx(s.spacing[2])  # SliceThickness
+
+
+def test_ambiguous_or_missing_sources_raise_series_error(synthetic_dataset, tmp_path):
+    root, series = synthetic_dataset
+    with pytest.raises(SeriesError, match="6 volumes found; pass series_uid= one of") as info:
+        read_series(root)
+    assert series[0].series_uid in str(info.value)
+    with pytest.raises(SeriesError, match="no series 1.2.3 found"):
+        read_series(root, series_uid="1.2.3")
+    (tmp_path / "a.txt").write_text("hello")
+    with pytest.raises(SeriesError, match=r"no readable image series found: not a DICOM file") as info:
+        read_series(tmp_path)
+    assert info.value.path == str(tmp_path / "a.txt")
+    with pytest.raises(SeriesError, match="no readable image series found: not an image volume .RT Dose"):
+        read_series(PYDICOM_FILES / "rtdose.dcm")
+
+
+def test_two_dimensional_image_is_a_one_slice_volume():
+    image = read_series(PYDICOM_FILES / "CT_small.dcm")
+    assert image.GetSize() == (128, 128, 1)
+    assert image.GetPixelID() == sitk.sitkInt16
+    assert image.GetSpacing() == pytest.approx((0.661468, 0.661468, 5.0))
+    assert image.GetOrigin() == pytest.approx((-158.135803, -179.035797, -75.699997))
+    ds = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")
+    np.testing.assert_array_equal(to_array(image)[0], ds.pixel_array.astype(np.int32) * 1 - 1024)
+
+
+def test_rgb_file_is_a_vector_image():
+    image = read_series(PYDICOM_FILES / "SC_rgb_small_odd.dcm")
+    assert image.GetNumberOfComponentsPerPixel() == 3
+    assert image.GetSize() == (3, 3, 1)
+    assert image.GetPixelID() == sitk.sitkVectorUInt8
+    ds = pydicom.dcmread(PYDICOM_FILES / "SC_rgb_small_odd.dcm")
+    np.testing.assert_array_equal(to_array(image)[0], ds.pixel_array)
+    assert to_array(image).shape == (1, 3, 3, 3)
+
+
+def test_generated_rgb_series_is_a_vector_volume(tmp_path):
+    s = write_series(tmp_path, make_phantom((4, 6, 5), seed=2), seed=4)
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, size=(4, 6, 5, 3), dtype=np.uint8)
+    for k, f in enumerate(s.files):
+        ds = pydicom.dcmread(f)
+        del ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType, ds.WindowCenter, ds.WindowWidth
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = truth[k].tobytes()
+        ds.save_as(f)
+    image = read_series(tmp_path)
+    assert image.GetNumberOfComponentsPerPixel() == 3
+    assert image.GetSize() == (5, 6, 4)
+    np.testing.assert_array_equal(to_array(image), truth)
+    assert image.GetOrigin() == pytest.approx(s.origin, abs=1e-4)
+
+
+def test_multiframe_with_shuffled_frames_is_put_in_slice_order(tmp_path):
+    hu = make_phantom((5, 9, 7), seed=6)
+    s = write_multiframe(tmp_path / "mf.dcm", hu, frame_order=[3, 1, 4, 0, 2], spacing=(0.5, 0.6, 1.5),
+                         direction=direction_from_orientation("sagittal", 20))
+    image = read_series(s.files[0])
+    assert image.GetPixelID() == sitk.sitkInt16
+    assert image.GetSize() == (7, 9, 5)
+    np.testing.assert_array_equal(to_array(image), s.hu)
+    assert image.GetOrigin() == pytest.approx(s.origin, abs=1e-4)
+    assert image.GetSpacing() == pytest.approx((0.5, 0.6, 1.5), abs=1e-4)
+    assert image.GetDirection() == pytest.approx(s.direction, abs=1e-6)
+    # the frames as stored are not in slice order: GDCM alone would get this wrong
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(s.files[0])))
+    assert not np.array_equal(raw, s.hu)
+
+
+def test_int32_read_is_narrowed_to_int16_when_values_fit(tmp_path):
+    hu = make_phantom((3, 8, 8), seed=1)  # -1000..~800 HU
+    write_series(tmp_path, hu, rescale_intercept=-1024.0, bits_stored=16, pixel_representation=0)
+    rec = _record(tmp_path)
+    assert rec.value_range == (-1024.0, 65535 - 1024.0)  # the header allows more than int16
+    image = read_series(rec)
+    assert image.GetPixelID() == sitk.sitkInt16
+    for f in rec.files:  # now values that need int32: uint16 40000 + 10
+        _rewrite(Path(f), RescaleIntercept="10", PixelData=np.full((8, 8), 40000, dtype="<u2").tobytes())
+    wide = read_series(tmp_path)
+    assert wide.GetPixelID() == sitk.sitkInt32
+    assert int(to_array(wide).max()) == 40010
+
+
+# -- geometry checks ------------------------------------------------------------------------------
+def test_missing_slice_is_rejected(tmp_path):
+    s = write_series(tmp_path, make_phantom((6, 8, 8)), seed=1)
+    s.files[3].unlink()
+    with pytest.raises(SeriesError, match="non-uniform slice spacing.*missing slice") as info:
+        read_series(tmp_path)
+    assert info.value.series_uid == s.series_uid
+
+
+def test_duplicate_positions_are_rejected(tmp_path):
+    s = write_series(tmp_path, make_phantom((4, 8, 8)), seed=1)
+    shutil.copy(s.files[2], tmp_path / "echo2.dcm")
+    _rewrite(tmp_path / "echo2.dcm", SOPInstanceUID=generate_uid())  # another instance, same place
+    with pytest.raises(SeriesError, match="1 duplicate slice positions"):
+        read_series(tmp_path)
+
+
+def test_gantry_tilt_shear_is_rejected(tmp_path):
+    s = write_series(tmp_path, make_phantom((4, 8, 8)), spacing=(1, 1, 2), seed=1)
+    for k, f in enumerate(s.files):
+        ipp = [float(v) for v in pydicom.dcmread(f).ImagePositionPatient]
+        _rewrite(f, ImagePositionPatient=[ipp[0], ipp[1] + 0.7 * k, ipp[2]])  # slides along y
+    with pytest.raises(SeriesError, match=r"not stacked along their normal \(offset up to 2.10 mm\)"):
+        read_series(tmp_path)
+
+
+# -- issue 4: real-world failures -----------------------------------------------------------------
+def test_truncated_slice_names_the_file(tmp_path):
+    s = write_series(tmp_path, make_phantom((5, 16, 16)), seed=1)
+    victim = s.files[2]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 100])  # header intact, pixel data cut
+    with pytest.raises(SeriesError, match="unreadable pixel data: file truncated") as info:
+        read_series(tmp_path)
+    assert info.value.path == str(victim)
+    assert str(victim) in str(info.value)
+    with pytest.raises(SeriesError, match="file truncated") as info:
+        read_series(PYDICOM_FILES / "MR_truncated.dcm")
+    assert info.value.path == str(PYDICOM_FILES / "MR_truncated.dcm")
+
+
+def test_file_changed_after_indexing_asks_to_reindex(tmp_path):
+    s = write_series(tmp_path, make_phantom((4, 8, 8)), seed=1)
+    rec = _record(tmp_path)
+    read_series(rec)  # fine while unchanged
+    st = s.files[1].stat()
+    os.utime(s.files[1], ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    with pytest.raises(SeriesError, match=r"changed since it was indexed \(modification time\); re-index") as info:
+        read_series(rec)
+    assert info.value.path == str(s.files[1])
+    with open(s.files[3], "ab") as fh:
+        fh.write(b"xx")
+    fresh = _record(tmp_path)
+    with open(s.files[3], "ab") as fh:
+        fh.write(b"yy")
+    with pytest.raises(SeriesError, match=r"size \d+ -> \d+ bytes") as info:
+        read_series(fresh)
+    assert info.value.path == str(s.files[3])
+    s.files[0].unlink()
+    with pytest.raises(SeriesError, match="gone or unreadable since it was indexed") as info:
+        read_series(fresh)
+    assert info.value.path == str(s.files[0])
+
+
+def test_undecodable_slice_is_named(tmp_path):
+    s = write_series(tmp_path, make_phantom((4, 8, 8)), seed=1)
+    victim = s.files[2]
+    ds = pydicom.dcmread(victim)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])  # a J2K start marker, then nothing
+    ds.save_as(victim)
+    rec = _record(tmp_path)
+    assert rec.problems == ()  # the encapsulation is well-formed: only decoding can tell
+    with pytest.raises(SeriesError, match="cannot decode this file") as info:
+        read_series(rec)
+    assert info.value.path == str(victim)
+
+
+def test_known_gdcm_misdecodes_are_refused(tmp_path):
+    s = write_series(tmp_path, make_phantom((1, 4, 4)), seed=1)
+    ds = pydicom.dcmread(s.files[0])
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
+    ds.RescaleIntercept = 0
+    ds.PixelData = (np.arange(16) + 70000).astype(">u4").tobytes()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+    pydicom.dcmwrite(s.files[0], ds, little_endian=False, implicit_vr=False, force_encoding=True)
+    assert pydicom.dcmread(s.files[0]).pixel_array[0, 0] == 70000  # a valid file ...
+    with pytest.raises(SeriesError, match="32-bit Explicit VR Big Endian"):  # ... GDCM would misread
+        read_series(s.files[0])
+    with pytest.raises(SeriesError, match="RLE Lossless colour with 16 bits"):
+        read_series(PYDICOM_FILES / "SC_rgb_rle_16bit.dcm")
+
+
+def test_errors_never_contain_patient_name_or_id(tmp_path):
+    s = write_series(tmp_path, make_phantom((4, 8, 8)), patient_id="PID777", patient_name="DOE^JANE", seed=1)
+    s.files[1].unlink()
+    data = s.files[2].read_bytes()
+    s.files[2].write_bytes(data[:-50])
+    messages = []
+    for source in (tmp_path, s.files[2]):
+        with pytest.raises(LightningDicomError) as info:
+            read_series(source)
+        messages.append(str(info.value))
+    assert messages
+    assert not any("PID777" in m or "DOE" in m for m in messages)
