@@ -7,15 +7,20 @@ Quick start::
                          preprocessing={"spacing": [1.5, 1.5, 1.5], "window": [-1000, 400]})
     trainer.fit(model, datamodule=dm)
 
+Segmentation: ``read_mask`` (NIfTI, DICOM SEG, RTSTRUCT onto a series' grid), ``masks=`` on the
+DataModule, ``to_source_geometry`` and ``PredictionWriter`` to bring predictions back.
+
 Conventions: arrays and tensors are z-y-x (``[C, D, H, W]``); spacing/origin are x-y-z, mm, DICOM
 LPS; CT values are HU.
 """
 
 from .cache import VolumeCache
 from .config import (
+    AugmentConfig,
     CacheConfig,
     DataConfig,
     LoaderConfig,
+    MaskConfig,
     PatchConfig,
     PreprocessingConfig,
     SelectionConfig,
@@ -27,16 +32,21 @@ from .errors import (
     ConfigError,
     LabelError,
     LightningDicomError,
+    MaskError,
     NotDicomError,
     SeriesError,
 )
+from .geometry import to_source_geometry
 from .index import DicomIndex, SeriesRecord
 from .io import read_series
+from .masks import read_mask
 from .preprocess import preprocess
+from .writer import PredictionWriter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AugmentConfig",
     "CacheConfig",
     "CacheError",
     "ConfigError",
@@ -46,8 +56,11 @@ __all__ = [
     "LabelError",
     "LightningDicomError",
     "LoaderConfig",
+    "MaskConfig",
+    "MaskError",
     "NotDicomError",
     "PatchConfig",
+    "PredictionWriter",
     "PreprocessingConfig",
     "SelectionConfig",
     "SeriesError",
@@ -56,5 +69,7 @@ __all__ = [
     "VolumeCache",
     "__version__",
     "preprocess",
+    "read_mask",
     "read_series",
+    "to_source_geometry",
 ]

@@ -8,6 +8,7 @@ import inspect
 import lightning_dicom
 
 EXPECTED_ALL = [
+    "AugmentConfig",
     "CacheConfig",
     "CacheError",
     "ConfigError",
@@ -17,8 +18,11 @@ EXPECTED_ALL = [
     "LabelError",
     "LightningDicomError",
     "LoaderConfig",
+    "MaskConfig",
+    "MaskError",
     "NotDicomError",
     "PatchConfig",
+    "PredictionWriter",
     "PreprocessingConfig",
     "SelectionConfig",
     "SeriesError",
@@ -27,7 +31,9 @@ EXPECTED_ALL = [
     "VolumeCache",
     "__version__",
     "preprocess",
+    "read_mask",
     "read_series",
+    "to_source_geometry",
 ]
 
 
