@@ -140,7 +140,15 @@ class LoaderConfig(_Model):
     """torch DataLoader settings."""
 
     batch_size: int = Field(default=2, ge=1, description="Samples per batch.")
-    num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes.")
+    backend: Literal["auto", "threads", "processes"] = Field(
+        default="auto",
+        description="How batches are assembled. 'threads': in the main process by a thread pool over the "
+        "cache's memory maps (no inter-process hand-off: fastest for cached data); 'processes': DataLoader "
+        "worker processes (needed to read and preprocess DICOM on the fly); 'auto': threads when the cache is "
+        "enabled, else processes.")
+    num_threads: int | None = Field(
+        default=None, ge=1, description="Threads of the 'threads' backend; default max(2, num_workers).")
+    num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes ('processes' backend).")
     threads_per_worker: int = Field(
         default=1, ge=1, description="SimpleITK/ITK, OpenMP and torch threads in each worker."
     )

@@ -262,11 +262,12 @@ class DicomDataModule(pl.LightningDataModule):
         return volumes
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
-        """Train/val/test: exactly-once shards per rank, batches collated in the workers."""
+        """Exactly-once shards per rank; batches assembled by threads (cache) or worker processes."""
         if part not in self.datasets:
             raise LightningDicomError(f"call setup() before asking for the {part} dataloader")
         lc = self.config.loader
-        workers = lc.num_workers
+        threads = lc.backend == "threads" or (lc.backend == "auto" and self.config.cache.enabled)
+        workers = 0 if threads else lc.num_workers
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         common: dict[str, Any] = {
             "num_workers": workers, "pin_memory": lc.pin_memory,
@@ -274,12 +275,15 @@ class DicomDataModule(pl.LightningDataModule):
             "worker_init_fn": functools.partial(worker_init_fn, threads=lc.threads_per_worker) if workers else None,
             "prefetch_factor": lc.prefetch_factor if workers else None,
         }
-        if part == "predict":
-            return DataLoader(self.datasets[part], batch_size=lc.batch_size, collate_fn=collate, **common)
-        sampler = ShardBatchSampler(len(self.datasets[part]), lc.batch_size, num_replicas=world, rank=rank,  # type: ignore[arg-type]
-                                    shuffle=shuffle, seed=self.config.split.seed)
-        return DataLoader(BatchDataset(self.datasets[part], collate), sampler=sampler, batch_size=None,
-                          **common)
+        n_threads = (lc.num_threads or max(2, lc.num_workers)) if threads else 1
+        dataset = BatchDataset(self.datasets[part], collate, threads=n_threads)
+        if part == "predict":  # Lightning tracks prediction indices itself: keep a plain sampler
+            sampler: Any = [list(range(i, min(i + lc.batch_size, len(dataset))))
+                            for i in range(0, len(dataset), lc.batch_size)]
+        else:
+            sampler = ShardBatchSampler(len(dataset), lc.batch_size, num_replicas=world, rank=rank,
+                                        shuffle=shuffle, seed=self.config.split.seed)
+        return DataLoader(dataset, sampler=sampler, batch_size=None, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

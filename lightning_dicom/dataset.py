@@ -15,6 +15,7 @@ A sample is a dict::
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,6 +130,7 @@ class PatchDataset(Dataset):
         self.size = tuple(int(s) for s in size)
         self.per_volume = int(per_volume)
         self.foreground_fraction = float(foreground_fraction)
+        self._lock = threading.Lock()
         self._rng: np.random.Generator | None = None
         self._seed: int | None = None
 
@@ -136,17 +138,8 @@ class PatchDataset(Dataset):
         return len(self.volumes) * self.per_volume
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        seed = torch.initial_seed()
-        if self._rng is None or seed != self._seed:  # e.g. a worker forked after the parent drew a patch
-            self._rng, self._seed = np.random.default_rng(seed % 2**63), seed
         v = i // self.per_volume
-        shape = self.volumes.shapes[v][1:]
-        fg = self.volumes.foreground(v)
-        if len(fg) and self._rng.random() < self.foreground_fraction:  # centre on a foreground voxel
-            centre = fg[int(self._rng.integers(len(fg)))]
-            start = [int(min(max(c - s // 2, 0), max(n - s, 0))) for c, n, s in zip(centre, shape, self.size, strict=True)]
-        else:
-            start = [int(self._rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size, strict=True)]
+        start = self._start(v)
         sl = (slice(None), *(slice(a, a + s) for a, s in zip(start, self.size, strict=True)))
         patch = self._crop(self.volumes.volume(v), sl, None)
         mask = self.volumes.mask(v)
@@ -159,6 +152,27 @@ class PatchDataset(Dataset):
         meta["origin"] = meta["origin"] + direction @ offset
         meta["patch_start"] = torch.tensor(start)
         return out
+
+    def _start(self, v: int) -> list[int]:
+        """Random patch start (z-y-x) in volume v; thread-safe (the 'threads' loader calls concurrently)."""
+        with self._lock:
+            seed = torch.initial_seed()
+            if self._rng is None or seed != self._seed:  # e.g. a worker forked after the parent drew a patch
+                self._rng, self._seed = np.random.default_rng(seed % 2**63), seed
+            rng = self._rng
+            shape = self.volumes.shapes[v][1:]
+            fg = self.volumes.foreground(v)
+            if len(fg) and rng.random() < self.foreground_fraction:  # centre on a foreground voxel
+                centre = fg[int(rng.integers(len(fg)))]
+                return [int(min(max(c - s // 2, 0), max(n - s, 0))) for c, n, s in zip(centre, shape, self.size, strict=True)]
+            return [int(rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size, strict=True)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _crop(self, vol: np.ndarray | torch.Tensor, sl: tuple, pad: float | None) -> torch.Tensor:
         crop = vol[sl]

@@ -16,6 +16,7 @@ instead of injecting its own, and calls ``set_epoch`` on it every epoch.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -68,14 +69,27 @@ class ShardBatchSampler(DistributedSampler):
 
 
 class BatchDataset(Dataset):
-    """Wraps a map-style dataset so that ``ds[[i, j, ...]]`` returns one collated batch."""
+    """Wraps a map-style dataset so that ``ds[[i, j, ...]]`` returns one collated batch.
 
-    def __init__(self, dataset: Dataset, collate_fn: Callable[[list[Any]], Any]) -> None:
+    With ``threads > 1`` the samples of a batch are read concurrently by a thread pool (memory-map
+    copies and numpy/torch casts release the GIL); the pool is created lazily and never pickled.
+    """
+
+    def __init__(self, dataset: Dataset, collate_fn: Callable[[list[Any]], Any], threads: int = 1) -> None:
         self.dataset = dataset
         self.collate_fn = collate_fn
+        self.threads = int(threads)
+        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, indices: list[int]) -> Any:
-        return self.collate_fn([self.dataset[i] for i in indices])
+        if self.threads <= 1 or len(indices) <= 1:
+            return self.collate_fn([self.dataset[i] for i in indices])
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lightning_dicom")
+        return self.collate_fn(list(self._pool.map(self.dataset.__getitem__, indices)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pool": None}
