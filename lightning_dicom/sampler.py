@@ -16,8 +16,8 @@ instead of injecting its own, and calls ``set_epoch`` on it every epoch.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
