@@ -75,6 +75,8 @@ def hostile(tmp_path_factory):
     expected["report"] = "Comprehensive SR Storage"
     shutil.copy(PYDICOM_FILES / "rtdose.dcm", junk / "dose.dcm")
     expected["dose.dcm"] = r"not an image volume \(RT Dose Storage\)"
+    shutil.copy(PYDICOM_FILES / "rtstruct.dcm", junk / "raw_rtstruct")  # no preamble, no file meta
+    expected["raw_rtstruct"] = r"Rows/Columns missing \(RT Structure Set Storage\)"
     (junk / "notes.txt").write_text("patient SECRET^NAME, id PID-4242")
     expected["notes.txt"] = "not a DICOM file"
     (junk / "dir.dcm").mkdir()  # a folder that looks like a file
@@ -106,8 +108,8 @@ def scanned(hostile, tmp_path_factory):
 
 def test_index_never_raises_and_sees_every_file(scanned, hostile):
     report = scanned["report"]
-    # 6 good slices, 1 truncated loner, 13 junk files (the FIFO and the folders are not files)
-    assert report.n_files == 6 + 1 + 13
+    # 6 good slices, 1 truncated loner, 14 junk files (the FIFO and the folders are not files)
+    assert report.n_files == 6 + 1 + 14
     assert report.n_read == report.n_files
 
 
@@ -127,7 +129,7 @@ def test_valid_series_reads_correctly_among_junk(scanned, hostile):
 
 
 @pytest.mark.parametrize("name", ["empty.dcm", "random.dcm", "fake_preamble.dcm", "header_cut.dcm", "DICOMDIR",
-                                  "plan.dcm", "report", "dose.dcm", "notes.txt", "selfloop.dcm",
+                                  "plan.dcm", "report", "dose.dcm", "raw_rtstruct", "notes.txt", "selfloop.dcm",
                                   "bad\udcff\udcfename.dcm"])
 def test_each_bad_file_is_skipped_with_a_reason(scanned, hostile, name):
     import re

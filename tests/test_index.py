@@ -142,8 +142,10 @@ NON_IMAGE = {
     "dicomdirtests/DICOMDIR": "DICOMDIR",
     "README.txt": "not a DICOM file",
     "zipMR.gz": "not a DICOM file",
-    "no_meta.dcm": "not a DICOM file",           # a dataset without the Part 10 header
-    "rtstruct.dcm": "not a DICOM file",
+    "no_meta.dcm": "not a DICOM file",           # not a dataset even without the Part 10 header
+    "rtstruct.dcm": "no image pixel module: Rows/Columns missing (RT Structure Set Storage)",  # raw dataset
+    "ExplVR_BigEndNoMeta.dcm": "RT Ion Plan Storage",
+    "ExplVR_LitEndNoMeta.dcm": "RT Ion Plan Storage",
     "JPEGLSNearLossless_08.dcm": "missing SeriesInstanceUID",
 }
 
@@ -253,6 +255,24 @@ def test_files_without_suffix_in_nested_folders_are_found(tmp_path):
     assert series[s2.series_uid].n_slices == 3
     assert skipped == {str(tmp_path / "x" / "notes.txt"): "not a DICOM file (no DICM preamble or valid header)"}
 
+
+
+def test_raw_dataset_without_preamble_is_recognised_and_junk_is_not(tmp_path):
+    """pydicom's rtstruct.dcm has no preamble nor file meta: read as a raw dataset, it is an RT
+    Structure Set (skipped as a non-image, by name); bytes that are not a dataset stay "not DICOM"."""
+    shutil.copy(PYDICOM_FILES / "rtstruct.dcm", tmp_path / "rtstruct.dcm")
+    rng = np.random.default_rng(3)
+    (tmp_path / "random.bin").write_bytes(rng.bytes(4096))
+    (tmp_path / "group8.bin").write_bytes(b"\x08\x00\x16\x00" + rng.bytes(2000))  # starts like a dataset
+    (tmp_path / "notes.txt").write_text("SOPClassUID 1.2.840.10008.5.1.4.1.1.2")
+    (tmp_path / "short.bin").write_bytes(b"\x08\x00")
+    with DicomIndex([tmp_path]) as idx:
+        idx.scan(workers=1)
+        skipped = dict(idx.skipped())
+        assert idx.series() == []
+    assert "RT Structure Set Storage" in skipped[str(tmp_path / "rtstruct.dcm")]
+    for name in ("random.bin", "group8.bin", "notes.txt", "short.bin"):
+        assert skipped[str(tmp_path / name)] == "not a DICOM file (no DICM preamble or valid header)", name
 
 def test_symlink_loops_do_not_hang_and_links_do_not_duplicate(tmp_path):
     root = tmp_path / "root"

@@ -242,6 +242,55 @@ def test_known_gdcm_misdecodes_are_refused(tmp_path):
         read_series(PYDICOM_FILES / "SC_rgb_rle_16bit.dcm")
 
 
+
+def _strip_file_meta(path: Path, *, implicit_vr: bool, little_endian: bool) -> None:
+    """Rewrite a file as a raw dataset: no 128-byte preamble, no DICM, no file meta group."""
+    ds = pydicom.dcmread(path)
+    if not little_endian:
+        arr = ds.pixel_array
+        ds.PixelData = arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+    del ds.file_meta
+    ds.preamble = None
+    pydicom.dcmwrite(path, ds, implicit_vr=implicit_vr, little_endian=little_endian, enforce_file_format=False)
+    assert path.read_bytes()[128:132] != b"DICM"
+
+
+@pytest.mark.parametrize("implicit_vr", [True, False])
+def test_series_of_raw_datasets_without_file_meta_reads(tmp_path, implicit_vr):
+    s = write_series(tmp_path, make_phantom((3, 8, 10)), spacing=(0.7, 0.8, 2.5), seed=4)
+    for f in s.files:
+        _strip_file_meta(f, implicit_vr=implicit_vr, little_endian=True)
+    rec = _record(tmp_path)
+    assert (rec.n_slices, rec.problems) == (3, ())
+    image = read_series(rec)
+    np.testing.assert_array_equal(to_array(image), s.hu)
+    assert image.GetOrigin() == pytest.approx(s.origin, abs=1e-4)
+    assert image.GetSpacing() == pytest.approx(s.spacing, abs=1e-4)
+
+
+def test_big_endian_raw_dataset_is_refused_with_a_reason(tmp_path):
+    """GDCM cannot read an explicit big endian dataset without file meta ("Unable to determine
+    ImageIO reader"): the index says so and read_series raises before decoding."""
+    s = write_series(tmp_path, make_phantom((2, 8, 8)), seed=6)
+    for f in s.files:
+        _strip_file_meta(f, implicit_vr=False, little_endian=False)
+    rec = _record(tmp_path)
+    assert rec.n_slices == 2
+    assert len(rec.problems) == 2
+    with pytest.raises(SeriesError, match="Explicit VR Big Endian dataset without file meta") as info:
+        read_series(rec)
+    assert info.value.path == str(s.files[0])
+
+def test_truncated_raw_dataset_fails_naming_the_file(tmp_path):
+    s = write_series(tmp_path, make_phantom((2, 8, 8)), seed=5)
+    for f in s.files:
+        _strip_file_meta(f, implicit_vr=True, little_endian=True)
+    s.files[1].write_bytes(s.files[1].read_bytes()[:-30])
+    rec = _record(tmp_path)
+    with pytest.raises(SeriesError, match="file truncated") as info:
+        read_series(rec)
+    assert info.value.path == str(s.files[1])
+
 def test_errors_never_contain_patient_name_or_id(tmp_path):
     s = write_series(tmp_path, make_phantom((4, 8, 8)), patient_id="PID777", patient_name="DOE^JANE", seed=1)
     s.files[1].unlink()

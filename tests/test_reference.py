@@ -30,6 +30,11 @@ from lightning_dicom.synthetic import direction_from_orientation, make_phantom, 
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 GEOMETRY_ATOL_MM = 1e-4
+#: Lossy JPEG (baseline, extended): pydicom's pylibjpeg-libjpeg decoder rounds the inverse DCT and
+#: chroma upsampling differently from GDCM (up to 3 units, mean < 0.12 on pydicom's files; Pillow
+#: matches GDCM exactly), so whichever plugin is installed, compare within a tolerance.
+LOSSY_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
+LOSSY_ATOL = 4
 
 
 # -- the reference reader -------------------------------------------------------------------------
@@ -113,16 +118,25 @@ def reference_read(paths: list[str | Path]) -> dict:
             "direction": np.column_stack([row, col, normal]).ravel(), "spacing": np.array([sx, sy, sz])}
 
 
-def assert_matches_reference(image: sitk.Image, ref: dict, *, exact: bool = True) -> None:
+def assert_matches_reference(image: sitk.Image, ref: dict, *, exact: bool = True, lossy: bool = False) -> None:
     arr = to_array(image)
     assert arr.shape == ref["array"].shape
-    if exact:
+    if lossy:
+        assert_lossy_close(arr, ref["array"])
+    elif exact:
         np.testing.assert_array_equal(arr.astype(np.float64), ref["array"])
     else:
         np.testing.assert_allclose(arr.astype(np.float64), ref["array"], rtol=1e-6, atol=1e-3)
     np.testing.assert_allclose(image.GetOrigin(), ref["origin"], atol=GEOMETRY_ATOL_MM)
     np.testing.assert_allclose(image.GetDirection(), ref["direction"], atol=GEOMETRY_ATOL_MM)
     np.testing.assert_allclose(image.GetSpacing(), ref["spacing"], atol=GEOMETRY_ATOL_MM)
+
+
+def assert_lossy_close(arr: np.ndarray, ref: np.ndarray) -> None:
+    """Two decodes of one lossy JPEG: every value within LOSSY_ATOL, and nearly all equal."""
+    diff = np.abs(arr.astype(np.float64) - ref)
+    assert diff.max() <= LOSSY_ATOL, diff.max()
+    assert diff.mean() < 0.5, diff.mean()
 
 
 # -- generated series -----------------------------------------------------------------------------
@@ -260,7 +274,8 @@ def test_pydicom_grayscale_matches_reference(rel):
     ref = _reference_or_skip(rel)
     image = read_series(PYDICOM_FILES / rel)
     integral = bool(np.all(ref["array"] % 1 == 0))
-    assert_matches_reference(image, ref, exact=integral)
+    lossy = _HEADERS[rel].file_meta.get("TransferSyntaxUID") in LOSSY_JPEG
+    assert_matches_reference(image, ref, exact=integral, lossy=lossy)
     if integral and ref["array"].min() >= -32768 and ref["array"].max() <= 32767:
         assert image.GetPixelID() == sitk.sitkInt16, image.GetPixelIDTypeAsString()
     elif not integral:
@@ -282,11 +297,12 @@ def test_pydicom_colour_is_a_vector_image_matching_reference(rel):
     assert image.GetNumberOfComponentsPerPixel() == 3
     assert image.GetDimension() == 3
     ts = _HEADERS[rel].file_meta.TransferSyntaxUID
-    # lossy JPEG: two decoders (GDCM's libjpeg, Pillow's) may round differently
-    lossy = ts in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
     arr = to_array(image).astype(np.float64)
     assert arr.shape == ref["array"].shape
-    np.testing.assert_allclose(arr, ref["array"], atol=2 if lossy else 0)
+    if ts in LOSSY_JPEG:
+        assert_lossy_close(arr, ref["array"])
+    else:
+        np.testing.assert_array_equal(arr, ref["array"])
     np.testing.assert_allclose(image.GetSpacing(), ref["spacing"], atol=GEOMETRY_ATOL_MM)
 
 
