@@ -26,7 +26,6 @@ from .config import (
     SelectionConfig,
     SplitConfig,
 )
-from .datamodule import DicomDataModule
 from .errors import (
     CacheError,
     ConfigError,
@@ -41,9 +40,25 @@ from .index import DicomIndex, SeriesRecord
 from .io import read_series
 from .masks import read_mask
 from .preprocess import preprocess
-from .writer import PredictionWriter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily below: pytorch_lightning costs seconds, and cache-building
+    from .datamodule import DicomDataModule  # and DataLoader worker processes never need it
+    from .writer import PredictionWriter
 
 __version__ = "0.1.0"
+
+_LAZY = {"DicomDataModule": ".datamodule", "PredictionWriter": ".writer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lightning_dicom' has no attribute {name!r}")
 
 __all__ = [
     "AugmentConfig",

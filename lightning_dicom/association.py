@@ -40,10 +40,15 @@ class MaskObject:
 def _read(path: str) -> MaskObject | None:
     import pydicom
 
+    from pydicom.errors import InvalidDicomError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except InvalidDicomError:  # a raw dataset without the Part-10 header (the index accepted it)
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except Exception:
         return None
     sop = str(ds.get("SOPClassUID", ""))
