@@ -219,6 +219,7 @@ class DicomDataModule(pl.LightningDataModule):
                 usable.append(s)
             else:
                 failed.append((s.series_id, cache.error(s) or "cache entry missing"))
+                log.warning("series %s left out: %s", s.series_id, failed[-1][1])
         if failed and self.config.on_error == "raise":  # every rank sees the same markers: all raise
             raise LightningDicomError(f"{len(failed)} series failed (on_error='raise'): {failed[0][1]}",
                                       series_uid=failed[0][0])
