@@ -14,6 +14,8 @@ Conventions: arrays and tensors are z-y-x (``[C, D, H, W]``); spacing/origin are
 LPS; CT values are HU.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .cache import VolumeCache
 from .config import (
     AugmentConfig,
@@ -40,7 +42,6 @@ from .index import DicomIndex, SeriesRecord
 from .io import read_series
 from .masks import read_mask
 from .preprocess import preprocess
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily below: pytorch_lightning costs seconds, and cache-building
     from .datamodule import DicomDataModule  # and DataLoader worker processes never need it

@@ -39,7 +39,6 @@ class MaskObject:
 
 def _read(path: str) -> MaskObject | None:
     import pydicom
-
     from pydicom.errors import InvalidDicomError
 
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SplitConfig
-from .index import SeriesRecord, patient_key
+from .index import SeriesRecord
 
 __all__ = ["Split", "save_split", "split_series"]
 

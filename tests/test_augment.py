@@ -30,7 +30,7 @@ def test_each_sample_is_one_of_the_flips_drawn():
     out = augment_batch(batch, AugmentConfig(flip_axes=[2]), generator=torch.Generator().manual_seed(3))
     flipped = [torch.equal(out["image"][i], batch["image"][i].flip(-1)) for i in range(8)]
     same = [torch.equal(out["image"][i], batch["image"][i]) for i in range(8)]
-    assert all(f or s for f, s in zip(flipped, same))
+    assert all(f or s for f, s in zip(flipped, same, strict=True))
     assert any(flipped) and any(same)
 
 

@@ -43,8 +43,8 @@ def test_setup_splits_by_patient_and_batches_carry_labels(synthetic_dataset, tmp
     for batch in dm.train_dataloader():
         assert batch["image"].shape[1:] == (1, 8, 12, 12)
         assert batch["image"].dtype == torch.float16  # float16 transport, cast after transfer
-        assert 0.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
-        for sid, label in zip(batch["meta"]["series_id"], batch["label"].tolist()):
+        assert float(batch["image"].min()) >= 0.0 and float(batch["image"].max()) <= 1.0
+        for sid, label in zip(batch["meta"]["series_id"], batch["label"].tolist(), strict=True):
             assert truth[sid] == label
             seen += 1
         assert torch.allclose(batch["meta"]["spacing"], torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64))
