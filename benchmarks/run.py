@@ -525,11 +525,14 @@ class Child:
         import psutil
 
         it = getattr(loader, "_iterator", None)
+        pids = [w.pid for w in getattr(it, "_workers", []) or []]
+        if not pids:  # the 'threads' backend: batches are assembled in this (the main) process
+            pids = [os.getpid()]
         out = []
-        for w in getattr(it, "_workers", []) or []:
+        for pid in pids:
             with contextlib.suppress(psutil.Error):
-                info = psutil.Process(w.pid).memory_full_info()
-                out.append({"pid": w.pid, "rss": info.rss, "pss": getattr(info, "pss", 0), "uss": info.uss})
+                info = psutil.Process(pid).memory_full_info()
+                out.append({"pid": pid, "rss": info.rss, "pss": getattr(info, "pss", 0), "uss": info.uss})
         return out
 
     def result(self, method: str, kind: str, times: list[float], n: int, **extra: Any) -> dict[str, Any]:
@@ -1002,7 +1005,7 @@ def targets(res: dict[str, dict[str, Any]], rss_epochs: int) -> list[tuple[str, 
         ok = None if v is None else (v >= thr if at_least else v <= thr)
         rows.append((name, "n/a" if v is None else f"{v:.2f}x", f"{'>=' if at_least else '<='} {thr:g}x", ok))
     g = _growth(get(ld_v, "worker_mem") or [], "rss", rss_epochs)
-    rows.append((f"worker RSS growth over {rss_epochs} epochs (volumes)", _pct(g), "< 5%",
+    rows.append((f"loader-process RSS growth over {rss_epochs} epochs (volumes)", _pct(g), "< 5%",
                  None if g is None else g < 0.05))
     return rows
 
@@ -1095,7 +1098,7 @@ def _targets_table(res: dict[str, dict[str, Any]], rss_epochs: int) -> list[str]
                                                          f"{x['pss'] / 2**20:.0f}" for x in ws)
                                for e, ws in enumerate(mem))
         last = min(rss_epochs, len(mem))
-        out.append(f"Worker memory after each epoch, {LABELS[m]} (MB per worker, RSS/USS/PSS): {per_epoch}. "
+        out.append(f"Loader process memory (DataLoader workers, or the main process for the threads backend) after each epoch, {LABELS[m]} (MB per process, RSS/USS/PSS): {per_epoch}. "
                    f"Growth e1 -> e{last}: RSS {_pct(_growth(mem, 'rss', rss_epochs))}, "
                    f"USS {_pct(_growth(mem, 'uss', rss_epochs))}.\n")
     return out
