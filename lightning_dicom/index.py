@@ -65,10 +65,12 @@ __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_head
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: high_bit and pixel_offset columns
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+#: Native little-endian transfer syntaxes: pixel data lies in the file as it is read (implicit, explicit VR).
+_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 _LOSSLESS = {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
              "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.201",
              "1.2.840.10008.1.2.4.202"}
@@ -142,6 +144,11 @@ class SeriesRecord:
     """PhotometricInterpretation (0028,0004) of the first file."""
     uniform_rescale: bool = True
     """True when every file has the same RescaleSlope/Intercept, BitsStored and PixelRepresentation."""
+    raw_pixels: tuple[tuple[int, int, int, int, float, float], ...] = field(default=(), repr=False)
+    """(Pixel Data value offset, BitsAllocated, BitsStored, PixelRepresentation, RescaleSlope,
+    RescaleIntercept) of each file, in ``files`` order, when every file is a single-frame MONOCHROME2
+    image with native little-endian pixel data the index found complete (then the reader reads the
+    pixels straight from the files); empty otherwise."""
 
     @property
     def patient_key(self) -> str:
@@ -394,6 +401,20 @@ def _dedupe(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str,
     return kept, dropped
 
 
+def _raw_pixel_layout(f: dict[str, Any]) -> tuple[int, int, int, int, float, float] | None:
+    """A file's entry of :attr:`SeriesRecord.raw_pixels`, or None when its pixels must be decoded by GDCM:
+    anything but one frame of one sample (MONOCHROME2) of 8 or 16 bits (8 stored of 8 allocated, HighBit
+    = BitsStored - 1), native little endian, with complete pixel data."""
+    bits, stored = f["bits_allocated"], f["bits_stored"]
+    if (f["pixel_offset"] is None or f["problem"] or f["transfer_syntax"] not in _NATIVE_LITTLE_ENDIAN
+            or (f["n_frames"] or 1) != 1 or f["samples_per_pixel"] != 1 or f["photometric"] != "MONOCHROME2"
+            or bits not in (8, 16) or (bits == 8 and stored != 8) or f["high_bit"] != stored - 1):
+        return None
+    slope = 1.0 if f["rescale_slope"] is None else float(f["rescale_slope"])
+    icpt = 0.0 if f["rescale_intercept"] is None else float(f["rescale_intercept"])
+    return int(f["pixel_offset"]), int(bits), int(stored), int(f["pixel_representation"] or 0), slope, icpt
+
+
 def _make_series(series_id: str, members: list[dict[str, Any]], dropped: dict[str, list[str]]) -> SeriesRecord:
     first = members[0]
     has_geometry = bool(first["iop"]) and bool(first["ipp"])
@@ -467,7 +488,13 @@ def _make_series(series_id: str, members: list[dict[str, Any]], dropped: dict[st
         has_geometry=has_geometry,
         photometric=first["photometric"] or "",
         uniform_rescale=len(encodings) == 1,
+        raw_pixels=_raw_pixels(members) if n_frames == 1 else (),
     )
+
+
+def _raw_pixels(members: list[dict[str, Any]]) -> tuple[tuple[int, int, int, int, float, float], ...]:
+    layouts = [_raw_pixel_layout(f) for f in members]
+    return tuple(layouts) if all(lay is not None for lay in layouts) else ()  # type: ignore[arg-type]
 
 
 def select_series(series: Sequence[SeriesRecord], rules: Any) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:

@@ -16,6 +16,13 @@ inverted (GDCM inverts them; that is undone): values stay modality values, and
 ``SeriesRecord.photometric`` tells the display polarity. Colour images (RGB, YBR, PALETTE COLOR)
 come back as vector images of 8-bit RGB (or the stored depth).
 
+Plain series of several files -- single-frame MONOCHROME2 images of 8 or 16 bits with native
+little-endian pixel data (:attr:`~lightning_dicom.index.SeriesRecord.raw_pixels`) -- are read without GDCM: each file's pixel
+bytes are read at the offset the index recorded, and turned into the values GDCM gives (the low
+BitsStored bits, sign-extended when PixelRepresentation is 1, times the file's RescaleSlope plus its
+RescaleIntercept, computed in double precision and cast to the output type). Everything else goes
+through SimpleITK/GDCM. tests/test_io.py checks that both give identical volumes.
+
 Before decoding, the reader checks that every file is the one that was indexed (same size and
 mtime; else re-index) and that the index found nothing wrong with its pixel data (truncated
 files, pixel data shorter than Rows x Columns declare, and encodings GDCM is known to decode
@@ -45,6 +52,9 @@ GAP_TOLERANCE = 0.05
 #: Largest distance (mm) of a slice position from the line along the normal (gantry tilt).
 SHEAR_TOLERANCE_MM = 0.05
 _COLOUR = ("RGB", "YBR", "PALETTE")
+#: Switch for tests: True decodes every series with SimpleITK/GDCM (no raw pixel reading).
+_FORCE_GDCM = False
+_NUMPY_TYPE = {sitk.sitkInt16: np.int16, sitk.sitkInt32: np.int32, sitk.sitkFloat32: np.float32}
 
 
 def _is_colour(rec: SeriesRecord) -> bool:
@@ -142,6 +152,10 @@ def _resolve(source: SeriesSource, series_uid: str | None) -> SeriesRecord:
 
 
 def _decode(rec: SeriesRecord, ptype: int) -> sitk.Image:
+    # A single file keeps GDCM's path: SimpleITK's file reader also attaches its tags as image metadata.
+    raw = _read_raw(rec, ptype) if len(rec.files) > 1 else None
+    if raw is not None:
+        return raw
     if len(rec.files) == 1:
         return sitk.ReadImage(rec.files[0], ptype)
     reader = sitk.ImageSeriesReader()
@@ -149,7 +163,115 @@ def _decode(rec: SeriesRecord, ptype: int) -> sitk.Image:
     reader.SetOutputPixelType(ptype)
     reader.MetaDataDictionaryArrayUpdateOff()
     reader.LoadPrivateTagsOff()
-    return reader.Execute()
+    img = reader.Execute()
+    # ITK's own spacing check, in the geometry it guessed (replaced below by the index's, which
+    # check_geometry verified): dropped, so that the image is the same whichever way it was read.
+    if img.HasMetaDataKey("ITK_non_uniform_sampling_deviation"):
+        img.EraseMetaData("ITK_non_uniform_sampling_deviation")
+    return img
+
+
+def _read_raw(rec: SeriesRecord, ptype: int) -> sitk.Image | None:
+    """The volume read straight from the files' native pixel data (z-y-x, no geometry set), with the
+    values GDCM would give, or None when the series does not qualify (GDCM decodes it then)."""
+    layouts = rec.raw_pixels
+    if (_FORCE_GDCM or not layouts or len(layouts) != len(rec.files) or ptype not in _NUMPY_TYPE
+            or len({lay[1] for lay in layouts}) != 1):
+        return None
+    bits = layouts[0][1]
+    groups: dict[tuple[int, int, float, float], list[int]] = {}
+    for k, lay in enumerate(layouts):
+        groups.setdefault(lay[2:], []).append(k)
+    if any(_gdcm_refuses(bits, *key) for key in groups):
+        return None  # GDCM says why
+    shape = (len(rec.files), rec.rows, rec.cols)
+    stored = np.empty(shape, dtype="<u2" if bits == 16 else np.uint8)
+    planes = stored.reshape(shape[0], -1)
+    for k, (path, lay) in enumerate(zip(rec.files, layouts, strict=True)):
+        buf = memoryview(planes[k]).cast("B")
+        with open(path, "rb", buffering=0) as fh:
+            fh.seek(lay[0])
+            if fh.readinto(buf) != len(buf):  # changed since the stat check: let GDCM report it
+                return None
+    parts = []  # (slice indices or None for all, stored values, slope, intercept)
+    for (bits_stored, signed, slope, icpt), ks in groups.items():
+        sel = None if len(ks) == len(layouts) else np.asarray(ks)
+        parts.append((sel, _stored_values(stored if sel is None else stored[sel], bits, bits_stored, signed),
+                      slope, icpt))
+    dtype = _NUMPY_TYPE[ptype]
+    if dtype != np.float32 and not all(s.is_integer() and c.is_integer() for _, _, s, c in parts):
+        return None  # (cannot happen: integer types are chosen for integral rescales only)
+    if ptype == sitk.sitkInt32:  # as the GDCM path: int16 when the values fit
+        ends = [float(end) * s + c for _, v, s, c in parts for end in (v.min(), v.max())]
+        if min(ends) >= -32768 and max(ends) <= 32767:
+            dtype = np.int16
+    if len(parts) == 1:
+        out = _rescale(parts[0][1], parts[0][2], parts[0][3], dtype)
+    else:
+        out = np.empty(shape, dtype=dtype)
+        for sel, values, slope, icpt in parts:
+            out[sel] = _rescale(values, slope, icpt, dtype)
+    return sitk.GetImageFromArray(out)
+
+
+def _gdcm_refuses(bits: int, bits_stored: int, signed: int, slope: float, icpt: float) -> bool:
+    """ITK's GDCM reader refuses an integral rescale whose smallest fitting type (gdcm::Rescaler's best
+    fit over the stored range) ranks below the stored pixel type ("Pixel type larger than output type")."""
+    if (slope == 1 and icpt == 0) or not (slope.is_integer() and icpt.is_integer()):
+        return False
+    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    a, b = sorted((slope * lo + icpt, slope * hi + icpt))
+    if a >= 0:  # ranks: UINT8 0, INT8 1, UINT16 4, INT16 5, UINT32 6, INT32 7
+        fit = 0 if b <= 255 else 4 if b <= 65535 else 6
+    else:
+        fit = 1 if a >= -128 and b <= 127 else 5 if a >= -32768 and b <= 32767 else 7
+    return fit < (signed if bits == 8 else 4 + signed)
+
+
+def _stored_values(raw: np.ndarray, bits: int, bits_stored: int, signed: int) -> np.ndarray:
+    """Stored pixel values as GDCM reads them: the low ``bits_stored`` bits, sign-extended when
+    ``signed`` (whatever the unused high bits hold). Works in place on ``raw``."""
+    if bits_stored < bits:
+        np.bitwise_and(raw, np.array((1 << bits_stored) - 1, dtype=raw.dtype), out=raw)
+    if not signed:
+        return raw
+    values = raw.view(np.int16 if bits == 16 else np.int8)
+    if bits_stored < bits:
+        sign = 1 << (bits_stored - 1)
+        values ^= sign
+        values -= sign
+    return values
+
+
+def _wrapped(value: float, dtype: type) -> Any:
+    """An integer as ``dtype`` modulo 2**bits (two's complement)."""
+    bits = np.dtype(dtype).itemsize * 8
+    v = int(value) % (1 << bits)
+    return dtype(v - (1 << bits) if v >= 1 << (bits - 1) else v)
+
+
+def _rescale(values: np.ndarray, slope: float, icpt: float, dtype: type) -> np.ndarray:
+    """``values * slope + icpt`` in ``dtype``, as GDCM computes it (in double, then cast to the output
+    type). Integer outputs hold exact results (the caller made sure they fit), so they are computed in
+    integers: modulo 2**16 for int16 (exact for results that fit), in int32 or int64 otherwise.
+    ``values`` may be reused as the output."""
+    if np.dtype(dtype).kind == "i":
+        if values.dtype.itemsize == np.dtype(dtype).itemsize:
+            out = values.view(dtype)
+        else:
+            big = (int(np.iinfo(values.dtype).max) + 1) * abs(int(slope)) + abs(int(icpt))
+            work = dtype if dtype == np.int16 or big < 2**31 else np.int64
+            out = values.astype(work)
+        if slope != 1:
+            np.multiply(out, _wrapped(slope, out.dtype.type), out=out)
+        if icpt != 0:
+            np.add(out, _wrapped(icpt, out.dtype.type), out=out)
+        return out.astype(dtype, copy=False)
+    out = np.empty(values.shape, dtype=dtype)
+    for z in range(len(values)):  # a slice at a time: the float64 intermediate stays small
+        np.add(np.multiply(values[z], slope, dtype=np.float64), icpt, out=out[z], dtype=np.float64,
+               casting="unsafe")
+    return out
 
 
 def _culprit(rec: SeriesRecord) -> tuple[str, str]:
@@ -208,7 +330,7 @@ def read_series(source: SeriesSource, *, series_uid: str | None = None) -> sitk.
     img.SetDirection(tuple(np.column_stack([iop[:3], iop[3:], normal]).ravel().tolist()))
     img.SetOrigin(tuple(float(x) for x in rec.positions[0]) if rec.positions else (0.0, 0.0, 0.0))
     img.SetSpacing(tuple(float(s) for s in rec.spacing))
-    if ptype == sitk.sitkInt32:
+    if img.GetPixelID() == sitk.sitkInt32:  # (the raw pixel reader already gives int16 when it can)
         arr = sitk.GetArrayViewFromImage(img)
         if arr.size and arr.min() >= -32768 and arr.max() <= 32767:
             img = sitk.Cast(img, sitk.sitkInt16)

@@ -303,3 +303,204 @@ def test_errors_never_contain_patient_name_or_id(tmp_path):
         messages.append(str(info.value))
     assert messages
     assert not any("PID777" in m or "DOE" in m for m in messages)
+
+
+# -- the raw pixel reader gives exactly what GDCM gives -------------------------------------------
+def _via_gdcm(rec):
+    import lightning_dicom.io as lio
+
+    lio._FORCE_GDCM = True
+    try:
+        return read_series(rec)
+    finally:
+        lio._FORCE_GDCM = False
+
+
+def _assert_raw_equals_gdcm(rec) -> sitk.Image:
+    """The series qualifies for the raw pixel reader, which gives GDCM's voxels and pixel type to the bit;
+    and read_series gives the same image either way (a single file is always read by GDCM)."""
+    import lightning_dicom.io as lio
+
+    assert rec.raw_pixels, "expected a series the raw pixel reader takes"
+    raw = lio._read_raw(rec, lio._pixel_type(rec))
+    assert raw is not None
+    fast, slow = read_series(rec), _via_gdcm(rec)
+    for image in (raw, fast):
+        a, b = to_array(image), to_array(slow)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert fast.GetPixelID() == slow.GetPixelID()
+    assert fast.GetSize() == slow.GetSize()
+    assert fast.GetOrigin() == slow.GetOrigin()
+    assert fast.GetSpacing() == slow.GetSpacing()
+    assert fast.GetDirection() == slow.GetDirection()
+    assert fast.GetMetaDataKeys() == slow.GetMetaDataKeys()
+    return fast
+
+
+def _assert_both_refuse(rec) -> None:
+    """GDCM refuses the series, and so does read_series, with the same message."""
+    with pytest.raises(SeriesError) as slow:
+        _via_gdcm(rec)
+    with pytest.raises(SeriesError) as fast:
+        read_series(rec)
+    assert str(fast.value) == str(slow.value)
+
+
+RAW_VARIANTS = [  # (bits_stored, pixel_representation, slope, intercept, orientation)
+    (16, 0, 1.0, -1024.0, "axial"),
+    (12, 0, 1.0, -1024.0, "sagittal:20"),
+    (12, 1, 1.0, 0.0, "coronal:15"),
+    (16, 1, 1.0, 0.0, "axial:33"),
+    (16, 1, 2.0, -3.0, "axial"),
+    (16, 0, 0.5, -1024.0, "sagittal"),
+    (12, 0, 0.37, -1000.25, "coronal"),
+    (16, 1, -1.0, 10.0, "axial"),
+    (14, 1, 1.0, 0.0, "axial"),
+    (16, 0, 1.0, 0.0, "axial"),
+    (16, 0, 4096.0, -1024.0, "axial"),  # int32 range
+    (16, 0, 2.0**20, 0.0, "axial"),  # beyond int32: float32
+]
+
+
+@pytest.mark.parametrize(("bits_stored", "signed", "slope", "intercept", "orientation"), RAW_VARIANTS)
+def test_raw_pixel_reader_equals_gdcm_on_generated_series(tmp_path, bits_stored, signed, slope, intercept,
+                                                          orientation):
+    base = 0.0 if signed else -1024.0  # written with slope 1 and this intercept, then relabelled
+    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    hu = np.clip(make_phantom((5, 12, 10), seed=3), lo + base, min(hi + base, 32767))
+    name, _, deg = orientation.partition(":")
+    s = write_series(tmp_path, hu, rescale_intercept=base, bits_stored=bits_stored, pixel_representation=signed,
+                     direction=direction_from_orientation(name, float(deg or 0)), spacing=(0.7, 0.8, 1.5), seed=9)
+    if (slope, intercept) != (1.0, base):
+        for f in s.files:
+            _rewrite(f, RescaleSlope=f"{slope:.10g}", RescaleIntercept=f"{intercept:.10g}")
+    rec = _record(tmp_path)
+    assert list(rec.files) != sorted(rec.files)  # shuffled names: slice order is not name order
+    image = _assert_raw_equals_gdcm(rec)
+    if (slope, intercept) == (1.0, base):
+        np.testing.assert_array_equal(to_array(image), s.hu)
+
+
+@pytest.mark.parametrize(("bits_stored", "signed"), [(12, 0), (12, 1), (10, 1), (15, 0), (8, 0), (9, 1)])
+def test_raw_pixel_reader_ignores_garbage_in_unused_high_bits_as_gdcm_does(tmp_path, bits_stored, signed):
+    write_series(tmp_path, make_phantom((3, 8, 9), seed=2) * 0, rescale_intercept=0.0, bits_stored=bits_stored,
+                 pixel_representation=signed, seed=1)
+    rng = np.random.default_rng(bits_stored)
+    for f in sorted(tmp_path.iterdir()):
+        values = rng.integers(0, 2**16, size=(8, 9), dtype=np.uint16)  # every bit random, overlays too
+        _rewrite(f, PixelData=values.astype("<u2").tobytes(), RescaleSlope="1", RescaleIntercept="-7")
+    _assert_raw_equals_gdcm(_record(tmp_path))
+
+
+@pytest.mark.parametrize(("bits_stored", "signed", "slope", "intercept"), [
+    (1, 0, "1", "-7"), (7, 1, "1", "-7"), (12, 1, "1", "2048"), (12, 1, "-1", "40000"), (8, 0, "1", "-128")])
+def test_rescale_gdcm_refuses_is_refused_alike(tmp_path, bits_stored, signed, slope, intercept):
+    """ITK's GDCM reader refuses an integral rescale into a type smaller than the stored one ("Pixel
+    type larger than output type"): the raw pixel reader leaves those series to it."""
+    s = write_series(tmp_path, make_phantom((2, 6, 5)) * 0, rescale_intercept=0.0, bits_stored=bits_stored,
+                     pixel_representation=signed, seed=1)
+    for f in s.files:
+        _rewrite(f, RescaleSlope=slope, RescaleIntercept=intercept)
+    rec = _record(tmp_path)
+    assert rec.raw_pixels
+    _assert_both_refuse(rec)
+
+
+def test_raw_pixel_reader_equals_gdcm_with_per_file_rescale_and_implicit_vr(tmp_path):
+    write_series(tmp_path, make_phantom((4, 8, 8), seed=5), seed=2)
+    files = sorted(tmp_path.iterdir())
+    _rewrite(files[0], RescaleSlope="2", RescaleIntercept="-2048")
+    _rewrite(files[1], RescaleSlope="0.5")
+    ds = pydicom.dcmread(files[2])
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.save_as(files[2], enforce_file_format=True)
+    rec = _record(tmp_path)
+    assert not rec.uniform_rescale
+    assert _assert_raw_equals_gdcm(rec).GetPixelID() == sitk.sitkFloat32
+    _rewrite(files[1], RescaleSlope="1")  # integral again: int32 read, narrowed to int16
+    assert _assert_raw_equals_gdcm(_record(tmp_path)).GetPixelID() == sitk.sitkInt16
+
+
+@pytest.mark.parametrize("signed", [0, 1])
+def test_raw_pixel_reader_equals_gdcm_on_8_bit_series(tmp_path, signed):
+    s = write_series(tmp_path, make_phantom((3, 5, 7), seed=1), seed=3)  # 5 x 7: odd, padded pixel data
+    rng = np.random.default_rng(signed)
+    for f in s.files:
+        ds = pydicom.dcmread(f)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, signed
+        ds.RescaleSlope, ds.RescaleIntercept = "3", "-100"
+        ds.PixelData = rng.integers(0, 256, size=35, dtype=np.uint8).tobytes()
+        ds.save_as(f)
+    _assert_raw_equals_gdcm(_record(tmp_path))
+
+
+def _set_pixel_length(path: Path, rec_offset: int, n: int) -> None:
+    """Rewrite the Pixel Data element (explicit VR, value at ``rec_offset``) to hold n bytes (odd allowed)."""
+    data = bytearray(path.read_bytes())
+    value = bytes(data[rec_offset:]) + bytes(max(0, n - (len(data) - rec_offset)))
+    data[rec_offset - 4:rec_offset] = n.to_bytes(4, "little")
+    path.write_bytes(bytes(data[:rec_offset]) + value[:n])
+
+
+def test_raw_pixel_reader_equals_gdcm_with_odd_or_longer_pixel_data(tmp_path):
+    s = write_series(tmp_path / "a", make_phantom((3, 5, 7), seed=1), seed=3)
+    for f in s.files:  # 8-bit, 35 bytes: an odd length, without the padding byte
+        ds = pydicom.dcmread(f)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        ds.PixelData = np.arange(35, dtype=np.uint8).tobytes()
+        ds.save_as(f)
+    rec = _record(tmp_path / "a")
+    for f, lay in zip(rec.files, rec.raw_pixels, strict=True):
+        _set_pixel_length(Path(f), lay[0], 35)
+    rec = _record(tmp_path / "a")
+    assert os.path.getsize(rec.files[0]) % 2 == 1
+    _assert_raw_equals_gdcm(rec)
+    s = write_series(tmp_path / "b", make_phantom((3, 6, 6), seed=2), seed=4)
+    rec = _record(tmp_path / "b")
+    for k, (f, lay) in enumerate(zip(rec.files, rec.raw_pixels, strict=True)):
+        _set_pixel_length(Path(f), lay[0], 72 + [1, 8, 72][k])  # odd, a little and a frame longer
+    _assert_raw_equals_gdcm(_record(tmp_path / "b"))
+
+
+def test_raw_pixel_reader_equals_gdcm_on_raw_datasets_and_single_files(tmp_path):
+    s = write_series(tmp_path, make_phantom((3, 8, 10)), spacing=(0.7, 0.8, 2.5), seed=4)
+    _strip_file_meta(s.files[0], implicit_vr=True, little_endian=True)
+    _assert_raw_equals_gdcm(_record(tmp_path))
+    for f in s.files:
+        _assert_raw_equals_gdcm(_record(f))
+
+
+def test_raw_pixel_reader_leaves_other_series_to_gdcm(tmp_path):
+    s = write_series(tmp_path / "m1", make_phantom((2, 6, 6)), seed=1)
+    for f in s.files:
+        _rewrite(f, PhotometricInterpretation="MONOCHROME1")
+    assert _record(tmp_path / "m1").raw_pixels == ()
+    s = write_series(tmp_path / "hb", make_phantom((2, 6, 6)), seed=1, bits_stored=12)
+    _rewrite(s.files[0], HighBit=15)
+    assert _record(tmp_path / "hb").raw_pixels == ()
+    s = write_multiframe(tmp_path / "mf.dcm", make_phantom((3, 6, 6)))
+    assert _record(tmp_path / "mf.dcm").raw_pixels == ()
+    for name in ("SC_rgb_small_odd.dcm", "JPEG2000.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm"):
+        assert _record(PYDICOM_FILES / name).raw_pixels == ()
+
+
+def test_raw_pixel_reader_equals_gdcm_on_every_eligible_pydicom_file():
+    eligible = 0
+    for path in sorted(PYDICOM_FILES.rglob("*")):
+        if not path.is_file():
+            continue
+        with DicomIndex([path]) as idx:
+            idx.scan(workers=1)
+            volumes = idx.series()
+        for rec in volumes:
+            if not rec.raw_pixels:
+                continue
+            try:
+                _via_gdcm(rec)
+            except SeriesError:  # refused before or by GDCM: the raw reader must refuse it too
+                _assert_both_refuse(rec)
+                continue
+            _assert_raw_equals_gdcm(rec)
+            eligible += 1
+    assert eligible >= 20
