@@ -40,11 +40,10 @@ def _resample(image: sitk.Image, spacing: tuple[float, float, float], interpolat
     old_size = np.array(image.GetSize(), dtype=float)
     old_spacing = np.array(image.GetSpacing(), dtype=float)
     new_size = [max(1, int(round(n))) for n in old_size * old_spacing / np.array(spacing)]
-    stats = sitk.MinimumMaximumImageFilter()
-    stats.Execute(image if image.GetNumberOfComponentsPerPixel() == 1 else sitk.VectorIndexSelectionCast(image, 0))
+    background = float(sitk.GetArrayViewFromImage(image).min())  # outside the image: its minimum (air)
     return sitk.Resample(
         image, new_size, sitk.Transform(), _INTERPOLATORS[interpolation], image.GetOrigin(), tuple(spacing),
-        image.GetDirection(), float(stats.GetMinimum()),
+        image.GetDirection(), background,
         sitk.sitkFloat32 if image.GetNumberOfComponentsPerPixel() == 1 else sitk.sitkVectorFloat32,
     )
 
@@ -75,7 +74,8 @@ def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray,
         geometry) and ``crop_start`` (z-y-x index in the resampled grid of output voxel 0).
     """
     source = geometry(image)
-    if cfg.orientation != "none":
+    if cfg.orientation != "none" and (
+            sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) != cfg.orientation):
         image = sitk.DICOMOrient(image, cfg.orientation)
     if cfg.spacing is not None:
         image = _resample(image, cfg.spacing, cfg.interpolation)
