@@ -31,6 +31,7 @@ from .dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
 from .errors import ConfigError, LightningDicomError
 from .index import DicomIndex, SeriesRecord, select_series
 from .labels import LabelTable, read_labels
+from .loader import ThreadedDataLoader
 from .preprocess import worker_init_fn
 from .sampler import BatchDataset, ShardBatchSampler
 from .split import Split, save_split, split_series
@@ -119,13 +120,15 @@ class DicomDataModule(pl.LightningDataModule):
         """The persisted index (``<work_dir>/index.sqlite``)."""
         return DicomIndex(self.config.root, self.work_dir / "index.sqlite")
 
-    def volume_cache(self) -> VolumeCache:
+    def volume_cache(self, mask_sources: dict[str, list[str]] | None = None) -> VolumeCache:
         """The cache for this config (with each series' mask files when masks are configured)."""
-        if self.config.masks is not None and self._mask_sources is None:
-            with self.open_index() as idx:
-                self._mask_sources, _ = self._find_masks(idx, self._selected(idx)[0])
+        if mask_sources is None and self.config.masks is not None:
+            mask_sources = self._mask_sources
+            if mask_sources is None:
+                with self.open_index() as idx:
+                    mask_sources = self._find_masks(idx, self._selected(idx)[0])[0]
         return VolumeCache(self.config.resolved_cache_dir(), self.config.preprocessing, self.config.cache.dtype,
-                           self.config.masks, self._mask_sources)
+                           self.config.masks, mask_sources)
 
     def _find_masks(self, idx: DicomIndex, selected: list[SeriesRecord]) -> tuple[dict[str, list[str]], list[str]]:
         """Mask files per series id (CSV NIfTI paths + linked SEG/RTSTRUCT) and SEG/RTSTRUCT files linking nothing."""
@@ -152,10 +155,9 @@ class DicomDataModule(pl.LightningDataModule):
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
             selected, _ = self._selected(idx)
-            if self.config.masks is not None:
-                self._mask_sources, _ = self._find_masks(idx, selected)
+            sources = self._find_masks(idx, selected)[0] if self.config.masks is not None else None
         if self.config.cache.enabled:  # failures are recorded, and raised in setup() on every rank alike
-            self.volume_cache().build(selected, workers=self.config.cache.workers, progress=self.progress)
+            self.volume_cache(sources).build(selected, workers=self.config.cache.workers, progress=self.progress)
 
     def setup(self, stage: str | None = None) -> None:
         """Reload the index, select and label series, split, and build datasets (every rank)."""
@@ -284,6 +286,8 @@ class DicomDataModule(pl.LightningDataModule):
         else:
             sampler = ShardBatchSampler(len(dataset), lc.batch_size, num_replicas=world, rank=rank,
                                         shuffle=shuffle, seed=self.config.split.seed)
+        if threads:
+            return ThreadedDataLoader(dataset, sampler=sampler, batch_size=None, prefetch=2, **common)
         return DataLoader(dataset, sampler=sampler, batch_size=None, **common)
 
     def train_dataloader(self) -> DataLoader:
