@@ -67,6 +67,13 @@ class SelectionConfig(_Model):
 class PreprocessingConfig(_Model):
     """SimpleITK preprocessing, applied in order: reorient, resample, clip, normalise, crop/pad."""
 
+    irregular_stacks: Literal["reject", "resample"] = Field(
+        default="reject",
+        description="Stacks with missing slices, non-uniform spacing (beyond gap_tolerance) or gantry tilt: "
+        "'reject' them with a reason, or 'resample' them onto an orthogonal uniform grid (linear, float32).")
+    gap_tolerance: float = Field(
+        default=0.05, gt=0.0, lt=1.0,
+        description="Largest relative deviation of a slice gap from the median before a stack is irregular.")
     orientation: Literal["RAS", "LPS", "none"] = Field(
         default="LPS",
         description="Reorient the voxel axes so that x, y, z point to these directions (DICOM's "
