@@ -75,21 +75,29 @@ class BatchDataset(Dataset):
     copies and numpy/torch casts release the GIL); the pool is created lazily and never pickled.
     """
 
-    def __init__(self, dataset: Dataset, collate_fn: Callable[[list[Any]], Any], threads: int = 1) -> None:
+    def __init__(self, dataset: Dataset, collate_fn: Callable[[list[Any]], Any], threads: int = 1,
+                 image_dtype: torch.dtype | None = None) -> None:
         self.dataset = dataset
         self.collate_fn = collate_fn
         self.threads = int(threads)
+        self.image_dtype = image_dtype
         self._pool: ThreadPoolExecutor | None = None
+
+    def _get(self, i: int) -> Any:
+        sample = self.dataset[i]
+        if self.image_dtype is not None and sample["image"].dtype != self.image_dtype:
+            sample["image"] = sample["image"].to(self.image_dtype)  # cast in the reading thread, in parallel
+        return sample
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, indices: list[int]) -> Any:
         if self.threads <= 1 or len(indices) <= 1:
-            return self.collate_fn([self.dataset[i] for i in indices])
+            return self.collate_fn([self._get(i) for i in indices])
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lightning_dicom")
-        return self.collate_fn(list(self._pool.map(self.dataset.__getitem__, indices)))
+        return self.collate_fn(list(self._pool.map(self._get, indices)))
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_pool": None}

@@ -57,3 +57,19 @@ def test_breaking_out_early_stops_the_prefetch_thread():
     while any(t.name == "lightning_dicom-prefetch" for t in threading.enumerate()) and time.time() < deadline:
         time.sleep(0.05)
     assert not any(t.name == "lightning_dicom-prefetch" for t in threading.enumerate())
+
+
+class Half(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": torch.full((1, 2, 2, 2), float(i), dtype=torch.float16)}
+
+
+@pytest.mark.parametrize(("dtype", "expected"), [(None, torch.float16), (torch.float32, torch.float32)])
+def test_batches_keep_float16_for_accelerators_or_are_cast_in_the_threads(dtype, expected):
+    ds = BatchDataset(Half(), torch.utils.data.default_collate, threads=2, image_dtype=dtype)
+    batch = ds[[0, 1, 2]]
+    assert batch["image"].dtype == expected
+    assert batch["image"].flatten(1)[:, 0].tolist() == [0.0, 1.0, 2.0]
