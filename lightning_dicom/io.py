@@ -28,14 +28,37 @@ mtime; else re-index) and that the index found nothing wrong with its pixel data
 files, pixel data shorter than Rows x Columns declare, and encodings GDCM is known to decode
 wrongly: RLE colour above 8 bits, 32-bit big endian). Every failure is a
 :class:`~lightning_dicom.errors.SeriesError` naming the file at fault.
+
+Irregular stacks -- missing slices, non-uniform slice spacing (a gap further than ``gap_tolerance``
+x median from the median gap) and sheared stacks (slice origins offset within the slice plane by
+more than :data:`SHEAR_TOLERANCE_MM`: gantry tilt) -- are rejected by default
+(``irregular="reject"``). With ``irregular="resample"`` they are read at their true positions and
+resampled onto an orthogonal uniform grid: direction (row, column, normal) from
+ImageOrientationPatient, in-plane spacing unchanged, slice spacing = the median gap between
+acquired slices (what :attr:`SeriesRecord.spacing` says), origin = the first slice's
+ImagePositionPatient, and as many slices as fit between the first and the last acquired position
+(the last output slice is less than one gap before the last acquired one; nothing is
+extrapolated). Each acquired slice is first shifted by its in-plane offset onto the first slice's
+pixel grid (separable linear interpolation; pixels whose source falls outside the acquired slice,
+by ITK's half-pixel convention, are outside the field of view), then every output slice is the
+linear interpolation along the normal of the two acquired slices that bracket it (a missing slice
+is the mean of its neighbours; output slices that coincide with acquired ones are copies of them).
+Voxels outside the acquired field of view get the smallest value of the acquired volume. The
+result is float32 and a warning is logged (series UID only). Duplicate positions are refused in
+both modes, and so are holes wider than :data:`MAX_GAP_RATIO` median gaps and colour stacks. Regular
+stacks take the normal path in both modes: the same image to the byte.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import numbers
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import SimpleITK as sitk
@@ -43,14 +66,22 @@ import SimpleITK as sitk
 from .errors import SeriesError
 from .index import DicomIndex, SeriesRecord
 
-__all__ = ["check_files", "check_geometry", "geometry", "read_series", "to_array"]
+__all__ = ["check_files", "check_geometry", "geometry", "planned_geometry", "read_series", "to_array"]
+
+log = logging.getLogger(__name__)
 
 SeriesSource = SeriesRecord | str | os.PathLike | Sequence[str | os.PathLike]
+IrregularMode = Literal["reject", "resample"]
 
-#: Largest relative deviation of a slice gap from the median before a series is rejected.
+#: Default largest relative deviation of a slice gap from the median before a stack is irregular.
 GAP_TOLERANCE = 0.05
 #: Largest distance (mm) of a slice position from the line along the normal (gantry tilt).
 SHEAR_TOLERANCE_MM = 0.05
+#: ``irregular="resample"`` refuses a hole wider than this many median gaps (more than 4 consecutive
+#: missing slices): interpolating across it would invent anatomy.
+MAX_GAP_RATIO = 5.0
+#: Two positions along the normal closer than this (mm) are the same slice position.
+_SAME_POSITION_MM = 1e-4
 _COLOUR = ("RGB", "YBR", "PALETTE")
 #: Switch for tests: True decodes every series with SimpleITK/GDCM (no raw pixel reading).
 _FORCE_GDCM = False
@@ -93,17 +124,36 @@ def check_files(rec: SeriesRecord) -> None:
                               "before reading", series_uid=rec.series_uid, path=path)
 
 
-def check_geometry(rec: SeriesRecord) -> None:
-    """Reject stacks that a plain series reader would misplace.
+@dataclass(frozen=True)
+class _Resampling:
+    """How an irregular stack is resampled (see the module docstring)."""
 
-    Raises:
-        SeriesError: duplicate slice positions, missing/non-uniform slices or a sheared
-            (gantry-tilted) stack.
-    """
+    depth: np.ndarray  # (n,) distance of each acquired slice from the first along the normal, mm (ascending)
+    shift: np.ndarray  # (n, 2) in-plane offset of each slice origin from the first's: mm along row, column
+    spacing: float  # output slice spacing: the median gap
+    n_out: int  # output slices
+    missing: int  # slices missing from holes that are whole multiples of the median gap
+    tilt_deg: float  # shear of the stack, degrees (0 when not sheared)
+    reason: str
+
+
+def _check_mode(irregular: str, gap_tolerance: float) -> None:
+    if irregular not in ("reject", "resample"):
+        raise ValueError(f"irregular must be 'reject' or 'resample', got {irregular!r}")
+    if (isinstance(gap_tolerance, bool) or not isinstance(gap_tolerance, numbers.Real)
+            or not 0 < float(gap_tolerance) < 1):
+        raise ValueError(f"gap_tolerance must be a number in (0, 1), got {gap_tolerance!r}")
+
+
+def _plan(rec: SeriesRecord, irregular: str, gap_tolerance: float) -> _Resampling | None:
+    """None for a regular stack; else how to resample it (``irregular="resample"``) or SeriesError."""
+    _check_mode(irregular, gap_tolerance)
+    gap_tolerance = float(gap_tolerance)
     if len(rec.positions) < 2 or not rec.has_geometry:
-        return
-    iop = np.asarray(rec.orientation)
-    normal = np.cross(iop[:3], iop[3:])
+        return None
+    iop = np.asarray(rec.orientation, dtype=float)
+    row, col = iop[:3], iop[3:]
+    normal = np.cross(row, col)
     pos = np.asarray(rec.positions, dtype=float)
     proj = pos @ normal
     gaps = np.diff(proj)
@@ -114,16 +164,157 @@ def check_geometry(rec: SeriesRecord) -> None:
             series_uid=rec.series_uid, path=rec.files[0])
     med = float(np.median(gaps))
     dev = float(np.max(np.abs(gaps - med)))
-    if dev > GAP_TOLERANCE * abs(med):
-        raise SeriesError(
-            f"non-uniform slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm (median {med:.3f}); "
-            "a missing slice or a variable-spacing acquisition", series_uid=rec.series_uid, path=rec.files[0])
+    reasons = []
+    missing = 0
+    if dev > gap_tolerance * abs(med):
+        ratios = gaps / med
+        whole = np.rint(ratios)
+        odd = np.abs(ratios - 1) > gap_tolerance  # the gaps that make the stack irregular
+        holes = odd & (whole >= 2) & (np.abs(ratios - whole) <= gap_tolerance * whole)
+        if np.array_equal(holes, odd):
+            missing = int(np.sum(whole[holes] - 1))
+            k = int(np.argmax(gaps))
+            what = (f"{missing} missing slice{'s' if missing > 1 else ''} (the widest hole: {gaps[k]:.3f} mm "
+                    f"after slice {k + 1} of {len(gaps) + 1})")
+        else:
+            what = "a missing slice or a variable-spacing acquisition"
+        reasons.append(f"non-uniform slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm "
+                       f"(median {med:.3f}); {what}")
     offsets = pos - pos[0] - np.outer(proj - proj[0], normal)
     shear = float(np.max(np.linalg.norm(offsets, axis=1)))
+    tilt = 0.0
     if shear > SHEAR_TOLERANCE_MM:
-        raise SeriesError(
-            f"slices are not stacked along their normal (offset up to {shear:.2f} mm): gantry tilt or "
-            "mixed stacks are not supported", series_uid=rec.series_uid, path=rec.files[0])
+        slope = np.linalg.norm(offsets[1:], axis=1) / (proj[1:] - proj[0])  # in-plane mm per mm of depth
+        tilt = math.degrees(math.atan(float(np.max(slope))))
+        reasons.append(f"slices are not stacked along their normal (offset up to {shear:.2f} mm): gantry tilt "
+                       f"(about {tilt:.1f} degrees) or mixed stacks")
+    if not reasons:
+        return None
+    reason = "; ".join(reasons)
+    if irregular == "reject":
+        raise SeriesError(f"{reason}; read with irregular='resample' (preprocessing.irregular_stacks) to "
+                          "resample it onto a uniform grid", series_uid=rec.series_uid, path=rec.files[0])
+    if _is_colour(rec):
+        raise SeriesError(f"{reason}; colour stacks are not resampled", series_uid=rec.series_uid,
+                          path=rec.files[0])
+    if float(gaps.max()) > MAX_GAP_RATIO * med:
+        raise SeriesError(f"{reason}; a hole of {gaps.max():.3f} mm is more than {MAX_GAP_RATIO:g} median gaps: "
+                          "too wide to interpolate", series_uid=rec.series_uid, path=rec.files[0])
+    depth = proj - proj[0]
+    n_out = int(math.floor(float(depth[-1]) / med + 1e-3)) + 1
+    shift = np.column_stack([offsets @ row, offsets @ col])
+    return _Resampling(depth=depth, shift=shift, spacing=med, n_out=n_out, missing=missing,
+                       tilt_deg=tilt if shear > SHEAR_TOLERANCE_MM else 0.0, reason=reason)
+
+
+def check_geometry(rec: SeriesRecord, *, irregular: IrregularMode = "reject",
+                   gap_tolerance: float = GAP_TOLERANCE) -> None:
+    """Reject stacks that a plain series reader would misplace (see :func:`read_series`).
+
+    Args:
+        rec: the series.
+        irregular: ``"reject"`` refuses missing/non-uniform slices and sheared stacks;
+            ``"resample"`` accepts those that :func:`read_series` can resample.
+        gap_tolerance: largest relative deviation of a slice gap from the median gap.
+
+    Raises:
+        SeriesError: duplicate slice positions; with ``"reject"``, missing/non-uniform slices or a
+            sheared (gantry-tilted) stack; with ``"resample"``, a hole wider than
+            :data:`MAX_GAP_RATIO` median gaps or an irregular colour stack.
+        ValueError: ``irregular`` or ``gap_tolerance`` is not valid.
+    """
+    _plan(rec, irregular, gap_tolerance)
+
+
+def planned_geometry(rec: SeriesRecord, *, irregular: IrregularMode = "reject",
+                     gap_tolerance: float = GAP_TOLERANCE) -> dict[str, Any]:
+    """The grid :func:`read_series` gives for ``rec`` with these options, from the record alone (no
+    pixel data): the keys of :func:`geometry` (spacing, origin, direction, size). For an irregular stack
+    read with ``irregular="resample"``, ``size[2]`` is the number of resampled slices.
+
+    Raises:
+        SeriesError: as :func:`check_geometry`.
+    """
+    plan = _plan(rec, irregular, gap_tolerance)
+    iop = np.asarray(rec.orientation, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    spacing = [float(s) for s in rec.spacing]
+    size = [int(rec.cols), int(rec.rows), int(rec.n_slices)]
+    if plan is not None:
+        spacing[2], size[2] = plan.spacing, plan.n_out
+    return {
+        "spacing": spacing,
+        "origin": [float(x) for x in rec.positions[0]] if rec.positions else [0.0, 0.0, 0.0],
+        "direction": np.column_stack([iop[:3], iop[3:], normal]).ravel().tolist(),
+        "size": size,
+    }
+
+
+def _lerp_axis(a: np.ndarray, t: float, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` (float64, 2D) sampled at index - t along ``axis`` (linear), and which output indices have
+    their source inside the image (ITK's continuous-index convention: -0.5 .. n - 0.5, values clamped
+    at the edge pixel in the border half-pixel)."""
+    n = a.shape[axis]
+    x = np.arange(n, dtype=np.float64) - t
+    inside = (x >= -0.5 - 1e-9) & (x <= n - 0.5 + 1e-9)
+    if n == 1:
+        return a, inside
+    xc = np.clip(x, 0.0, n - 1.0)
+    i0 = np.minimum(np.floor(xc).astype(np.intp), n - 2)
+    f = xc - i0
+    lo, hi = np.take(a, i0, axis=axis), np.take(a, i0 + 1, axis=axis)
+    f = f[None, :] if axis == 1 else f[:, None]
+    return lo + (hi - lo) * f, inside
+
+
+def _shifted_slice(plane: np.ndarray, shift_px: tuple[float, float]) -> tuple[np.ndarray, np.ndarray | None]:
+    """A slice moved onto the first slice's pixel grid: output pixel (y, x) takes the value at
+    (y - shift_y, x - shift_x) of ``plane``. Returns float32 values and the in-field mask (None: all)."""
+    tx, ty = shift_px
+    if abs(tx) < 1e-6 and abs(ty) < 1e-6:
+        return plane.astype(np.float32), None
+    work = plane.astype(np.float64)
+    mask = np.ones(plane.shape, dtype=bool)
+    if abs(tx) >= 1e-6:
+        work, inside = _lerp_axis(work, tx, axis=1)
+        mask &= inside[None, :]
+    if abs(ty) >= 1e-6:
+        work, inside = _lerp_axis(work, ty, axis=0)
+        mask &= inside[:, None]
+    return work.astype(np.float32), mask
+
+
+def _resample_stack(arr: np.ndarray, plan: _Resampling, pixel_spacing: tuple[float, float]) -> np.ndarray:
+    """The acquired slices ``arr`` (z-y-x, slice order) on the uniform orthogonal grid of ``plan`` (float32)."""
+    fill = np.float32(arr.min()) if arr.size else np.float32(0)
+    sx, sy = pixel_spacing
+    cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def acquired(k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if k not in cache:
+            cache[k] = _shifted_slice(arr[k], (plan.shift[k, 0] / sx, plan.shift[k, 1] / sy))
+        return cache[k]
+
+    depth, n = plan.depth, len(plan.depth)
+    out = np.empty((plan.n_out, *arr.shape[1:]), dtype=np.float32)
+    for m in range(plan.n_out):
+        z = min(m * plan.spacing, float(depth[-1]))
+        k = min(max(int(np.searchsorted(depth, z, side="right")) - 1, 0), n - 2)
+        if z - depth[k] <= _SAME_POSITION_MM:
+            value, mask = acquired(k)
+        elif depth[k + 1] - z <= _SAME_POSITION_MM:
+            value, mask = acquired(k + 1)
+        else:
+            w = (z - depth[k]) / (depth[k + 1] - depth[k])
+            (a, mask_a), (b, mask_b) = acquired(k), acquired(k + 1)
+            value = (a.astype(np.float64) * (1.0 - w) + b.astype(np.float64) * w).astype(np.float32)
+            mask = mask_a if mask_b is None else mask_b if mask_a is None else mask_a & mask_b
+        out[m] = value
+        if mask is not None:
+            out[m][~mask] = fill
+        for old in [j for j in cache if j < k]:  # slices are visited in order: drop those left behind
+            del cache[old]
+    return out
 
 
 def _resolve(source: SeriesSource, series_uid: str | None) -> SeriesRecord:
@@ -289,24 +480,35 @@ def _last_line(err: Exception) -> str:
     return text.splitlines()[-1][:200] if text else type(err).__name__
 
 
-def read_series(source: SeriesSource, *, series_uid: str | None = None) -> sitk.Image:
+def read_series(source: SeriesSource, *, series_uid: str | None = None, irregular: IrregularMode = "reject",
+                gap_tolerance: float = GAP_TOLERANCE) -> sitk.Image:
     """Read one DICOM series (or multi-frame file, or 2D image) as a 3D SimpleITK image.
 
     Args:
         source: a :class:`SeriesRecord` from an index, a folder, a file, or a list of files.
         series_uid: which series when ``source`` holds several (SeriesInstanceUID or series id).
+        irregular: what to do with stacks that have missing slices, non-uniform slice spacing or
+            gantry tilt (shear): ``"reject"`` (SeriesError) or ``"resample"`` onto an orthogonal
+            uniform grid (linear interpolation, float32; the slice spacing is the median gap; see
+            the module docstring). Regular stacks are read the same way in both modes.
+        gap_tolerance: largest relative deviation of a slice gap from the median gap before the stack
+            is irregular.
 
     Returns:
         A 3D image: LPS geometry in mm, values in modality units (HU for CT), int16 when the
-        headers guarantee it, else int32/float32. Colour data is a vector image (RGB).
+        headers guarantee it, else int32/float32 (float32 for a resampled stack). Colour data is a
+        vector image (RGB).
 
     Raises:
         SeriesError: the series is ambiguous or missing, a file changed since it was indexed or is
-            truncated, the pixel data cannot be decoded, or the geometry is bad.
+            truncated, the pixel data cannot be decoded, or the geometry is bad (see
+            :func:`check_geometry`).
+        ValueError: ``irregular`` or ``gap_tolerance`` is not valid.
     """
+    _check_mode(irregular, gap_tolerance)
     rec = _resolve(source, series_uid)
     check_files(rec)
-    check_geometry(rec)
+    plan = _plan(rec, irregular, gap_tolerance)
     ptype = _pixel_type(rec)
     try:
         img = _decode(rec, ptype)
@@ -325,16 +527,38 @@ def read_series(source: SeriesSource, *, series_uid: str | None = None) -> sitk.
     if rec.frame_order:  # multi-frame file whose frames are not stored in slice order
         arr = sitk.GetArrayFromImage(img)[list(rec.frame_order)]
         img = sitk.GetImageFromArray(arr, isVector=img.GetNumberOfComponentsPerPixel() > 1)
+    if plan is not None:
+        img = _resampled(img, rec, plan)
     iop = np.asarray(rec.orientation, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
     img.SetDirection(tuple(np.column_stack([iop[:3], iop[3:], normal]).ravel().tolist()))
     img.SetOrigin(tuple(float(x) for x in rec.positions[0]) if rec.positions else (0.0, 0.0, 0.0))
-    img.SetSpacing(tuple(float(s) for s in rec.spacing))
+    spacing = [float(s) for s in rec.spacing]
+    if plan is not None:
+        spacing[2] = plan.spacing
+    img.SetSpacing(tuple(spacing))
     if img.GetPixelID() == sitk.sitkInt32:  # (the raw pixel reader already gives int16 when it can)
         arr = sitk.GetArrayViewFromImage(img)
         if arr.size and arr.min() >= -32768 and arr.max() <= 32767:
             img = sitk.Cast(img, sitk.sitkInt16)
     return img
+
+
+def _resampled(img: sitk.Image, rec: SeriesRecord, plan: _Resampling) -> sitk.Image:
+    """The decoded irregular stack (slice order, no geometry yet) on its uniform grid (float32)."""
+    arr = sitk.GetArrayViewFromImage(img)
+    out = sitk.GetImageFromArray(_resample_stack(arr, plan, (float(rec.spacing[0]), float(rec.spacing[1]))))
+    for key in img.GetMetaDataKeys():
+        out.SetMetaData(key, img.GetMetaData(key))
+    done = []
+    if plan.missing:
+        done.append(f"{plan.missing} missing slice{'s' if plan.missing > 1 else ''} filled by linear interpolation")
+    if plan.tilt_deg:
+        done.append(f"a {plan.tilt_deg:.1f} degree shear (gantry tilt) undone")
+    log.warning("series %s: irregular stack (%s) resampled onto a uniform grid of %d slices at %.4g mm "
+                "(%d acquired)%s", rec.series_uid, plan.reason, plan.n_out, plan.spacing, rec.n_slices,
+                "; " + ", ".join(done) if done else "")
+    return out
 
 
 def _undo_monochrome1(img: sitk.Image, rec: SeriesRecord) -> sitk.Image:

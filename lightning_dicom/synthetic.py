@@ -38,11 +38,13 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 __all__ = [
+    "IrregularSeries",
     "SyntheticSeries",
     "direction_from_orientation",
     "main",
     "make_phantom",
     "write_dataset",
+    "write_irregular_series",
     "write_multiframe",
     "write_series",
 ]
@@ -325,6 +327,73 @@ def write_series(
         series_uid=series_uid,
         label=int(label),
     )
+
+
+@dataclass(frozen=True)
+class IrregularSeries(SyntheticSeries):
+    """A series written by :func:`write_irregular_series`: ``positions[k]`` is the ImagePositionPatient
+    of slice ``k`` (LPS mm, as written: the floats of the DS strings). ``origin`` is ``positions[0]``;
+    ``spacing[2]`` is the nominal slice spacing written as SliceThickness/SpacingBetweenSlices."""
+
+    positions: tuple[tuple[float, float, float], ...] = ()
+
+
+def write_irregular_series(
+    out_dir: Path | str,
+    hu: np.ndarray,
+    *,
+    depths: Sequence[float] | None = None,
+    tilt_deg: float = 0.0,
+    positions: Sequence[Sequence[float]] | None = None,
+    spacing: Sequence[float] = (0.8, 0.8, 2.5),
+    origin: Sequence[float] = (-20.0, -20.0, -40.0),
+    direction: Sequence[float] = IDENTITY_DIRECTION,
+    **kwargs: object,
+) -> IrregularSeries:
+    """Write ``hu`` (``[z, y, x]``) like :func:`write_series`, but with slices at arbitrary positions.
+
+    Slice ``k`` lies at ``origin + depths[k] * normal + depths[k] * tan(tilt_deg) * col`` (``col`` = the
+    column cosine, column 1 of ``direction``): ``depths`` (mm along the normal, default ``k *
+    spacing[2]``) make missing slices or non-uniform gaps, ``tilt_deg`` a gantry-tilted (sheared) stack
+    whose slices slide along the column direction in proportion to their depth. ``positions`` (one
+    LPS point per slice) replaces both. Every other argument goes to :func:`write_series`; then each
+    file's ImagePositionPatient and SliceLocation are rewritten. ``files[k]`` holds slice ``k``; the
+    caller keeps slices in increasing order along the normal (else ``files`` is not in slice order).
+    """
+    import pydicom
+
+    vol = np.asarray(hu)
+    if vol.ndim != 3 or 0 in vol.shape:
+        raise ValueError(f"hu must be a non-empty 3D [z, y, x] array, got shape {vol.shape}")
+    nz = vol.shape[0]
+    mat = _direction_matrix(direction)
+    col, normal = mat[:, 1], mat[:, 2]
+    if positions is not None:
+        if depths is not None or tilt_deg:
+            raise ValueError("give positions, or depths/tilt_deg, not both")
+        pts = np.asarray(positions, dtype=np.float64)
+    else:
+        if not -90.0 < float(tilt_deg) < 90.0:
+            raise ValueError(f"tilt_deg must be in (-90, 90), got {tilt_deg}")
+        d = np.arange(nz) * float(spacing[2]) if depths is None else np.asarray(depths, dtype=np.float64)
+        if d.shape != (nz,):
+            raise ValueError(f"depths must hold {nz} values (one per slice), got shape {d.shape}")
+        shear = np.tan(np.deg2rad(float(tilt_deg)))
+        pts = np.asarray(origin, dtype=np.float64) + np.outer(d, normal) + np.outer(d * shear, col)
+    if pts.shape != (nz, 3) or not np.isfinite(pts).all():
+        raise ValueError(f"positions must be {nz} finite LPS points, got shape {pts.shape}")
+    ipps = [[_ds(v) for v in p] for p in pts]
+    base = write_series(out_dir, vol, spacing=spacing, origin=tuple(float(v) for v in pts[0]),
+                        direction=direction, **kwargs)  # type: ignore[arg-type]
+    written = tuple(tuple(float(v) for v in ipp) for ipp in ipps)
+    for path, ipp, p in zip(base.files, ipps, written, strict=True):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = ipp
+        ds.SliceLocation = _ds(float(np.asarray(p) @ normal))
+        ds.save_as(path, enforce_file_format=True)
+    fields = {name: getattr(base, name) for name in SyntheticSeries.__dataclass_fields__}
+    fields["origin"] = written[0]
+    return IrregularSeries(**fields, positions=written)  # type: ignore[arg-type]
 
 
 def _slice_dataset(
