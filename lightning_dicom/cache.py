@@ -148,7 +148,8 @@ class VolumeCache:
         npy, side, err = self.paths(rec)
         npy.parent.mkdir(parents=True, exist_ok=True)
         try:
-            image = read_series(rec)
+            image = read_series(rec, irregular=self.preprocessing.irregular_stacks,
+                                gap_tolerance=self.preprocessing.gap_tolerance)
             array, meta = preprocess(image, self.preprocessing)
             array = self._cast(array, rec)
             mask = self._mask(rec, image, meta, array.shape[1:]) if self.masks is not None else None

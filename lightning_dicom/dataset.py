@@ -207,7 +207,9 @@ class SeriesDataset(Dataset):
         from .preprocess import preprocess
 
         rec = self.series[i]
-        array, meta = preprocess(read_series(rec), self.preprocessing)
+        prep = self.preprocessing
+        image = read_series(rec, irregular=prep.irregular_stacks, gap_tolerance=prep.gap_tolerance)
+        array, meta = preprocess(image, prep)
         table = _MetaTable([meta], [rec.series_id])
         out: dict[str, Any] = {"image": torch.from_numpy(array), "meta": {**table.get(0), "index": i}}
         if self.labels is not None:

@@ -139,3 +139,19 @@ def test_trainer_fit_with_two_workers(training_dataset, tmp_path):
     preds = trainer.predict(model, datamodule=dm)
     ids = [i for p in preds for i in p["series_id"]]
     assert sorted(ids) == sorted(s for part in dm.split.values() for s in part)
+
+
+def test_irregular_stacks_are_rejected_or_resampled_per_config(tmp_path):
+    from lightning_dicom.synthetic import write_dataset
+
+    root = tmp_path / "data"
+    series = write_dataset(root, n_patients=3, shape_zyx=(8, 16, 16), spacing=(1.0, 1.0, 2.0), seed=9)
+    series[1].files[4].unlink()  # one missing slice
+    strict = _dm(root, tmp_path / "reject")
+    strict.setup("fit")
+    assert [sid for sid, _ in strict.report["series_failed"]] == [series[1].series_uid]
+    lenient = DicomDataModule(root=root, labels=root / "labels.csv", work_dir=tmp_path / "resample", progress=False,
+                              preprocessing={**PREP, "irregular_stacks": "resample"}, loader={"num_workers": 0})
+    lenient.setup("fit")
+    assert lenient.report["series_failed"] == []
+    assert len(lenient.datasets["predict"]) == 3

@@ -1,11 +1,11 @@
-"""read_series against an independent reference reader written here with pydicom + numpy only.
+"""read_series against an independent reference reader written with pydicom + numpy only.
 
-The reference decodes ``pixel_array``, applies RescaleSlope/Intercept, orders slices by
-ImagePositionPatient projected on the normal and stacks them; its geometry is DICOM's: origin =
-IPP of the first slice, direction columns = row cosines, column cosines, normal, spacing x =
-PixelSpacing[1], y = PixelSpacing[0], z = gap between positions (single slice: SliceThickness, else
-SpacingBetweenSlices, else 1; no IPP/IOP: origin 0, identity, PixelSpacing or 1). It shares no
-code with lightning_dicom.index/io.
+The reference (tests/reference_reader.py, shared with tests/test_reference_data.py) decodes
+``pixel_array``, applies RescaleSlope/Intercept, orders slices by ImagePositionPatient projected on
+the normal and stacks them; its geometry is DICOM's: origin = IPP of the first slice, direction
+columns = row cosines, column cosines, normal, spacing x = PixelSpacing[1], y = PixelSpacing[0],
+z = gap between positions (single slice: SliceThickness, else SpacingBetweenSlices, else 1; no
+IPP/IOP: origin 0, identity, PixelSpacing or 1). It shares no code with lightning_dicom.
 
 Compared on generated series (every orientation, shuffled names, rescale and bit-depth variants,
 multi-frame files) and on every single-frame grayscale image of pydicom's test files that pydicom
@@ -22,6 +22,14 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from reference_reader import (
+    GEOMETRY_ATOL_MM,
+    LOSSY_JPEG,
+    assert_lossy_close,
+    assert_matches_reference,
+    read_dataset,
+    reference_read,
+)
 
 from lightning_dicom.errors import SeriesError
 from lightning_dicom.index import DicomIndex
@@ -29,114 +37,6 @@ from lightning_dicom.io import read_series, to_array
 from lightning_dicom.synthetic import direction_from_orientation, make_phantom, write_multiframe, write_series
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
-GEOMETRY_ATOL_MM = 1e-4
-#: Lossy JPEG (baseline, extended): pydicom's pylibjpeg-libjpeg decoder rounds the inverse DCT and
-#: chroma upsampling differently from GDCM (up to 3 units, mean < 0.12 on pydicom's files; Pillow
-#: matches GDCM exactly), so whichever plugin is installed, compare within a tolerance.
-LOSSY_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
-LOSSY_ATOL = 4
-
-
-# -- the reference reader -------------------------------------------------------------------------
-def _dcm(path: str | Path) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(str(path))
-
-
-def _modality(ds: pydicom.Dataset, frames: np.ndarray) -> np.ndarray:
-    slope, icpt = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
-    if slope is None and "SharedFunctionalGroupsSequence" in ds:
-        pvt = ds.SharedFunctionalGroupsSequence[0].get("PixelValueTransformationSequence")
-        if pvt:
-            slope, icpt = pvt[0].RescaleSlope, pvt[0].RescaleIntercept
-    return frames.astype(np.float64) * float(slope if slope is not None else 1) + float(icpt or 0)
-
-
-def _frames(ds: pydicom.Dataset) -> np.ndarray:
-    """pixel_array as [frames, rows, cols(, samples)]; PALETTE COLOR expanded to 8-bit RGB."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        arr = ds.pixel_array
-        if ds.PhotometricInterpretation == "PALETTE COLOR":
-            from pydicom.pixels import apply_color_lut
-
-            rgb = apply_color_lut(arr, ds)
-            arr = (rgb >> 8).astype(np.uint8) if rgb.max() > 255 else rgb
-    n_frames = int(ds.get("NumberOfFrames") or 1)
-    samples = int(ds.get("SamplesPerPixel") or 1) if ds.PhotometricInterpretation != "PALETTE COLOR" else 3
-    return arr.reshape(n_frames, ds.Rows, ds.Columns, *((samples,) if samples > 1 else ()))
-
-
-def reference_read(paths: list[str | Path]) -> dict:
-    """{'array': z-y-x float64 (modality units) or raw colour, 'origin', 'direction', 'spacing'}."""
-    dss = [_dcm(p) for p in paths]
-    first = dss[0]
-    colour = int(first.get("SamplesPerPixel") or 1) > 1 or first.PhotometricInterpretation == "PALETTE COLOR"
-    shared = first.get("SharedFunctionalGroupsSequence")
-    iop = first.get("ImageOrientationPatient")
-    if iop is None and shared and shared[0].get("PlaneOrientationSequence"):
-        iop = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
-    ps = first.get("PixelSpacing")
-    if ps is None and shared and shared[0].get("PixelMeasuresSequence"):
-        ps = shared[0].PixelMeasuresSequence[0].PixelSpacing
-    sx, sy = (float(ps[1]), float(ps[0])) if ps else (1.0, 1.0)
-    if len(dss) == 1 and int(first.get("NumberOfFrames") or 1) > 1:  # one multi-frame file
-        frames = _frames(first)
-        per = first.get("PerFrameFunctionalGroupsSequence")
-        iop = [float(v) for v in iop] if iop is not None else [1, 0, 0, 0, 1, 0]  # no geometry: identity
-        row, col = np.array(iop[:3], float), np.array(iop[3:], float)
-        normal = np.cross(row, col)
-        if per:
-            ipps = np.array([[float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient] for f in per])
-        else:  # classic multi-frame: contiguous frames from IPP (or 0)
-            gap = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1)
-            start = first.get("ImagePositionPatient") or [0, 0, 0]
-            ipps = np.array([float(v) for v in start]) + np.outer(np.arange(len(frames)) * gap, normal)
-        order = np.argsort(ipps @ normal, kind="stable")
-        arr = frames[order] if colour else _modality(first, frames[order])
-        ipps = ipps[order]
-        sz = float((ipps[1] - ipps[0]) @ normal)
-        return {"array": arr, "origin": ipps[0], "direction": np.column_stack([row, col, normal]).ravel(),
-                "spacing": np.array([sx, sy, sz])}
-    if iop is None or first.get("ImagePositionPatient") is None:  # 2D images without geometry
-        assert len(dss) == 1
-        frames = _frames(first)
-        return {"array": frames if colour else _modality(first, frames), "origin": np.zeros(3),
-                "direction": np.eye(3).ravel(),
-                "spacing": np.array([sx, sy, float(first.get("SliceThickness") or 1)])}
-    row, col = np.array([float(v) for v in iop[:3]]), np.array([float(v) for v in iop[3:]])
-    normal = np.cross(row, col)
-    ipps = [np.array([float(v) for v in ds.ImagePositionPatient]) for ds in dss]
-    order = sorted(range(len(dss)), key=lambda k: float(ipps[k] @ normal))
-    slices = [_frames(dss[k]) if colour else _modality(dss[k], _frames(dss[k])) for k in order]
-    if len(dss) > 1:
-        sz = float((ipps[order[1]] - ipps[order[0]]) @ normal)
-    else:
-        sz = float(first.get("SliceThickness") or first.get("SpacingBetweenSlices") or 1)
-    return {"array": np.concatenate(slices), "origin": ipps[order[0]],
-            "direction": np.column_stack([row, col, normal]).ravel(), "spacing": np.array([sx, sy, sz])}
-
-
-def assert_matches_reference(image: sitk.Image, ref: dict, *, exact: bool = True, lossy: bool = False) -> None:
-    arr = to_array(image)
-    assert arr.shape == ref["array"].shape
-    if lossy:
-        assert_lossy_close(arr, ref["array"])
-    elif exact:
-        np.testing.assert_array_equal(arr.astype(np.float64), ref["array"])
-    else:
-        np.testing.assert_allclose(arr.astype(np.float64), ref["array"], rtol=1e-6, atol=1e-3)
-    np.testing.assert_allclose(image.GetOrigin(), ref["origin"], atol=GEOMETRY_ATOL_MM)
-    np.testing.assert_allclose(image.GetDirection(), ref["direction"], atol=GEOMETRY_ATOL_MM)
-    np.testing.assert_allclose(image.GetSpacing(), ref["spacing"], atol=GEOMETRY_ATOL_MM)
-
-
-def assert_lossy_close(arr: np.ndarray, ref: np.ndarray) -> None:
-    """Two decodes of one lossy JPEG: every value within LOSSY_ATOL, and nearly all equal."""
-    diff = np.abs(arr.astype(np.float64) - ref)
-    assert diff.max() <= LOSSY_ATOL, diff.max()
-    assert diff.mean() < 0.5, diff.mean()
 
 
 # -- generated series -----------------------------------------------------------------------------
@@ -333,7 +233,7 @@ def test_monochrome1_values_are_modality_values_not_inverted():
     rel = "dicomdirtests/77654033/CR1/6154"
     assert _HEADERS[rel].PhotometricInterpretation == "MONOCHROME1"
     image = read_series(PYDICOM_FILES / rel)
-    ds = _dcm(PYDICOM_FILES / rel)
+    ds = read_dataset(PYDICOM_FILES / rel)
     expected = ds.pixel_array.astype(np.float64) * 0.684 + 200
     np.testing.assert_allclose(to_array(image)[0], expected, rtol=1e-6)
     assert image.GetPixelID() == sitk.sitkFloat32
