@@ -288,7 +288,8 @@ class DicomDataModule(pl.LightningDataModule):
             sampler = ShardBatchSampler(len(dataset), lc.batch_size, num_replicas=world, rank=rank,
                                         shuffle=shuffle, seed=self.config.split.seed)
         if threads:
-            return ThreadedDataLoader(dataset, sampler=sampler, batch_size=None, prefetch=2, **common)
+            return ThreadedDataLoader(dataset, sampler=sampler, batch_size=None, threads=n_threads, prefetch=2,
+                                      **common)
         return DataLoader(dataset, sampler=sampler, batch_size=None, **common)
 
     def _device_type(self) -> str:

@@ -3,65 +3,75 @@
 Reading a cached sample is a memory-map copy, so DataLoader worker processes add only their
 hand-off (pickling, shared-memory segments, a queue) -- the benchmark measured that as the
 bottleneck. :class:`ThreadedDataLoader` keeps ``num_workers=0`` (so Lightning sees an ordinary
-DataLoader with our sampler) and moves the work to threads: a pool reads the samples of a batch in
-parallel (:class:`~lightning_dicom.sampler.BatchDataset`), and a background thread stays
-``prefetch`` batches ahead of the training loop. numpy copies and torch casts release the GIL.
+DataLoader with our sampler) and moves the work to threads: the batches the sampler yields next are
+built concurrently by a small pool, ``prefetch`` batches per thread ahead of the training loop, and
+handed out in sampler order. numpy copies and torch casts release the GIL.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
+import ctypes
+import itertools
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from torch.utils.data import DataLoader
+from torch.utils.data._utils.pin_memory import pin_memory as _pin
 
 __all__ = ["ThreadedDataLoader"]
 
-_END = object()
-
 
 class ThreadedDataLoader(DataLoader):
-    """``DataLoader(num_workers=0)`` whose iterator prefetches ``prefetch`` batches in a thread."""
+    """``DataLoader(num_workers=0, batch_size=None)`` over a sampler of index lists, built by threads.
 
-    def __init__(self, *args: Any, prefetch: int = 2, **kwargs: Any) -> None:
+    Args (beyond DataLoader's):
+        threads: batches built at the same time.
+        prefetch: batches queued per thread.
+    """
+
+    def __init__(self, *args: Any, threads: int = 2, prefetch: int = 2, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.prefetch = int(prefetch)
+        self.threads = max(1, int(threads))
+        self.prefetch = max(1, int(prefetch))
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        base = super().__iter__()
-        if self.prefetch < 1:
-            yield from base
+        if self.batch_size is not None or self.num_workers > 0:
+            yield from super().__iter__()
             return
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-
-        def produce() -> None:
-            try:
-                for item in base:
-                    while not stop.is_set():
-                        try:
-                            q.put((item, None), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put((_END, None))
-            except BaseException as err:  # handed to the consumer, raised there
-                q.put((_END, err))
-
-        thread = threading.Thread(target=produce, name="lightning_dicom-prefetch", daemon=True)
-        thread.start()
+        order = iter(self.sampler)
+        depth = self.threads * self.prefetch
+        pending: deque[Future] = deque()
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lightning_dicom-prefetch")
         try:
-            while True:
-                item, err = q.get()
-                if item is _END:
-                    if err is not None:
-                        raise err
-                    return
-                yield item
+            for indices in itertools.islice(order, depth):
+                pending.append(pool.submit(self.dataset.__getitem__, indices))
+            while pending:
+                batch = pending.popleft().result()
+                nxt = next(order, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self.dataset.__getitem__, nxt))
+                yield _pin(batch) if self.pin_memory else batch
         finally:
-            stop.set()
-            thread.join(timeout=5)
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Give freed batch buffers back to the OS at the end of an epoch (glibc keeps them in per-thread
+    arenas otherwise, and the main process's RSS creeps up by a few batches' worth)."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 - glibc only
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
