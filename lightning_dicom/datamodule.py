@@ -280,7 +280,11 @@ class DicomDataModule(pl.LightningDataModule):
         }
         n_threads = (lc.num_threads or max(2, lc.num_workers)) if threads else 1
         cast = torch.float32 if threads and self._device_type() == "cpu" else None
-        dataset = BatchDataset(self.datasets[part], collate, threads=n_threads, image_dtype=cast)
+        base = self.datasets[part]
+        volumes = getattr(base, "volumes", base)  # PatchDataset reads through its CachedVolumeDataset
+        if isinstance(volumes, CachedVolumeDataset):
+            volumes.image_dtype = cast  # copy + cast in one pass, in the reading thread
+        dataset = BatchDataset(base, collate, threads=n_threads, image_dtype=cast)
         if part == "predict":  # Lightning tracks prediction indices itself: keep a plain sampler
             sampler: Any = [list(range(i, min(i + lc.batch_size, len(dataset))))
                             for i in range(0, len(dataset), lc.batch_size)]

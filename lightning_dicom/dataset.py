@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,22 @@ class _MetaTable:
         return out
 
 
+def _tensor(arr: np.ndarray | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A private, contiguous copy of ``arr`` (a memory map or a view of one) as a tensor of ``dtype``.
+
+    With a dtype other than the stored one, the copy and the cast are one pass (torch reads the
+    page-cache mapping directly; numpy's float16 cast is much slower)."""
+    if isinstance(arr, torch.Tensor):
+        src = arr
+    else:
+        with warnings.catch_warnings():  # a read-only map: the tensor is only read, then copied
+            warnings.simplefilter("ignore", UserWarning)
+            src = torch.from_numpy(arr)
+    if dtype is None or dtype == src.dtype:
+        return src.clone(memory_format=torch.contiguous_format)
+    return src.to(dtype, memory_format=torch.contiguous_format)
+
+
 def _labels(labels: Sequence[np.ndarray] | None) -> np.ndarray | None:
     if labels is None:
         return None
@@ -82,6 +99,8 @@ class CachedVolumeDataset(Dataset):
         self.shapes = np.array([m["shape"] for m in metas], dtype=np.int64).reshape(-1, 4)
         self.labels = _labels(labels)
         self.shared = list(shared) if shared is not None else None
+        self.image_dtype: torch.dtype | None = None
+        """Cast images to this dtype while reading (None: the stored dtype, float16 by default)."""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -107,13 +126,12 @@ class CachedVolumeDataset(Dataset):
         if self.labels is not None:
             out["label"] = torch.as_tensor(np.asarray(self.labels[i]).copy())
         if mask is not None:
-            out["mask"] = torch.from_numpy(np.array(mask, dtype=np.uint8))
+            out["mask"] = _tensor(mask)
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         vol = self.volume(i)
-        image = vol.clone() if isinstance(vol, torch.Tensor) else torch.from_numpy(np.array(vol))
-        return self._sample(i, image, self.mask(i))
+        return self._sample(i, _tensor(vol, self.image_dtype), self.mask(i))
 
 
 class PatchDataset(Dataset):
@@ -175,8 +193,7 @@ class PatchDataset(Dataset):
         self._lock = threading.Lock()
 
     def _crop(self, vol: np.ndarray | torch.Tensor, sl: tuple, pad: float | None) -> torch.Tensor:
-        crop = vol[sl]
-        patch = crop.clone() if isinstance(crop, torch.Tensor) else torch.from_numpy(np.array(crop))
+        patch = _tensor(vol[sl], self.volumes.image_dtype if pad is None else None)
         if tuple(patch.shape[1:]) != self.size:  # volume smaller than the patch: pad at the end
             value = float(patch.min()) if pad is None else pad
             full = torch.full((patch.shape[0], *self.size), value, dtype=patch.dtype)
@@ -229,10 +246,24 @@ class SeriesDataset(Dataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """``default_collate`` with a clear error when volumes differ in shape."""
+    """``default_collate`` with a clear error when volumes differ in shape; a batch of one sample is
+    a view with a leading dimension (no copy of the volume)."""
     shapes = {tuple(s["image"].shape) for s in samples}
     if len(shapes) > 1:
         raise ConfigError(
             f"volumes in a batch differ in shape {sorted(shapes)}: set preprocessing.size (z-y-x) "
             "or patches, or use loader.batch_size 1")
+    if len(samples) == 1:
+        return _one(samples[0])
     return default_collate(samples)
+
+
+def _one(x: Any) -> Any:
+    """What ``default_collate([x])`` returns, without copying tensors."""
+    if isinstance(x, torch.Tensor):
+        return x.unsqueeze(0)
+    if isinstance(x, dict):
+        return {k: _one(v) for k, v in x.items()}
+    if isinstance(x, (str, bytes)):
+        return [x]
+    return default_collate([x])

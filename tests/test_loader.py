@@ -73,3 +73,19 @@ def test_batches_keep_float16_for_accelerators_or_are_cast_in_the_threads(dtype,
     batch = ds[[0, 1, 2]]
     assert batch["image"].dtype == expected
     assert batch["image"].flatten(1)[:, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_batch_of_one_equals_default_collate_without_copying_the_image():
+    from torch.utils.data import default_collate
+
+    from lightning_dicom.dataset import collate
+
+    sample = {"image": torch.rand(1, 3, 4, 5), "label": torch.tensor(1),
+              "meta": {"series_id": "1.2.3", "spacing": torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64), "index": 7}}
+    ours, ref = collate([sample]), default_collate([sample])
+    assert ours["image"].data_ptr() == sample["image"].data_ptr()
+    assert torch.equal(ours["image"], ref["image"]) and ours["image"].shape == (1, 1, 3, 4, 5)
+    assert torch.equal(ours["label"], ref["label"])
+    assert ours["meta"]["series_id"] == ref["meta"]["series_id"] == ["1.2.3"]
+    assert torch.equal(ours["meta"]["index"], ref["meta"]["index"])
+    assert torch.equal(ours["meta"]["spacing"], ref["meta"]["spacing"])
