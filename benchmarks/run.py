@@ -13,7 +13,9 @@ It writes a synthetic CT dataset with :mod:`lightning_dicom.synthetic` (``--seri
 preprocessing (reorient to LPS/canonical, linear resample to ``--target-spacing`` mm isotropic, clip to
 ``--window`` HU, scale to [0, 1]) and the same DataLoader settings (batch 1, ``--workers`` persistent
 workers, every batch touched by a float32 sum in the main process). See ``benchmarks/README.md`` for
-what each row measures and what the numbers can and cannot say.
+what each row measures and what the numbers can and cannot say. The ``ld_patches_masks`` row adds a NIfTI
+label mask per series (``masks.csv`` at the data root) to the patch row and reports what masks cost in warm
+throughput, cold cache build and cache bytes (GitHub issue 5).
 
 Each library runs in a fresh Python process (``--processes loader`` gives every loader its own,
 ``one`` runs all in one), after its libraries are imported and its pipeline has run once on a
@@ -58,7 +60,9 @@ REPO = HERE.parent
 
 #: Every loader, in the order they run (lightning's cache is built by ld_volumes and reused after it).
 METHODS = ("naive", "monai_dataset", "monai_persistent", "monai_cache", "torchio_volumes", "torchio_queue",
-           "npy_memmap", "ld_volumes", "ld_patches", "variants")
+           "npy_memmap", "ld_volumes", "ld_patches", "ld_patches_masks", "variants")
+#: lightning_dicom's own rows (not peers of one another in the ratio table)
+LD_METHODS = ("ld_volumes", "ld_patches", "ld_patches_masks")
 LABELS = {
     "naive": "naive (SimpleITK read + resample per item)",
     "monai_dataset": "MONAI Dataset (ITKReader)",
@@ -69,7 +73,14 @@ LABELS = {
     "npy_memmap": "hand-written float16 .npy memmap",
     "ld_volumes": "lightning_dicom volumes",
     "ld_patches": "lightning_dicom patches (PatchDataset)",
+    "ld_patches_masks": "lightning_dicom patches + label masks",
 }
+#: the benchmark's label mask: voxels above this HU (the spine-like disc, and the lesion where there is one)
+MASK_HU = 150.0
+#: what the masks row asks for: label value 1 of each NIfTI (read_mask names it ``label_1``)
+MASK_STRUCTURES = {"dense": "(?i)^label_1$"}
+#: issue 5's targets for masks
+MASK_COST_MAX, MASK_BYTES_MAX = 0.15, 0.5
 PHASE_MARK = "@@phase "
 
 # ------------------------------------------------------------------------------------------------
@@ -180,6 +191,56 @@ def make_dataset(root: Path, n_series: int, shape: Sequence[int], spacing: Seque
     shutil.rmtree(tmp)
     marker.write_text(json.dumps(spec))
     return folders, time.perf_counter() - t0, False
+
+
+def _mask_job(args: tuple) -> tuple[str, str, int, int]:
+    """One series' label mask: 1 where HU > ``MASK_HU``, written as NIfTI on the series' own grid (geometry
+    copied from the DICOM as SimpleITK reads it). Returns (SeriesInstanceUID, path, foreground, voxels)."""
+    folder, out, threshold = args
+    import pydicom
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    reader = sitk.ImageSeriesReader()
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder)
+    reader.SetFileNames(files)
+    img = reader.Execute()
+    mask = (sitk.GetArrayViewFromImage(img) > threshold).astype(np.uint8)  # z-y-x
+    out_img = sitk.GetImageFromArray(mask)
+    out_img.CopyInformation(img)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(out_img, out, useCompression=True)
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).SeriesInstanceUID)
+    return uid, out, int(mask.sum()), int(mask.size)
+
+
+def make_masks(root: Path, folders: Sequence[str], workers: int) -> tuple[dict[str, Any], bool]:
+    """Write (or reuse) a label mask NIfTI per series under ``root/masks`` and ``root/masks.csv``
+    (``SeriesInstanceUID,mask``, paths relative to the CSV). Returns (summary, reused).
+
+    Kept beside the DICOM, with its own marker, so a ``--data-dir`` written before masks existed gets
+    them added without rewriting the DICOM (a rewritten dataset removes them with everything else).
+    """
+    dataset = json.loads((root / "benchmark-dataset.json").read_text())
+    spec = {"dataset": dataset, "threshold_hu": MASK_HU, "v": 1}
+    marker = root / "benchmark-masks.json"
+    csv_path = root / "masks.csv"
+    if marker.exists() and csv_path.exists():
+        saved = json.loads(marker.read_text())
+        if saved.get("spec") == spec:
+            return saved["summary"], True
+    t0 = time.perf_counter()
+    shutil.rmtree(root / "masks", ignore_errors=True)
+    jobs = [(f, str(root / "masks" / f"{Path(f).parent.name}.nii.gz"), MASK_HU) for f in folders]
+    rows = list(_map(_mask_job, jobs, workers))
+    lines = ["SeriesInstanceUID,mask", *(f"{uid},{Path(p).relative_to(root).as_posix()}" for uid, p, _, _ in rows)]
+    csv_path.write_text("\n".join(lines) + "\n")
+    summary = {"series": len(rows), "seconds": time.perf_counter() - t0,
+               "nifti_bytes": sum(Path(p).stat().st_size for _, p, _, _ in rows),
+               "foreground_fraction": sum(r[2] for r in rows) / max(1, sum(r[3] for r in rows)),
+               "empty": sum(1 for r in rows if r[2] == 0)}
+    marker.write_text(json.dumps({"spec": spec, "summary": summary}))
+    return summary, False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -471,6 +532,7 @@ class Child:
         self.uncached_epochs: int = min(self.epochs, spec["uncached_epochs"])
         #: uncached loaders that no target refers to (MONAI Dataset, TorchIO whole volumes) run this many
         self.reference_epochs: int = min(self.uncached_epochs, spec["reference_epochs"])
+        self.mask_stats: dict[str, Any] = {"samples": 0, "with_foreground": 0, "dtype": None}
 
     # -- common machinery -------------------------------------------------------------------------
     @staticmethod
@@ -485,10 +547,15 @@ class Child:
     def run_epochs(self, loader: Iterable, epochs: int, on_epoch: Callable[[int], None] | None = None,
                    cast: Callable[[Any], Any] | None = None, to_f32: bool = True) -> tuple[list[float], int]:
         """Iterate ``epochs`` full passes; every batch is cast to float32 (unless ``to_f32`` is false:
-        then a float32-accumulated sum reads it without a cast copy) and summed in this process."""
+        then a float32-accumulated sum reads it without a cast copy) and summed in this process. A ``mask``
+        in the batch is read whole too, as ``cast`` leaves it (int64 after lightning_dicom's
+        ``on_after_batch_transfer``, else the uint8 transport), by a per-sample max: every byte is read, as by
+        a sum, without the integer sum's cost (torch's uint8 sum is ~10x its max), which is the consumer's
+        arithmetic, not the loader's. ``self.mask_stats`` counts the samples whose mask has foreground."""
         import torch
 
         times, n = [], 0
+        self.mask_stats = {"samples": 0, "with_foreground": 0, "dtype": None}
         for e in range(epochs):
             t0, n, acc = time.perf_counter(), 0, 0.0
             for batch in loader:
@@ -497,6 +564,12 @@ class Child:
                 x = self.image_of(batch)
                 acc += float(x.float().sum() if to_f32 else x.sum(dtype=torch.float32))
                 n += int(x.shape[0])
+                m = batch.get("mask") if isinstance(batch, dict) else None
+                if isinstance(m, torch.Tensor):
+                    fg = m.flatten(1).amax(1)  # reads every voxel; > 0: the sample has foreground
+                    self.mask_stats["samples"] += int(fg.numel())
+                    self.mask_stats["with_foreground"] += int((fg > 0).sum())
+                    self.mask_stats["dtype"] = str(m.dtype).removeprefix("torch.")
             times.append(time.perf_counter() - t0)
             if not np.isfinite(acc):
                 raise RuntimeError("non-finite batch sum")
@@ -565,6 +638,8 @@ class Child:
             from lightning_dicom.preprocess import preprocess
 
             preprocess(read_series(tiny), PreprocessingConfig(spacing=(self.target,) * 3, window=self.window))
+            if method == "ld_patches_masks":
+                from lightning_dicom import association, mask_pipeline, masks  # noqa: F401
 
     # -- peers ------------------------------------------------------------------------------------
     def naive(self) -> dict[str, Any]:
@@ -688,15 +763,29 @@ class Child:
         return res
 
     # -- lightning_dicom --------------------------------------------------------------------------
-    def datamodule(self, patches: dict[str, Any] | None = None) -> Any:
+    def datamodule(self, patches: dict[str, Any] | None = None, work_dir: str = "lightning_dicom",
+                   masks: dict[str, Any] | None = None) -> Any:
         from lightning_dicom import DicomDataModule
 
         return DicomDataModule(
-            root=Path(self.spec["data_root"]), work_dir=self.work / "lightning_dicom",
+            root=Path(self.spec["data_root"]), work_dir=self.work / work_dir,
             preprocessing={"spacing": [self.target] * 3, "window": list(self.window), "normalize": "minmax"},
             split={"val": 0.0, "test": 0.0},
             loader={"batch_size": 1, "num_workers": self.workers, "persistent_workers": True},
-            cache={"workers": self.workers}, patches=patches, progress=False)
+            cache={"workers": self.workers}, patches=patches, masks=masks, progress=False)
+
+    @staticmethod
+    def _cold_start(dm: Any) -> dict[str, float]:
+        """Index scan, cache build (``prepare_data``: re-walks without reading headers) and setup, timed apart."""
+        t0 = time.perf_counter()
+        with dm.open_index() as idx:  # the scan prepare_data runs, timed on its own
+            idx.scan()
+        t1 = time.perf_counter()
+        dm.prepare_data()
+        t2 = time.perf_counter()
+        dm.setup("fit")
+        t3 = time.perf_counter()
+        return {"index_scan_s": t1 - t0, "cache_build_s": t2 - t1, "setup_s": t3 - t2}
 
     def _ld_epochs(self, dm: Any, method: str, kind: str, breakdown: dict[str, float]) -> dict[str, Any]:
         loader = dm.train_dataloader()
@@ -704,6 +793,7 @@ class Child:
         epochs = max(self.epochs, self.spec["rss_epochs"])
         times, n = self.run_epochs(loader, epochs, on_epoch=lambda e: mem.append(self.worker_memory(loader)),
                                    cast=lambda b: dm.on_after_batch_transfer(b, 0))
+        mask_stats = dict(self.mask_stats)
         # the same loader, float16 batches read as they arrive (what a GPU run sees: the cast is on the device)
         nocast, _ = self.run_epochs(loader, 2, to_f32=False)
         self.shutdown(loader)
@@ -714,33 +804,70 @@ class Child:
                           cache_note=f"float16 .npy + JSON sidecars (+ {mb(extra_idx)} SQLite index)",
                           index_bytes=extra_idx, worker_mem=mem, breakdown={**breakdown, "first_epoch_s": times[0]},
                           warm_nocast_per_s=statistics.median(n / t for t in nocast))
+        if mask_stats["samples"]:
+            res["mask_stats"] = mask_stats
         res["cold_s"] = sum(breakdown.values()) + times[0]
         return res
 
     def ld_volumes(self) -> dict[str, Any]:
         shutil.rmtree(self.work / "lightning_dicom", ignore_errors=True)
         dm = self.datamodule()
-        t0 = time.perf_counter()
-        with dm.open_index() as idx:  # the scan prepare_data runs, timed on its own
-            idx.scan()
-        t1 = time.perf_counter()
-        dm.prepare_data()  # re-walks (no header read) and builds the cache
-        t2 = time.perf_counter()
-        dm.setup("fit")
-        t3 = time.perf_counter()
-        return self._ld_epochs(dm, "ld_volumes", "volumes",
-                               {"index_scan_s": t1 - t0, "cache_build_s": t2 - t1, "setup_s": t3 - t2})
+        return self._ld_epochs(dm, "ld_volumes", "volumes", self._cold_start(dm))
 
     def ld_patches(self) -> dict[str, Any]:
         dm = self.datamodule({"size": self.patch_zyx, "per_volume": self.per_volume})
-        t0 = time.perf_counter()
-        dm.prepare_data()
-        t1 = time.perf_counter()
-        dm.setup("fit")
-        t2 = time.perf_counter()
-        res = self._ld_epochs(dm, "ld_patches", "patches", {"prepare_data_s": t1 - t0, "setup_s": t2 - t1})
-        res["notes"] = ["cache built by the volumes run (warm start: prepare_data + setup)"]
+        if any(dm.volume_cache().dir.rglob("*.json")):  # the volumes row ran: its cache is reused
+            t0 = time.perf_counter()
+            dm.prepare_data()
+            t1 = time.perf_counter()
+            dm.setup("fit")
+            t2 = time.perf_counter()
+            res = self._ld_epochs(dm, "ld_patches", "patches", {"prepare_data_s": t1 - t0, "setup_s": t2 - t1})
+            res["notes"] = ["cache built by the volumes run (warm start: prepare_data + setup)"]
+        else:
+            res = self._ld_epochs(dm, "ld_patches", "patches", self._cold_start(dm))
+            res["notes"] = ["cache built here (the volumes row did not run)"]
         return res
+
+    def ld_patches_masks(self) -> dict[str, Any]:
+        """``ld_patches`` plus a label mask per series (NIfTI through ``masks.csv``), in its own work dir:
+        index, image + mask cache built from scratch (the masks' cold cost), then the same epochs."""
+        shutil.rmtree(self.work / "lightning_dicom_masks", ignore_errors=True)
+        masks = {"structures": MASK_STRUCTURES, "mode": "labels", "csv": self.spec["masks_csv"], "sources": ["csv"]}
+        dm = self.datamodule({"size": self.patch_zyx, "per_volume": self.per_volume},
+                             work_dir="lightning_dicom_masks", masks=masks)
+        breakdown = self._cold_start(dm)
+        missing = dm.report.get("series_missing_structures") or {}
+        n_train = len(dm.datasets["train"].volumes)
+        if missing or n_train != len(self.folders):
+            raise RuntimeError(f"masks did not reach every series: {n_train} of {len(self.folders)} in training, "
+                               f"{len(missing)} missing a structure")
+        res = self._ld_epochs(dm, "ld_patches_masks", "patches", breakdown)
+        res.update(self._mask_bytes(dm.volume_cache().dir))
+        # after the clock: the cached mask must lie on its image (voxels above the threshold, up to the edges)
+        vols = dm.datasets["train"].volumes
+        lo, hi = self.window
+        agree = float(np.mean((np.asarray(vols.volume(0)[0], np.float32) > (MASK_HU - lo) / (hi - lo))
+                              == (np.asarray(vols.mask(0)[0]) > 0)))
+        if agree < 0.99:
+            raise RuntimeError(f"the cached mask does not match its image: {agree:.1%} of voxels agree")
+        res["mask_agreement"] = agree
+        fraction = dm.config.masks.foreground_fraction
+        res["cache_note"] += " + uint8 .mask.npy + int32 .fg.npy"
+        res["notes"] = [f"own work dir: index, image and mask cache built from scratch; structures "
+                        f"{MASK_STRUCTURES} ('labels', linear one-hot resampling), foreground_fraction "
+                        f"{fraction:.2f}; masks cast to int64 in on_after_batch_transfer, then read whole (max)"]
+        return res
+
+    @staticmethod
+    def _mask_bytes(cache_dir: Path) -> dict[str, int]:
+        """File bytes and array (payload) bytes of the cached images, masks and foreground lists."""
+        out = {f"{k}_{u}": 0 for k in ("image", "mask", "fg") for u in ("bytes", "payload")}
+        for p in cache_dir.rglob("*.npy"):
+            kind = "mask" if p.name.endswith(".mask.npy") else "fg" if p.name.endswith(".fg.npy") else "image"
+            out[f"{kind}_bytes"] += p.stat().st_size
+            out[f"{kind}_payload"] += int(np.load(p, mmap_mode="r", allow_pickle=False).nbytes)
+        return out
 
     # -- DataLoader hand-off variants for patches -------------------------------------------------
     def variants(self) -> dict[str, Any]:
@@ -1007,7 +1134,22 @@ def targets(res: dict[str, dict[str, Any]], rss_epochs: int) -> list[tuple[str, 
     g = _growth(get(ld_v, "worker_mem") or [], "rss", rss_epochs)
     rows.append((f"loader-process RSS growth over {rss_epochs} epochs (volumes)", _pct(g), "< 5%",
                  None if g is None else g < 0.05))
+    cost = mask_cost(res)
+    rows.append(("issue 5: masks' cost in warm patch throughput (1 - with / without masks)",
+                 "n/a" if cost is None else f"{cost * 100:.1f}%", f"<= {MASK_COST_MAX * 100:g}%",
+                 None if cost is None else cost <= MASK_COST_MAX))
+    mr = _ratio(get("ld_patches_masks", "mask_payload"), get("ld_patches_masks", "image_payload"))
+    fr = _ratio(get("ld_patches_masks", "mask_bytes"), get("ld_patches_masks", "image_bytes"))
+    rows.append(("issue 5: cached mask bytes vs image bytes (.mask.npy arrays / image .npy arrays)",
+                 "n/a" if mr is None else f"{mr:.3f}x (files incl. .npy headers {fr:.5f}x)", f"<= {MASK_BYTES_MAX:g}x",
+                 None if mr is None else mr <= MASK_BYTES_MAX))
     return rows
+
+
+def mask_cost(res: dict[str, dict[str, Any]], key: str = "warm_per_s") -> float | None:
+    """Share of lightning_dicom's warm patch rate that the masks take: 1 - with / without."""
+    r = _ratio(res.get("ld_patches_masks", {}).get(key), res.get("ld_patches", {}).get(key))
+    return None if r is None else 1.0 - r
 
 
 def _header(args: argparse.Namespace, spec: dict[str, Any], info: dict[str, Any]) -> list[str]:
@@ -1028,11 +1170,22 @@ def _header(args: argparse.Namespace, spec: dict[str, Any], info: dict[str, Any]
         f"TorchIO Queue {min(args.epochs, args.uncached_epochs)}, MONAI Dataset and TorchIO whole volumes "
         f"{min(args.epochs, args.uncached_epochs, args.reference_epochs)}); warm = median over the epochs after the "
         "first.\n",
+        *_masks_header(info.get("masks")),
         "All files are in the page cache (dropping it needs root): cold = first epoch of a fresh loader with "
         "nothing preprocessed, not a cold disk. Imports and lazy library loading happen before timing. Peak "
         "memory: sum over the loader's process tree (main + workers + build pools); RSS counts shared pages once "
         "per process, PSS splits them (sampled every 1 s, so short peaks can be missed).\n",
     ]
+
+
+def _masks_header(m: dict[str, Any] | None) -> list[str]:
+    if not m:
+        return []
+    made = "reused" if m["reused"] else f"written in {m['seconds']:.0f} s"
+    return [f"Masks (the patches + masks row): one NIfTI label image per series on the series' own grid, 1 where "
+            f"HU > {MASK_HU:g} (the spine-like disc, and the lesion in every other series), "
+            f"{m['foreground_fraction'] * 100:.2f}% of the voxels, {mb(m['nifti_bytes'])} of .nii.gz ({made}); "
+            f"`masks.csv` at the data root lists them by SeriesInstanceUID.\n"]
 
 
 def _notes(r: dict[str, Any]) -> str:
@@ -1072,8 +1225,10 @@ def _ratio_table(res: dict[str, dict[str, Any]]) -> list[str]:
     out = ["## lightning_dicom relative to each peer\n",
            "| peer | warm samples/s: lightning_dicom / peer | cold first epoch: peer / lightning_dicom |",
            "|---|---:|---:|"]
-    for m in METHODS[:-3]:
+    for m in METHODS:
         r = res.get(m, {})
+        if m in LD_METHODS or m == "variants":
+            continue
         if not r or "error" in r or "skipped" in r:
             continue
         patches = r.get("kind") == "patches"
@@ -1086,11 +1241,12 @@ def _ratio_table(res: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _targets_table(res: dict[str, dict[str, Any]], rss_epochs: int) -> list[str]:
-    out = ["## Targets (issue 3)\n", "| target | measured | threshold | status |", "|---|---:|---:|---|"]
+    out = ["## Targets (issues 3 and 5)\n", "| target | measured | threshold | status |", "|---|---:|---:|---|"]
     for name, measured, thr, ok in targets(res, rss_epochs):
         out.append(f"| {name} | {measured} | {thr} | {'n/a' if ok is None else 'met' if ok else '**not met**'} |")
     out.append("")
-    for m in ("ld_volumes", "ld_patches"):
+    out += _masks_notes(res)
+    for m in LD_METHODS:
         mem = res.get(m, {}).get("worker_mem")
         if not mem:
             continue
@@ -1102,6 +1258,48 @@ def _targets_table(res: dict[str, dict[str, Any]], rss_epochs: int) -> list[str]
                    f"Growth e1 -> e{last}: RSS {_pct(_growth(mem, 'rss', rss_epochs))}, "
                    f"USS {_pct(_growth(mem, 'uss', rss_epochs))}.\n")
     return out
+
+
+def _masks_notes(res: dict[str, dict[str, Any]]) -> list[str]:
+    """The masks row against the image-only patches row, in words (issue 5)."""
+    m, p, v = res.get("ld_patches_masks", {}), res.get("ld_patches", {}), res.get("ld_volumes", {})
+    if not m or "error" in m or "skipped" in m:
+        return []
+    out = []
+    cost, cost_nc = mask_cost(res), mask_cost(res, "warm_nocast_per_s")
+    if cost is not None:
+        out.append(f"Masks (issue 5): warm {_fmt(m.get('warm_per_s'), 1)} patches/s with masks vs "
+                   f"{_fmt(p.get('warm_per_s'), 1)} without, so masks cost {cost * 100:.1f}% of warm patch throughput "
+                   f"(uint8 mask cropped beside the image in the loader threads, cast to int64 by "
+                   f"on_after_batch_transfer in the main process, then read whole); with the batches left uncast (on a GPU "
+                   f"the int64 cast happens on the device) {_fmt(m.get('warm_nocast_per_s'), 1)} vs "
+                   f"{_fmt(p.get('warm_nocast_per_s'), 1)} patches/s, a cost of "
+                   f"{'n/a' if cost_nc is None else f'{cost_nc * 100:.1f}%'}. Rows measured one after the other in "
+                   "one process: compare with the load average in mind.")
+    else:
+        out.append("Masks (issue 5): the image-only patches row did not run, so the throughput cost is not measured.")
+    b = m.get("breakdown", {})
+    ref = (v.get("breakdown") or {}).get("cache_build_s") or (p.get("breakdown") or {}).get("cache_build_s")
+    build = b.get("cache_build_s")
+    if build is not None:
+        extra = (f"; the image-only cache build of this run took {ref:.1f} s, so masks add {build - ref:.1f} s "
+                 f"({_fmt(build / ref, 2)}x)") if ref else ""
+        out.append(f"Mask cache, cold: index scan {b.get('index_scan_s', 0):.1f} s + cache build (images and masks) "
+                   f"{build:.1f} s + setup {b.get('setup_s', 0):.1f} s{extra}.")
+    if m.get("image_bytes"):
+        ib, mb_, fb = m["image_bytes"], m["mask_bytes"], m["fg_bytes"]
+        out.append(f"Mask cache on disk: images {mb(ib)} (.npy), masks {mb(mb_)} (.mask.npy, "
+                   f"{mb_ / ib:.5f}x the image files, {m['mask_payload'] / m['image_payload']:.3f}x their arrays), "
+                   f"foreground lists {mb(fb)} (.fg.npy, {fb / ib * 100:.2f}% of the image files; with them the mask "
+                   f"side is {(mb_ + fb) / ib:.3f}x).")
+    st = m.get("mask_stats")
+    if st:
+        out.append(f"{st['with_foreground']} of {st['samples']} patches had foreground in their mask "
+                   f"({st['dtype']} in the batch).")
+    if m.get("mask_agreement") is not None:
+        out.append(f"Check: the first cached mask agrees with its image thresholded at {MASK_HU:g} HU on "
+                   f"{m['mask_agreement']:.2%} of the voxels.")
+    return [" ".join(out) + "\n"]
 
 
 def _variant_rows(rows: list[dict[str, Any]], peaks: dict[str, dict[str, int]], unit: str) -> list[str]:
@@ -1220,6 +1418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_root = args.data_dir.resolve() if args.data_dir else scratch / "dicom"
         print(f"writing {args.series} series of {args.shape} to {data_root} ...", file=log, flush=True)
         folders, data_s, reused = make_dataset(data_root, args.series, args.shape, args.spacing, args.workers)
+        masks_info: dict[str, Any] | None = None
+        if "ld_patches_masks" in methods:
+            print(f"writing label masks (HU > {MASK_HU:g}) and masks.csv ...", file=log, flush=True)
+            summary, masks_reused = make_masks(data_root, folders, args.workers)
+            masks_info = {**summary, "reused": masks_reused}
         tiny = scratch / "tiny"
         make_dataset(tiny, 1, [4, 16, 16], args.spacing, 1, seed=99)
         rz = resampled_shape(args.shape, args.spacing, args.target_spacing)
@@ -1232,7 +1435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                             args.target_spacing, math.floor)], "per_volume": args.per_volume,
                 "variant_batch": args.variant_batch, "variant_per_volume": args.variant_per_volume,
                 "variant_passes": args.variant_passes,
-                "variant_volumes": args.variant_volumes, "n_series": args.series, "resampled_zyx": rz}
+                "variant_volumes": args.variant_volumes, "n_series": args.series, "resampled_zyx": rz,
+                "masks_csv": str(data_root / "masks.csv") if masks_info else None}
         Path(spec["work"]).mkdir(parents=True, exist_ok=True)
         spec_path = scratch / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -1252,7 +1456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "cpu": platform.processor() or
                 platform.machine(), "load_start": load_start,
                 "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()), "total_s": time.perf_counter() - t_start,
-                "dicom_bytes": dir_bytes(data_root), "data_s": data_s, "data_reused": reused, "versions": versions(),
+                "dicom_bytes": dir_bytes(data_root) - (masks_info or {}).get("nifti_bytes", 0), "data_s": data_s,
+                "data_reused": reused, "masks": masks_info, "versions": versions(),
                 "argv": [Path(sys.executable).name, "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]}
         text = report(args, spec, results, peaks, info)
         args.out.parent.mkdir(parents=True, exist_ok=True)

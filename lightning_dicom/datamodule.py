@@ -284,6 +284,8 @@ class DicomDataModule(pl.LightningDataModule):
         volumes = getattr(base, "volumes", base)  # PatchDataset reads through its CachedVolumeDataset
         if isinstance(volumes, CachedVolumeDataset):
             volumes.image_dtype = cast  # copy + cast in one pass, in the reading thread
+            labels_mode = self.config.masks is not None and self.config.masks.mode == "labels"
+            volumes.mask_dtype = torch.int64 if cast is not None and labels_mode else None
         dataset = BatchDataset(base, collate, threads=n_threads, image_dtype=cast)
         if part == "predict":  # Lightning tracks prediction indices itself: keep a plain sampler
             sampler: Any = [list(range(i, min(i + lc.batch_size, len(dataset))))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,6 +102,11 @@ class CachedVolumeDataset(Dataset):
         self.shared = list(shared) if shared is not None else None
         self.image_dtype: torch.dtype | None = None
         """Cast images to this dtype while reading (None: the stored dtype, float16 by default)."""
+        self.mask_dtype: torch.dtype | None = None
+        """Cast masks to this dtype while reading (None: uint8 as stored)."""
+        self.max_open_maps = 64
+        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._maps_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -109,13 +115,35 @@ class CachedVolumeDataset(Dataset):
         """The ``[C, D, H, W]`` array of sample i: an in-RAM shared tensor or a read-only memory map."""
         if self.shared is not None:
             return self.shared[i]
-        return np.load(self.paths[i], mmap_mode="r", allow_pickle=False)
+        return self._map(str(self.paths[i]))
+
+    def _map(self, path: str) -> np.ndarray:
+        """A read-only memory map of ``path``, kept open in a small per-process LRU (parsing the .npy
+        header on every item costs as much as copying a patch; each open map holds a file descriptor)."""
+        with self._maps_lock:
+            arr = self._maps.get(path)
+            if arr is not None:
+                self._maps.move_to_end(path)
+                return arr
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        with self._maps_lock:
+            self._maps[path] = arr
+            while len(self._maps) > self.max_open_maps:
+                self._maps.popitem(last=False)
+        return arr
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_maps", "_maps_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._maps, self._maps_lock = OrderedDict(), threading.Lock()
 
     def mask(self, i: int) -> np.ndarray | None:
         """The uint8 ``[1 or K, D, H, W]`` mask of sample i (a read-only memory map), if masks are cached."""
         if self.mask_paths is None:
             return None
-        return np.load(self.mask_paths[i], mmap_mode="r", allow_pickle=False)
+        return self._map(str(self.mask_paths[i]))
 
     def foreground(self, i: int) -> np.ndarray:
         """Sampled foreground voxel indices (z-y-x) of sample i's mask."""
@@ -126,7 +154,7 @@ class CachedVolumeDataset(Dataset):
         if self.labels is not None:
             out["label"] = torch.as_tensor(np.asarray(self.labels[i]).copy())
         if mask is not None:
-            out["mask"] = _tensor(mask)
+            out["mask"] = _tensor(mask, self.mask_dtype)
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -164,6 +192,8 @@ class PatchDataset(Dataset):
         out = self.volumes._sample(v, patch, None)
         if mask is not None:
             out["mask"] = self._crop(mask, sl, 0)
+            if self.volumes.mask_dtype is not None:
+                out["mask"] = out["mask"].to(self.volumes.mask_dtype)
         meta = out["meta"]
         direction = meta["direction"].reshape(3, 3)
         offset = torch.tensor(start[::-1], dtype=torch.float64) * meta["spacing"]
