@@ -89,3 +89,27 @@ def test_a_batch_of_one_equals_default_collate_without_copying_the_image():
     assert ours["meta"]["series_id"] == ref["meta"]["series_id"] == ["1.2.3"]
     assert torch.equal(ours["meta"]["index"], ref["meta"]["index"])
     assert torch.equal(ours["meta"]["spacing"], ref["meta"]["spacing"])
+
+
+def test_memory_maps_are_reused_bounded_and_not_pickled(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from lightning_dicom.dataset import CachedVolumeDataset
+
+    paths, metas = [], []
+    for i in range(5):
+        p = tmp_path / f"v{i}.npy"
+        np.save(p, np.full((1, 2, 3, 4), i, np.float16))
+        paths.append(str(p))
+        metas.append({"series_id": f"1.{i}", "spacing": [1, 1, 1], "origin": [0, 0, 0],
+                      "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1], "shape": [1, 2, 3, 4]})
+    ds = CachedVolumeDataset(paths, metas)
+    ds.max_open_maps = 2
+    assert ds.volume(0) is ds.volume(0)  # reused while open
+    for i in range(5):
+        assert float(ds[i]["image"].max()) == i
+    assert len(ds._maps) == 2 and list(ds._maps) == paths[3:]
+    clone = pickle.loads(pickle.dumps(ds))  # DataLoader workers get a dataset without open maps
+    assert len(clone._maps) == 0 and float(clone[1]["image"].max()) == 1.0
