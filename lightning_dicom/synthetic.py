@@ -396,19 +396,24 @@ def write_irregular_series(
     return IrregularSeries(**fields, positions=written)  # type: ignore[arg-type]
 
 
+def new_dataset(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    """An empty explicit-VR little-endian dataset with its file meta (Part-10 header) and character set."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    return ds
+
+
 def _slice_dataset(
     common: dict, *, k: int, sop_uid: str, ipp: list[str], slice_location: float, pixels: np.ndarray
 ) -> Dataset:
     """Build the dataset (with file meta) of slice ``k``."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = common["sop_class"]
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds = new_dataset(common["sop_class"], sop_uid)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.SOPClassUID = common["sop_class"]
     ds.SOPInstanceUID = sop_uid

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 __all__ = ["RTSTRUCT_SOP_CLASS", "write_rtstruct", "write_seg"]
@@ -87,15 +87,9 @@ def write_rtstruct(
     plane_pos = np.array([np.dot([float(v) for v in h.ImagePositionPatient], normal) for h in heads])
 
     sop_uid = generate_uid(entropy_srcs=[_NS, "rtstruct", src_series, label, str(frame_uid)])
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    from .synthetic import new_dataset
 
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds = new_dataset(RTSTRUCT_SOP_CLASS, sop_uid)
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS
     ds.SOPInstanceUID = sop_uid
     for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
