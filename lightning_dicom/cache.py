@@ -208,21 +208,24 @@ class VolumeCache:
         """Build every missing entry in parallel processes. Returns counts by final status."""
         from tqdm import tqdm
 
-        todo = [s for s in series if self.status(s) in ("missing", "corrupt") or (raise_errors and self.status(s) == "error")]
+        status = {s.series_id: self.status(s) for s in series}
+        todo = [s for s in series if status[s.series_id] in ("missing", "corrupt")
+                or (raise_errors and status[s.series_id] == "error")]
         workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
         bar = tqdm(total=len(todo), desc="caching", unit="series", disable=not progress or not todo)
         if workers <= 1:
             for s in todo:
-                self.build_one(s, raise_errors=raise_errors)
+                status[s.series_id] = self.build_one(s, raise_errors=raise_errors)
                 bar.update()
         else:
             with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
                 jobs = [(self.dir, self.preprocessing, self.dtype.name, self.masks,
                          {s.series_id: self.mask_sources.get(s.series_id, ())}, s, raise_errors) for s in todo]
-                for _ in pool.map(_build_entry, jobs):
+                for s, result in zip(todo, pool.map(_build_entry, jobs), strict=True):
+                    status[s.series_id] = result
                     bar.update()
         bar.close()
-        ok = sum(1 for s in series if self.status(s) == "ok")
+        ok = sum(1 for v in status.values() if v == "ok")
         return {"ok": ok, "error": len(series) - ok, "built": len(todo)}
 
     def size_bytes(self) -> int:

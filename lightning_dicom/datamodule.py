@@ -101,6 +101,7 @@ class DicomDataModule(pl.LightningDataModule):
         self.prepare_data_per_node = True  # set False when all nodes share one cache directory
         self._restored_split: Split | None = None
         self._mask_sources: dict[str, list[str]] | None = None
+        self._sidecars: dict[str, dict[str, Any]] = {}  # cache sidecars of usable series, read once in setup
         self.report: dict[str, Any] = {}
 
     @classmethod
@@ -209,16 +210,20 @@ class DicomDataModule(pl.LightningDataModule):
         if not self.config.cache.enabled:
             return selected, []
         cache = self.volume_cache()
-        missing = [s for s in selected if cache.status(s) in ("missing", "corrupt")]
+        status = {s.series_id: cache.status(s) for s in selected}
+        missing = [s for s in selected if status[s.series_id] in ("missing", "corrupt")]
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         if missing:  # prepare_data did not run for this config: each rank builds its shard
             cache.build(missing[rank::world], workers=self.config.cache.workers, progress=self.progress)
         if world > 1 and self.trainer is not None:
             self.trainer.strategy.barrier("lightning_dicom_cache")
+        status.update({s.series_id: cache.status(s) for s in missing})  # built here or by another rank
         usable, failed = [], []
+        self._sidecars = {}
         for s in selected:
-            if cache.status(s) == "ok":
+            if status[s.series_id] == "ok":
                 usable.append(s)
+                self._sidecars[s.series_id] = json.loads(cache.paths(s)[1].read_text())
             else:
                 failed.append((s.series_id, cache.error(s) or "cache entry missing"))
                 log.warning("series %s left out: %s", s.series_id, failed[-1][1])
@@ -228,10 +233,9 @@ class DicomDataModule(pl.LightningDataModule):
         return usable, failed
 
     def _missing_structures(self, usable: list[SeriesRecord]) -> dict[str, list[str]]:
-        cache = self.volume_cache()
         out = {}
         for s in usable:
-            meta = json.loads(cache.paths(s)[1].read_text()).get("mask", {})
+            meta = self._sidecars[s.series_id].get("mask", {})
             if meta.get("missing"):
                 out[s.series_id] = meta["missing"]
         return out
@@ -246,9 +250,8 @@ class DicomDataModule(pl.LightningDataModule):
         cache = self.volume_cache()
         paths, metas, mask_paths, fgs = [], [], [], []
         for r in recs:
-            npy, side, _ = cache.paths(r)
-            paths.append(npy)
-            metas.append(json.loads(side.read_text()))
+            paths.append(cache.paths(r)[0])
+            metas.append(self._sidecars[r.series_id])
             if self.config.masks is not None:
                 mpath, fpath = cache.mask_paths(r)
                 mask_paths.append(mpath)
