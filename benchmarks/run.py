@@ -8,7 +8,7 @@ One command, CPU only (GitHub issue 3, part 5)::
     .venv/bin/python benchmarks/run.py --series 16 --shape 120 512 512 --epochs 3 \\
         --out benchmarks/results/latest.md
 
-It writes a synthetic CT dataset with :mod:`lightning_dicom.synthetic` (``--series`` series of
+It writes a synthetic CT dataset with :mod:`lightning_dicom.demo.synthetic` (``--series`` series of
 ``--shape`` z-y-x int16 slices at ``--spacing`` x-y-z mm), then measures every loader with the same
 preprocessing (reorient to LPS/canonical, linear resample to ``--target-spacing`` mm isotropic, clip to
 ``--window`` HU, scale to [0, 1]) and the same DataLoader settings (batch 1, ``--workers`` persistent
@@ -116,11 +116,11 @@ def _median_rate(n: int, seconds: Sequence[float]) -> float | None:
 
 
 def _synthetic() -> Any:
-    """``lightning_dicom.synthetic``, loaded by path when the package is not imported yet: the module needs
+    """``lightning_dicom.demo.synthetic``, loaded by path when the package is not imported yet: the module needs
     only numpy and pydicom, while ``import lightning_dicom`` pulls torch and pytorch_lightning (~5 s per
     process, paid by every generation worker)."""
     if "lightning_dicom" in sys.modules:
-        from lightning_dicom import synthetic
+        from lightning_dicom.demo import synthetic
 
         return synthetic
     if "_ld_synthetic" not in sys.modules:
@@ -128,7 +128,7 @@ def _synthetic() -> Any:
 
         spec = importlib.util.spec_from_file_location("_ld_synthetic", REPO / "lightning_dicom" / "synthetic.py")
         if spec is None or spec.loader is None:
-            from lightning_dicom import synthetic
+            from lightning_dicom.demo import synthetic
 
             return synthetic
         module = importlib.util.module_from_spec(spec)
@@ -499,7 +499,7 @@ class ThreadLoader:
 
 def _collate_f32(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """lightning_dicom's collate, then the float32 cast, both in the worker."""
-    from lightning_dicom.dataset import collate
+    from lightning_dicom.data.dataset import collate
 
     batch = collate(samples)
     batch["image"] = batch["image"].float()
@@ -634,12 +634,12 @@ class Child:
         else:
             from lightning_dicom import DicomDataModule  # noqa: F401
             from lightning_dicom.config import PreprocessingConfig
-            from lightning_dicom.io import read_series
-            from lightning_dicom.preprocess import preprocess
+            from lightning_dicom.data.preprocess import preprocess
+            from lightning_dicom.dicom.series import read_series
 
             preprocess(read_series(tiny), PreprocessingConfig(spacing=(self.target,) * 3, window=self.window))
             if method == "ld_patches_masks":
-                from lightning_dicom import association, mask_pipeline, masks  # noqa: F401
+                from lightning_dicom.masks import association, pipeline, read  # noqa: F401
 
     # -- peers ------------------------------------------------------------------------------------
     def naive(self) -> dict[str, Any]:
@@ -905,7 +905,7 @@ class Child:
         import torch
         from torch.utils.data import BatchSampler, RandomSampler
 
-        from lightning_dicom.dataset import PatchDataset, collate
+        from lightning_dicom.data.dataset import PatchDataset, collate
 
         paths, shapes = [str(p) for p in volumes.paths], volumes.shapes
         pv, bs, size = self.spec["variant_per_volume"], self.spec["variant_batch"], self.patch_zyx
@@ -932,7 +932,7 @@ class Child:
 
         import torch
 
-        from lightning_dicom.dataset import CachedVolumeDataset, collate
+        from lightning_dicom.data.dataset import CachedVolumeDataset, collate
 
         paths = [str(p) for p in volumes.paths]
         k = max(1, -(-self.spec["variant_volumes"] // len(paths)))  # passes of >= variant_volumes volumes

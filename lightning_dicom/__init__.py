@@ -8,83 +8,52 @@ Quick start::
     trainer.fit(model, datamodule=dm)
 
 Segmentation: ``read_mask`` (NIfTI, DICOM SEG, RTSTRUCT onto a series' grid), ``masks=`` on the
-DataModule, ``to_source_geometry`` and ``PredictionWriter`` to bring predictions back.
+DataModule, and ``PredictionWriter`` to bring predictions back onto each source series.
+
+The top level holds what a user imports; everything else stays importable from its family:
+``lightning_dicom.dicom`` (headers, index, series reader, UIDs), ``lightning_dicom.masks``,
+``lightning_dicom.data`` (preprocess, cache, datasets, split, loader), ``lightning_dicom.demo``
+(synthetic data and example models).
 
 Conventions: arrays and tensors are z-y-x (``[C, D, H, W]``); spacing/origin are x-y-z, mm, DICOM
 LPS; CT values are HU.
 """
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
-from .cache import VolumeCache
-from .config import (
-    AugmentConfig,
-    CacheConfig,
-    DataConfig,
-    LoaderConfig,
-    MaskConfig,
-    PatchConfig,
-    PreprocessingConfig,
-    SelectionConfig,
-    SplitConfig,
-)
-from .errors import (
-    CacheError,
-    ConfigError,
-    LabelError,
-    LightningDicomError,
-    MaskError,
-    NotDicomError,
-    SeriesError,
-)
-from .geometry import to_source_geometry
-from .index import DicomIndex, SeriesRecord
-from .io import read_series
-from .masks import read_mask
-from .preprocess import preprocess
+from lightning_dicom._version import __version__
+from lightning_dicom.config import DataConfig
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.series import read_series
+from lightning_dicom.errors import LightningDicomError
+from lightning_dicom.geometry import to_source_geometry
+from lightning_dicom.masks.read import read_mask
 
-if TYPE_CHECKING:  # imported lazily below: pytorch_lightning costs seconds, and cache-building
-    from .datamodule import DicomDataModule  # and DataLoader worker processes never need it
-    from .writer import PredictionWriter
+if _typing.TYPE_CHECKING:  # imported lazily below: pytorch_lightning costs seconds, and cache-building
+    from lightning_dicom.datamodule import DicomDataModule  # and DataLoader worker processes never need it
+    from lightning_dicom.writer import PredictionWriter
 
-__version__ = "0.1.0"
-
-_LAZY = {"DicomDataModule": ".datamodule", "PredictionWriter": ".writer"}
+_LAZY = {"DicomDataModule": "lightning_dicom.datamodule", "PredictionWriter": "lightning_dicom.writer"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'lightning_dicom' has no attribute {name!r}")
 
+
 __all__ = [
-    "AugmentConfig",
-    "CacheConfig",
-    "CacheError",
-    "ConfigError",
     "DataConfig",
     "DicomDataModule",
     "DicomIndex",
-    "LabelError",
     "LightningDicomError",
-    "LoaderConfig",
-    "MaskConfig",
-    "MaskError",
-    "NotDicomError",
-    "PatchConfig",
     "PredictionWriter",
-    "PreprocessingConfig",
-    "SelectionConfig",
-    "SeriesError",
     "SeriesRecord",
-    "SplitConfig",
-    "VolumeCache",
     "__version__",
-    "preprocess",
     "read_mask",
     "read_series",
     "to_source_geometry",

@@ -27,8 +27,8 @@ _OWN = ("index", "cache", "schema", "demo")
 
 
 def _index(argv: Sequence[str]) -> int:
-    from .config import DataConfig
-    from .index import DicomIndex
+    from lightning_dicom.config import DataConfig
+    from lightning_dicom.dicom.index import DicomIndex
 
     p = argparse.ArgumentParser(prog="lightning-dicom index", description="Index DICOM folders (headers only).")
     p.add_argument("roots", nargs="+", type=Path, help="folders to scan recursively")
@@ -39,7 +39,7 @@ def _index(argv: Sequence[str]) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     work = a.work_dir or DataConfig(root=a.roots).resolved_work_dir()
-    from .association import find_mask_objects, link_masks
+    from lightning_dicom.masks.association import find_mask_objects, link_masks
 
     with DicomIndex(a.roots, work / "index.sqlite") as idx:
         scan = idx.scan(workers=a.workers, progress=not a.quiet and not a.json)
@@ -80,7 +80,7 @@ def _index(argv: Sequence[str]) -> int:
 def _data_parser(prog: str) -> Any:
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    from .datamodule import DicomDataModule
+    from lightning_dicom.datamodule import DicomDataModule
 
     parser = ArgumentParser(prog=prog, description="Options are the `data:` section of a fit config.")
     parser.add_argument("--config", action=ActionConfigFile, help="a LightningCLI YAML (its data: section is used)")
@@ -92,7 +92,7 @@ def _data_parser(prog: str) -> Any:
 
 
 def _cache(argv: Sequence[str]) -> int:
-    from .datamodule import DicomDataModule
+    from lightning_dicom.datamodule import DicomDataModule
 
     parser = _data_parser("lightning-dicom cache")
     cfg = parser.parse_args(list(argv))
@@ -111,7 +111,7 @@ def _cache(argv: Sequence[str]) -> int:
 
 
 def _schema(argv: Sequence[str]) -> int:
-    from .config import DataConfig
+    from lightning_dicom.config import DataConfig
 
     argparse.ArgumentParser(prog="lightning-dicom schema", description="Print the data config's JSON Schema.").parse_args(argv)
     print(json.dumps(DataConfig.model_json_schema(), indent=1))
@@ -121,9 +121,9 @@ def _schema(argv: Sequence[str]) -> int:
 def _demo(argv: Sequence[str]) -> int:
     import pytorch_lightning as pl
 
-    from .datamodule import DicomDataModule
-    from .models import Classifier3D
-    from .synthetic import write_dataset
+    from lightning_dicom.datamodule import DicomDataModule
+    from lightning_dicom.demo.models import Classifier3D
+    from lightning_dicom.demo.synthetic import write_dataset
 
     p = argparse.ArgumentParser(prog="lightning-dicom demo",
                                 description="Write a synthetic CT dataset and train a small 3D CNN on it (CPU).")
@@ -164,10 +164,10 @@ def _demo_segmentation(a: argparse.Namespace) -> int:
     import pytorch_lightning as pl
     import SimpleITK as sitk
 
-    from .datamodule import DicomDataModule
-    from .segmentation_models import UNet3D
-    from .synthetic_masks import write_segmentation_dataset
-    from .writer import PredictionWriter
+    from lightning_dicom.datamodule import DicomDataModule
+    from lightning_dicom.demo.segmentation_models import UNet3D
+    from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset
+    from lightning_dicom.writer import PredictionWriter
 
     t0 = time.perf_counter()
     root = a.out / "seg"
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lightning-dicom`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lightning_dicom.index").setLevel(logging.WARNING)
+    logging.getLogger("lightning_dicom.dicom.index").setLevel(logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     logging.getLogger("highdicom").setLevel(logging.WARNING)  # header quirks are reported per file, not logged
     if args and args[0] in _OWN:
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import pytorch_lightning as pl
     from pytorch_lightning.cli import LightningCLI
 
-    from .datamodule import DicomDataModule
+    from lightning_dicom.datamodule import DicomDataModule
 
     LightningCLI(pl.LightningModule, DicomDataModule, subclass_mode_model=True, args=args,
                  save_config_kwargs={"overwrite": True})

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from lightning_dicom.errors import ConfigError
 
 __all__ = [
     "AugmentConfig",

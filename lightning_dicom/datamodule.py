@@ -13,9 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .augment import augment_batch
-from .cache import VolumeCache
-from .config import (
+from lightning_dicom.config import (
     AugmentConfig,
     CacheConfig,
     DataConfig,
@@ -27,14 +25,16 @@ from .config import (
     SplitConfig,
     parse_config,
 )
-from .dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
-from .errors import ConfigError, LightningDicomError
-from .index import DicomIndex, SeriesRecord, select_series
-from .labels import LabelTable, read_labels
-from .loader import ThreadedDataLoader
-from .preprocess import worker_init_fn
-from .sampler import BatchDataset, ShardBatchSampler
-from .split import Split, save_split, split_series
+from lightning_dicom.data.augment import augment_batch
+from lightning_dicom.data.cache import VolumeCache
+from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
+from lightning_dicom.data.labels import LabelTable, read_labels
+from lightning_dicom.data.loader import ThreadedDataLoader
+from lightning_dicom.data.preprocess import worker_init_fn
+from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
+from lightning_dicom.data.split import Split, save_split, split_series
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
+from lightning_dicom.errors import ConfigError, LightningDicomError
 
 __all__ = ["DicomDataModule"]
 
@@ -133,7 +133,7 @@ class DicomDataModule(pl.LightningDataModule):
 
     def _find_masks(self, idx: DicomIndex, selected: list[SeriesRecord]) -> tuple[dict[str, list[str]], list[str]]:
         """Mask files per series id (CSV NIfTI paths + linked SEG/RTSTRUCT) and SEG/RTSTRUCT files linking nothing."""
-        from .association import find_mask_objects, link_masks, read_mask_csv
+        from lightning_dicom.masks.association import find_mask_objects, link_masks, read_mask_csv
 
         assert self.config.masks is not None
         kinds = set(self.config.masks.sources)

@@ -149,7 +149,7 @@ def save_volume_png(volume: Any, path: str | os.PathLike[str], *, spacing: Seque
     Args:
         volume: a 3D ``SimpleITK.Image`` (values in modality units, e.g. HU, as from
             :func:`lightning_dicom.read_series`) or a z-y-x numpy array / torch tensor ``[D, H, W]``
-            or ``[C, D, H, W]`` (first channel shown), e.g. from :func:`lightning_dicom.preprocess`.
+            or ``[C, D, H, W]`` (first channel shown), e.g. from :func:`lightning_dicom.data.preprocess`.
         path: the PNG to write (parent folders are created).
         spacing: voxel spacing x-y-z in mm; default the image's own, or 1 mm for arrays. Panels are
             drawn in mm, so the aspect ratio follows the spacing.

@@ -28,7 +28,7 @@ batch's ``image`` (``[B, C, D, H, W]``, z-y-x) and is one of:
 ``spacing``/``origin``/``direction``, plus the source grid ``source_spacing``/``source_origin``/
 ``source_direction``/``source_size`` or a nested ``source`` dict). With ``write_interval='batch'``
 it may be left out, and is then taken from the batch. When the meta carries no source grid, the
-source grid is derived from the series' :class:`~lightning_dicom.index.SeriesRecord` (needs a
+source grid is derived from the series' :class:`~lightning_dicom.dicom.index.SeriesRecord` (needs a
 :class:`~lightning_dicom.DicomDataModule`: ``trainer.datamodule.series``).
 
 DICOM SEG needs the source series' instances: they are read (headers only; highdicom needs no
@@ -62,9 +62,9 @@ import SimpleITK as sitk
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from .errors import LightningDicomError
-from .geometry import to_source_geometry
-from .index import SeriesRecord
+from lightning_dicom.dicom.index import SeriesRecord
+from lightning_dicom.errors import LightningDicomError
+from lightning_dicom.geometry import to_source_geometry
 
 __all__ = ["PredictionWriter", "build_seg", "prediction_to_source", "record_geometry", "safe_filename"]
 
@@ -82,7 +82,7 @@ def safe_filename(series_id: str) -> str:
 
 
 def record_geometry(record: SeriesRecord) -> dict[str, list[float]]:
-    """The source grid of a series as :func:`~lightning_dicom.io.read_series` builds it, from the index
+    """The source grid of a series as :func:`~lightning_dicom.dicom.series.read_series` builds it, from the index
     record alone (no pixel data): ``size``, ``spacing`` (x-y-z), ``origin`` (first slice), ``direction``."""
     iop = np.asarray(record.orientation, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
@@ -292,7 +292,7 @@ class PredictionWriter(BasePredictionWriter):
                      record: SeriesRecord | None = None) -> dict[str, Path]:
         """Write one sample (``[C, D, H, W]`` or ``[D, H, W]`` on the grid of ``meta``); returns {format: path}.
 
-        ``record`` (the series' :class:`~lightning_dicom.index.SeriesRecord`) is needed for 'seg',
+        ``record`` (the series' :class:`~lightning_dicom.dicom.index.SeriesRecord`) is needed for 'seg',
         and for the source grid when ``meta`` carries none.
         """
         series_id = str(meta["series_id"])
@@ -362,7 +362,7 @@ def build_seg(image: sitk.Image, record: SeriesRecord, structure_names: Sequence
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    from . import __version__
+    from lightning_dicom._version import __version__
 
     sid = record.series_id
     size = tuple(image.GetSize())

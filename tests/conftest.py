@@ -7,7 +7,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from lightning_dicom.synthetic import SyntheticSeries, write_dataset
+from lightning_dicom.demo.synthetic import SyntheticSeries, write_dataset
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

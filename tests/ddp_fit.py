@@ -12,7 +12,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from lightning_dicom import DicomDataModule
-from lightning_dicom.models import Classifier3D
+from lightning_dicom.demo.models import Classifier3D
 
 
 class Recorder(Classifier3D):

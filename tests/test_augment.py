@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_dicom.augment import augment_batch
 from lightning_dicom.config import AugmentConfig
+from lightning_dicom.data.augment import augment_batch
 
 
 def _batch(b: int = 6) -> dict[str, torch.Tensor]:

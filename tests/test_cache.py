@@ -1,4 +1,4 @@
-"""Tests for lightning_dicom.cache.VolumeCache on real synthetic DICOM series."""
+"""Tests for lightning_dicom.data.cache.VolumeCache on real synthetic DICOM series."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_dicom.cache import VolumeCache
 from lightning_dicom.config import PreprocessingConfig
+from lightning_dicom.data.cache import VolumeCache
+from lightning_dicom.data.preprocess import preprocess
+from lightning_dicom.demo.synthetic import write_dataset
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import CacheError, LightningDicomError, SeriesError
-from lightning_dicom.index import DicomIndex, SeriesRecord
-from lightning_dicom.io import read_series
-from lightning_dicom.preprocess import preprocess
-from lightning_dicom.synthetic import write_dataset
 
 PREP = PreprocessingConfig(spacing=(2.0, 2.0, 2.0), window=(-1000, 400), size=(6, 8, 8))
 
@@ -217,7 +217,7 @@ def test_float16_overflow_is_an_error_not_infinity(tmp_path: Path) -> None:
     """Modality values beyond float16's range (e.g. PET in Bq/ml) must not be cached as inf."""
     import pydicom
 
-    from lightning_dicom.synthetic import write_series
+    from lightning_dicom.demo.synthetic import write_series
 
     hu = np.full((3, 4, 4), 100, np.int16)
     hu[1, 2, 2] = 3000

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 import yaml
 
 from lightning_dicom import read_mask, read_series
-from lightning_dicom.synthetic_masks import write_segmentation_dataset
+from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_dicom import DicomDataModule, LightningDicomError
-from lightning_dicom.index import DicomIndex
-from lightning_dicom.models import Classifier3D
+from lightning_dicom.demo.models import Classifier3D
+from lightning_dicom.dicom.index import DicomIndex
 
 PREP = {"spacing": [2.0, 2.0, 2.0], "window": [-200, 400], "size": [8, 12, 12]}
 
@@ -103,7 +103,7 @@ def test_patches_in_batches(synthetic_dataset, tmp_path):
 
 
 def test_a_broken_series_is_skipped_and_reported(tmp_path):
-    from lightning_dicom.synthetic import write_dataset
+    from lightning_dicom.demo.synthetic import write_dataset
 
     root = tmp_path / "data"
     series = write_dataset(root, n_patients=4, shape_zyx=(8, 16, 16), spacing=(1.0, 1.0, 2.0), seed=5)
@@ -142,7 +142,7 @@ def test_trainer_fit_with_two_workers(training_dataset, tmp_path):
 
 
 def test_irregular_stacks_are_rejected_or_resampled_per_config(tmp_path):
-    from lightning_dicom.synthetic import write_dataset
+    from lightning_dicom.demo.synthetic import write_dataset
 
     root = tmp_path / "data"
     series = write_dataset(root, n_patients=3, shape_zyx=(8, 16, 16), spacing=(1.0, 1.0, 2.0), seed=9)

@@ -1,4 +1,4 @@
-"""Tests for lightning_dicom.dataset: cached volumes, random patches, uncached series, collate."""
+"""Tests for lightning_dicom.data.dataset: cached volumes, random patches, uncached series, collate."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import SimpleITK as sitk
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_dicom.cache import VolumeCache
 from lightning_dicom.config import PreprocessingConfig
-from lightning_dicom.dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
+from lightning_dicom.data.cache import VolumeCache
+from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
+from lightning_dicom.data.labels import read_labels
+from lightning_dicom.data.preprocess import preprocess
+from lightning_dicom.demo.synthetic import SyntheticSeries, direction_from_orientation, write_dataset
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import ConfigError, LightningDicomError, SeriesError
-from lightning_dicom.index import DicomIndex, SeriesRecord
-from lightning_dicom.io import read_series
-from lightning_dicom.labels import read_labels
-from lightning_dicom.preprocess import preprocess
-from lightning_dicom.synthetic import SyntheticSeries, direction_from_orientation, write_dataset
 
 PREP = PreprocessingConfig(window=(-1000, 400), size=(8, 16, 16))
 
@@ -242,7 +242,7 @@ def test_series_dataset_skip_replaces_broken_series(series_on_disk, caplog: pyte
     for f in series[1].files:
         os.remove(f)
     ds = SeriesDataset(series, PREP, labels, on_error="skip")
-    with caplog.at_level(logging.WARNING, logger="lightning_dicom.dataset"):
+    with caplog.at_level(logging.WARNING, logger="lightning_dicom.data.dataset"):
         s = ds[1]
     assert s["meta"]["series_id"] == series[2].series_id
     assert s["meta"]["index"] == 2

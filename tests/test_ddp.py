@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_dicom.synthetic import make_phantom, write_dataset, write_series
+from lightning_dicom.demo.synthetic import make_phantom, write_dataset, write_series
 
 
 @pytest.mark.slow

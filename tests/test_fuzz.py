@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lightning_dicom.demo.synthetic import make_phantom, write_series
+from lightning_dicom.dicom.index import DicomIndex
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import LightningDicomError
-from lightning_dicom.index import DicomIndex
-from lightning_dicom.io import read_series
-from lightning_dicom.synthetic import make_phantom, write_series
 
 FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                 derandomize=True)

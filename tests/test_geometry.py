@@ -7,10 +7,10 @@ import pytest
 import SimpleITK as sitk
 
 from lightning_dicom.config import PreprocessingConfig
+from lightning_dicom.data.preprocess import preprocess
+from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.geometry import to_source_geometry
-from lightning_dicom.io import read_series
-from lightning_dicom.preprocess import preprocess
-from lightning_dicom.synthetic import direction_from_orientation, make_phantom, write_series
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

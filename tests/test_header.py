@@ -1,6 +1,6 @@
 """The fast header reader gives exactly what the pydicom reader gives, or hands the file over.
 
-:func:`lightning_dicom.header.read_header` parses plainly well-formed Part-10 files itself and
+:func:`lightning_dicom.dicom.header.read_header` parses plainly well-formed Part-10 files itself and
 falls back to pydicom for anything else. These tests compare both readers (``_FAST`` on and off)
 on pydicom's test files, on hand-built files that exercise every element the reader decodes with
 plain and odd values, on undefined-length sequences and on random corruptions; and check that
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lightning_dicom import header as H
+from lightning_dicom.demo.synthetic import make_phantom, write_series
+from lightning_dicom.dicom import header as H
 from lightning_dicom.errors import NotDicomError
-from lightning_dicom.synthetic import make_phantom, write_series
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 EXPLICIT, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"

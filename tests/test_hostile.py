@@ -14,10 +14,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
+from lightning_dicom.dicom.index import DicomIndex
+from lightning_dicom.dicom.series import read_series, to_array
 from lightning_dicom.errors import SeriesError
-from lightning_dicom.index import DicomIndex
-from lightning_dicom.io import read_series, to_array
-from lightning_dicom.synthetic import direction_from_orientation, make_phantom, write_series
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -13,8 +13,13 @@ import pydicom
 import pytest
 
 from lightning_dicom.config import SelectionConfig
-from lightning_dicom.index import DicomIndex, SeriesRecord, patient_key, select_series
-from lightning_dicom.synthetic import direction_from_orientation, make_phantom, write_multiframe, write_series
+from lightning_dicom.demo.synthetic import (
+    direction_from_orientation,
+    make_phantom,
+    write_multiframe,
+    write_series,
+)
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, patient_key, select_series
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 DICOMDIR_TESTS = PYDICOM_FILES / "dicomdirtests"

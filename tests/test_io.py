@@ -13,10 +13,15 @@ import SimpleITK as sitk
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
+from lightning_dicom.demo.synthetic import (
+    direction_from_orientation,
+    make_phantom,
+    write_multiframe,
+    write_series,
+)
+from lightning_dicom.dicom.index import DicomIndex
+from lightning_dicom.dicom.series import geometry, read_series, to_array
 from lightning_dicom.errors import LightningDicomError, SeriesError
-from lightning_dicom.index import DicomIndex
-from lightning_dicom.io import geometry, read_series, to_array
-from lightning_dicom.synthetic import direction_from_orientation, make_phantom, write_multiframe, write_series
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -307,7 +312,7 @@ def test_errors_never_contain_patient_name_or_id(tmp_path):
 
 # -- the raw pixel reader gives exactly what GDCM gives -------------------------------------------
 def _via_gdcm(rec):
-    import lightning_dicom.io as lio
+    import lightning_dicom.dicom.series as lio
 
     lio._FORCE_GDCM = True
     try:
@@ -319,7 +324,7 @@ def _via_gdcm(rec):
 def _assert_raw_equals_gdcm(rec) -> sitk.Image:
     """The series qualifies for the raw pixel reader, which gives GDCM's voxels and pixel type to the bit;
     and read_series gives the same image either way (a single file is always read by GDCM)."""
-    import lightning_dicom.io as lio
+    import lightning_dicom.dicom.series as lio
 
     assert rec.raw_pixels, "expected a series the raw pixel reader takes"
     raw = lio._read_raw(rec, lio._pixel_type(rec))

@@ -13,17 +13,17 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-import lightning_dicom.io as lio
-from lightning_dicom.errors import SeriesError
-from lightning_dicom.index import DicomIndex
-from lightning_dicom.io import geometry, planned_geometry, read_series, to_array
-from lightning_dicom.synthetic import (
+import lightning_dicom.dicom.series as lio
+from lightning_dicom.demo.synthetic import (
     direction_from_orientation,
     make_phantom,
     write_irregular_series,
     write_multiframe,
     write_series,
 )
+from lightning_dicom.dicom.index import DicomIndex
+from lightning_dicom.dicom.series import geometry, planned_geometry, read_series, to_array
+from lightning_dicom.errors import SeriesError
 
 
 def _record(root: Path):
@@ -89,7 +89,7 @@ def test_missing_slice_rejected_by_default_and_interpolated_on_resample(tmp_path
         read_series(rec)
     assert info.value.series_uid == s.series_uid
     assert s.series_uid in str(info.value)
-    with caplog.at_level(logging.WARNING, logger="lightning_dicom.io"):
+    with caplog.at_level(logging.WARNING, logger="lightning_dicom.dicom.series"):
         image = read_series(rec, irregular="resample")
     assert image.GetPixelID() == sitk.sitkFloat32
     assert image.GetSize() == (10, 12, 7)

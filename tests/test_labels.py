@@ -1,4 +1,4 @@
-"""Tests for lightning_dicom.labels: key detection, label kinds, matching to series, errors."""
+"""Tests for lightning_dicom.data.labels: key detection, label kinds, matching to series, errors."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lightning_dicom.data.labels import read_labels
+from lightning_dicom.demo.synthetic import SyntheticSeries
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, patient_key
 from lightning_dicom.errors import LabelError, LightningDicomError
-from lightning_dicom.index import DicomIndex, SeriesRecord, patient_key
-from lightning_dicom.labels import read_labels
-from lightning_dicom.synthetic import SyntheticSeries
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_dicom.loader import ThreadedDataLoader
-from lightning_dicom.sampler import BatchDataset, ShardBatchSampler
+from lightning_dicom.data.loader import ThreadedDataLoader
+from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
 
 
 class Squares(Dataset):
@@ -78,7 +78,7 @@ def test_batches_keep_float16_for_accelerators_or_are_cast_in_the_threads(dtype,
 def test_a_batch_of_one_equals_default_collate_without_copying_the_image():
     from torch.utils.data import default_collate
 
-    from lightning_dicom.dataset import collate
+    from lightning_dicom.data.dataset import collate
 
     sample = {"image": torch.rand(1, 3, 4, 5), "label": torch.tensor(1),
               "meta": {"series_id": "1.2.3", "spacing": torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64), "index": 7}}
@@ -96,7 +96,7 @@ def test_memory_maps_are_reused_bounded_and_not_pickled(tmp_path):
 
     import numpy as np
 
-    from lightning_dicom.dataset import CachedVolumeDataset
+    from lightning_dicom.data.dataset import CachedVolumeDataset
 
     paths, metas = [], []
     for i in range(5):

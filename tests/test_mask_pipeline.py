@@ -7,10 +7,10 @@ import pytest
 import SimpleITK as sitk
 
 from lightning_dicom.config import MaskConfig, PreprocessingConfig
+from lightning_dicom.data.preprocess import preprocess
+from lightning_dicom.demo.synthetic import direction_from_orientation
 from lightning_dicom.geometry import to_source_geometry
-from lightning_dicom.mask_pipeline import foreground_coords, mask_on_grid, match_structures
-from lightning_dicom.preprocess import preprocess
-from lightning_dicom.synthetic import direction_from_orientation
+from lightning_dicom.masks.pipeline import foreground_coords, mask_on_grid, match_structures
 
 
 def _ellipsoid(shape, centre, radii) -> np.ndarray:

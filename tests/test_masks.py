@@ -10,11 +10,16 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from lightning_dicom.index import DicomIndex, SeriesRecord
-from lightning_dicom.io import read_series
-from lightning_dicom.masks import MaskError, fill_polygons, read_mask, read_mask_report
-from lightning_dicom.synthetic import SyntheticSeries, direction_from_orientation, make_phantom, write_series
-from lightning_dicom.synthetic_masks import write_rtstruct, write_seg
+from lightning_dicom.demo.synthetic import (
+    SyntheticSeries,
+    direction_from_orientation,
+    make_phantom,
+    write_series,
+)
+from lightning_dicom.demo.synthetic_masks import write_rtstruct, write_seg
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.series import read_series
+from lightning_dicom.masks.read import MaskError, fill_polygons, read_mask, read_mask_report
 
 SHAPE = (12, 40, 44)  # z, y, x
 SPACING = (0.9, 1.1, 2.5)  # x, y, z mm
@@ -302,7 +307,7 @@ def test_read_mask_logs_the_report(axial, tmp_path, caplog):
         "box": [to_lps(s, np.array([[3.3, 4.2], [20.6, 4.4], [19.7, 17.1]]), 5)],
         "marker": [to_lps(s, np.array([[4.0, 4.0]]), 5)],
     })
-    with caplog.at_level(logging.WARNING, logger="lightning_dicom.masks"):
+    with caplog.at_level(logging.WARNING, logger="lightning_dicom.masks.read"):
         masks = read_mask(path, ref)
     assert list(masks) == ["box"]
     assert any("marker" in r.getMessage() and "POINT" in r.getMessage() for r in caplog.records)

@@ -1,4 +1,4 @@
-"""Tests for lightning_dicom.preprocess on images of known geometry (synthetic DICOM and SimpleITK)."""
+"""Tests for lightning_dicom.data.preprocess on images of known geometry (synthetic DICOM and SimpleITK)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import SimpleITK as sitk
 
 from lightning_dicom.config import PreprocessingConfig
-from lightning_dicom.io import read_series
-from lightning_dicom.preprocess import crop_or_pad, preprocess
-from lightning_dicom.synthetic import direction_from_orientation, write_series
+from lightning_dicom.data.preprocess import crop_or_pad, preprocess
+from lightning_dicom.demo.synthetic import direction_from_orientation, write_series
+from lightning_dicom.dicom.series import read_series
 
 
 def make_image(arr_zyx: np.ndarray, spacing: Sequence[float], origin: Sequence[float],

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from lightning_dicom import DicomDataModule
-from lightning_dicom.models import Classifier3D
-from lightning_dicom.synthetic import make_phantom, write_dataset, write_series
+from lightning_dicom.demo.models import Classifier3D
+from lightning_dicom.demo.synthetic import make_phantom, write_dataset, write_series
 
 NAME, PID = "DOE^JANE^Q", "PHI-ID-31337"
 

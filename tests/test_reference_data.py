@@ -28,9 +28,9 @@ import pytest
 import SimpleITK as sitk
 from reference_reader import LOSSY_ATOL, LOSSY_JPEG, assert_matches_reference, reference_read
 
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import SeriesError
-from lightning_dicom.index import DicomIndex, SeriesRecord
-from lightning_dicom.io import read_series
 
 data_store = pytest.importorskip(
     "data_store", reason="pydicom-data is not installed (pip install pydicom-data, part of the dev extra): "

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_dicom.segmentation_models import UNet3D, dice_per_class, soft_dice_loss
+from lightning_dicom.demo.segmentation_models import UNet3D, dice_per_class, soft_dice_loss
 
 
 @pytest.mark.parametrize(("size", "depth", "classes"), [

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lightning_dicom import DicomDataModule
-from lightning_dicom.association import find_mask_objects, link_masks
-from lightning_dicom.index import DicomIndex
-from lightning_dicom.synthetic_masks import write_segmentation_dataset
+from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset
+from lightning_dicom.dicom.index import DicomIndex
+from lightning_dicom.masks.association import find_mask_objects, link_masks
 
 PREP = {"spacing": [1.5, 1.5, 2.0], "window": [-200, 400], "size": [12, 24, 24]}
 

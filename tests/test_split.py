@@ -1,4 +1,4 @@
-"""Tests for lightning_dicom.split: grouping, determinism, stability, fractions and the saved JSON."""
+"""Tests for lightning_dicom.data.split: grouping, determinism, stability, fractions and the saved JSON."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from lightning_dicom.config import SplitConfig
-from lightning_dicom.index import SeriesRecord, patient_key
-from lightning_dicom.split import save_split, split_series
+from lightning_dicom.data.split import save_split, split_series
+from lightning_dicom.dicom.index import SeriesRecord, patient_key
 
 PARTS = ("train", "val", "test")
 
@@ -159,8 +159,8 @@ def test_save_split_json_has_no_patient_ids(tmp_path: Path) -> None:
 
 def test_series_without_patient_id_fall_back_to_their_study() -> None:
     from lightning_dicom.config import SplitConfig
-    from lightning_dicom.index import SeriesRecord
-    from lightning_dicom.split import split_series
+    from lightning_dicom.data.split import split_series
+    from lightning_dicom.dicom.index import SeriesRecord
 
     def rec(i: int) -> SeriesRecord:
         return SeriesRecord(series_id=f"1.2.{i}", series_uid=f"1.2.{i}", study_uid=f"9.{i}", patient_id="",

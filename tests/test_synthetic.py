@@ -1,4 +1,4 @@
-"""Tests for lightning_dicom.synthetic: files written are read back exactly by SimpleITK."""
+"""Tests for lightning_dicom.demo.synthetic: files written are read back exactly by SimpleITK."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from lightning_dicom.synthetic import (
+from lightning_dicom.demo.synthetic import (
     SyntheticSeries,
     direction_from_orientation,
     main,

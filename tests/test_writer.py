@@ -25,13 +25,13 @@ from torch import nn
 
 from lightning_dicom import DicomDataModule
 from lightning_dicom.config import PreprocessingConfig
+from lightning_dicom.data.preprocess import preprocess
+from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_multiframe
+from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset
+from lightning_dicom.dicom.index import DicomIndex
+from lightning_dicom.dicom.series import geometry, read_series
 from lightning_dicom.errors import LightningDicomError
-from lightning_dicom.index import DicomIndex
-from lightning_dicom.io import geometry, read_series
-from lightning_dicom.masks import read_mask
-from lightning_dicom.preprocess import preprocess
-from lightning_dicom.synthetic import direction_from_orientation, make_phantom, write_multiframe
-from lightning_dicom.synthetic_masks import write_segmentation_dataset
+from lightning_dicom.masks.read import read_mask
 from lightning_dicom.writer import PredictionWriter, prediction_to_source, record_geometry, safe_filename
 
 PREP = {"orientation": "RAS", "spacing": [1.5, 1.5, 1.5], "window": [-200, 400], "size": [36, 32, 40]}

@@ -51,7 +51,7 @@ __all__ = [
 
 IDENTITY_DIRECTION: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 HU_MIN, HU_MAX = -1024, 3071
-_UID_NAMESPACE = "lightning_dicom.synthetic"
+_UID_NAMESPACE = "lightning_dicom.demo.synthetic"
 
 # (row cosine, column cosine) of the un-tilted frames, LPS.
 _BASE_FRAMES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -663,9 +663,9 @@ def write_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m lightning_dicom.synthetic OUT --patients 8 --seed 0``."""
+    """CLI: ``python -m lightning_dicom.demo.synthetic OUT --patients 8 --seed 0``."""
     parser = argparse.ArgumentParser(
-        prog="python -m lightning_dicom.synthetic", description="Write a synthetic labelled CT DICOM dataset."
+        prog="python -m lightning_dicom.demo.synthetic", description="Write a synthetic labelled CT DICOM dataset."
     )
     parser.add_argument("out", type=Path, help="output root directory")
     parser.add_argument("--patients", type=int, default=8, help="number of patients (default 8)")

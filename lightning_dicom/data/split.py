@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import SplitConfig
-from .index import SeriesRecord
+from lightning_dicom.config import SplitConfig
+from lightning_dicom.dicom.index import SeriesRecord
 
 __all__ = ["Split", "save_split", "split_series"]
 

@@ -7,7 +7,7 @@ Geometry is DICOM's, computed from the index, never guessed by the reader: origi
 ImagePositionPatient (0020,0032) of the first slice along the normal, direction from
 ImageOrientationPatient (0020,0037) (columns: row direction, column direction, normal), spacing =
 PixelSpacing (0028,0030) reversed to x-y, and the slice gap measured between sorted positions (see
-:class:`~lightning_dicom.index.SeriesRecord` for the fallbacks). Multi-frame files are volumes
+:class:`~lightning_dicom.dicom.index.SeriesRecord` for the fallbacks). Multi-frame files are volumes
 too: their frames are put in slice order using the per-frame PlanePositionSequence when present.
 A single 2D image is a volume of one slice. Values are modality units: stored x RescaleSlope
 (0028,1053) + RescaleIntercept (0028,1052) (HU for CT), read as int16 when the headers guarantee
@@ -17,7 +17,7 @@ inverted (GDCM inverts them; that is undone): values stay modality values, and
 come back as vector images of 8-bit RGB (or the stored depth).
 
 Plain series of several files -- single-frame MONOCHROME2 images of 8 or 16 bits with native
-little-endian pixel data (:attr:`~lightning_dicom.index.SeriesRecord.raw_pixels`) -- are read without GDCM: each file's pixel
+little-endian pixel data (:attr:`~lightning_dicom.dicom.index.SeriesRecord.raw_pixels`) -- are read without GDCM: each file's pixel
 bytes are read at the offset the index recorded, and turned into the values GDCM gives (the low
 BitsStored bits, sign-extended when PixelRepresentation is 1, times the file's RescaleSlope plus its
 RescaleIntercept, computed in double precision and cast to the output type). Everything else goes
@@ -63,8 +63,8 @@ from typing import Any, Literal
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import SeriesError
-from .index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.errors import SeriesError
 
 __all__ = ["check_files", "check_geometry", "geometry", "planned_geometry", "read_series", "to_array"]
 

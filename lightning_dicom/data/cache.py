@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import MaskConfig, PreprocessingConfig
-from .errors import CacheError, LightningDicomError
-from .index import SeriesRecord
+from lightning_dicom.config import MaskConfig, PreprocessingConfig
+from lightning_dicom.dicom.index import SeriesRecord
+from lightning_dicom.errors import CacheError, LightningDicomError
 
 __all__ = ["VolumeCache"]
 
@@ -59,7 +59,7 @@ class VolumeCache:
 
     def __init__(self, directory: str | Path, preprocessing: PreprocessingConfig, dtype: str = "float16",
                  masks: MaskConfig | None = None, mask_sources: Mapping[str, Sequence[str]] | None = None):
-        from . import __version__
+        from lightning_dicom._version import __version__
 
         self.dir = Path(directory)
         self.preprocessing = preprocessing
@@ -142,8 +142,8 @@ class VolumeCache:
         st = self.status(rec)
         if st == "ok" or (st == "error" and not raise_errors):
             return st
-        from .io import read_series
-        from .preprocess import preprocess
+        from lightning_dicom.data.preprocess import preprocess
+        from lightning_dicom.dicom.series import read_series
 
         npy, side, err = self.paths(rec)
         npy.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ class VolumeCache:
         })
         if mask is not None:
             labels, missing = mask
-            from .mask_pipeline import foreground_coords
+            from lightning_dicom.masks.pipeline import foreground_coords
 
             fg = foreground_coords(labels)
             mpath, fpath = self.mask_paths(rec)
@@ -182,8 +182,8 @@ class VolumeCache:
         return "ok"
 
     def _mask(self, rec: SeriesRecord, image: Any, meta: dict[str, Any], shape: Sequence[int]) -> tuple[np.ndarray, list[str]]:
-        from .mask_pipeline import mask_on_grid, match_structures
-        from .masks import read_mask
+        from lightning_dicom.masks.read import read_mask
+        from lightning_dicom.masks.pipeline import mask_on_grid, match_structures
 
         found: dict[str, Any] = {}
         for src in self.mask_sources.get(rec.series_id, ()):
@@ -234,7 +234,7 @@ class VolumeCache:
 
 
 def _init_worker() -> None:
-    from .preprocess import limit_threads
+    from lightning_dicom.data.preprocess import limit_threads
 
     limit_threads(1)
 

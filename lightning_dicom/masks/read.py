@@ -5,7 +5,7 @@ exactly the reference's grid (same size, spacing, origin, direction). Structures
 separate, so overlapping ones stay overlapping. :func:`read_mask_report` does the same and also
 returns the problems it met (contours off the slice planes, POINT or empty ROIs, labels lost in
 resampling) as a list of strings; :func:`read_mask` logs those at WARNING level on the
-``lightning_dicom.masks`` logger (logging, not :mod:`warnings`, so a report never aborts a run).
+``lightning_dicom.masks.read`` logger (logging, not :mod:`warnings`, so a report never aborts a run).
 
 Placement is always by physical position (LPS mm), never by array order:
 
@@ -17,7 +17,7 @@ Placement is always by physical position (LPS mm), never by array order:
   segments' volume is built from the frames' plane positions (frame order is irrelevant) and
   resampled nearest-neighbour onto the reference. If the frames do not form a regular volume,
   they are matched to the reference's instances by their referenced SOP Instance UIDs (needs a
-  :class:`~lightning_dicom.index.SeriesRecord` reference). Names: ``names[segment number]`` or
+  :class:`~lightning_dicom.dicom.index.SeriesRecord` reference). Names: ``names[segment number]`` or
   SegmentLabel.
 * **RTSTRUCT**: each ROI's CLOSED_PLANAR contours are mapped into the reference's continuous index
   space (inverse direction, spacing, origin: oblique series work) and filled on the slice they lie
@@ -49,8 +49,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import MaskError
-from .index import SeriesRecord
+from lightning_dicom.dicom.index import SeriesRecord
+from lightning_dicom.dicom.uids import mask_kind
+from lightning_dicom.errors import MaskError
 
 __all__ = ["PLANE_TOLERANCE", "MaskError", "fill_polygons", "read_mask", "read_mask_report"]
 
@@ -64,8 +65,6 @@ PLANE_TOLERANCE = 0.1
 #: A label image with more distinct values than this is taken for an intensity image.
 MAX_LABELS = 1000
 
-RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
-SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 _IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".vtk",
                    ".tif", ".tiff", ".png", ".gipl", ".gipl.gz")
 
@@ -102,7 +101,7 @@ def read_mask_report(
         path: a label image SimpleITK reads (``.nii.gz``, ``.nrrd``, ``.mha``...), a DICOM SEG or an
             RTSTRUCT file.
         reference: the image the masks must match (a ``SimpleITK.Image`` in LPS, as
-            :func:`~lightning_dicom.io.read_series` returns), or a ``SeriesRecord`` (read with
+            :func:`~lightning_dicom.dicom.series.read_series` returns), or a ``SeriesRecord`` (read with
             ``read_series``; its FrameOfReferenceUID/SeriesInstanceUID enable the referenced-series
             check).
         names: label value / segment number / ROI number -> output name (overrides the stored name).
@@ -145,7 +144,7 @@ def read_mask(
     """Structure name -> binary uint8 image on exactly the reference's grid.
 
     Same arguments as :func:`read_mask_report`; the report lines are logged as warnings on the
-    ``lightning_dicom.masks`` logger instead of returned.
+    ``lightning_dicom.masks.read`` logger instead of returned.
     """
     masks, report = read_mask_report(path, reference, names=names,
                                      frame_of_reference_uid=frame_of_reference_uid,
@@ -170,7 +169,7 @@ def _resolve_reference(reference: Reference, frame_uid: str | None, series_uid: 
                        path: Path) -> _Ref:
     record = None
     if isinstance(reference, SeriesRecord):
-        from .io import read_series
+        from lightning_dicom.dicom.series import read_series
 
         record = reference
         image = read_series(reference)
@@ -211,9 +210,9 @@ def _sniff(path: Path) -> tuple[str, Any]:
         return "image", None
     sop = str(ds.get("SOPClassUID", "") or "")
     modality = str(ds.get("Modality", "") or "").upper()
-    if sop == RTSTRUCT_SOP_CLASS or modality == "RTSTRUCT":
+    if mask_kind(sop) == "rtstruct" or modality == "RTSTRUCT":
         return "rtstruct", ds
-    if sop in SEG_SOP_CLASSES or modality == "SEG":
+    if mask_kind(sop) == "seg" or modality == "SEG":
         return "seg", ds
     what = getattr(getattr(ds, "SOPClassUID", None), "name", None) or sop or modality or "unknown SOP class"
     raise MaskError(f"DICOM file is neither a Segmentation nor an RT Structure Set ({what})", path=path)

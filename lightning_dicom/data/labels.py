@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LabelError
-from .index import SeriesRecord, patient_key
+from lightning_dicom.dicom.index import SeriesRecord, patient_key
+from lightning_dicom.errors import LabelError
 
 __all__ = ["LabelTable", "read_labels"]
 

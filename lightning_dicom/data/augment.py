@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .config import AugmentConfig
+from lightning_dicom.config import AugmentConfig
 
 __all__ = ["augment_batch"]
 

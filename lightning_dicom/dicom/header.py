@@ -47,7 +47,6 @@ Values that go into error messages are geometry and pixel-module tags only, neve
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -59,7 +58,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import NotDicomError
+from lightning_dicom.dicom import uids
+from lightning_dicom.dicom.parser import CHUNK as _CHUNK  # noqa: F401 - tests size files by it
+from lightning_dicom.dicom.parser import fast_dataset, fast_reader_available
+from lightning_dicom.errors import NotDicomError
 
 __all__ = ["HEADER_FIELDS", "IOP_TOLERANCE", "MAX_COORDINATE_MM", "MAX_SPACING_MM", "MIN_SPACING_MM",
            "encodable_path", "read_header", "scan_file", "scan_files"]
@@ -85,15 +87,14 @@ MAX_COORDINATE_MM = 1e7
 MAX_SPACING_MM = 1e5
 MIN_SPACING_MM = 1e-6
 
-_DEFLATED = "1.2.840.10008.1.2.1.99"
 _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
 _NOT_DICOM = "not a DICOM file (no DICM preamble or valid header)"
 #: Groups a raw dataset (no preamble, no file meta) may start with: file meta, or identification.
 _RAW_FIRST_GROUPS = (0x0002, 0x0008)
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: (implicit VR, little endian) of a raw dataset -> the transfer syntax it is written in.
-_RAW_SYNTAX = {(True, True): "1.2.840.10008.1.2", (False, True): "1.2.840.10008.1.2.1",
-               (False, False): "1.2.840.10008.1.2.2"}
+_RAW_SYNTAX = {(True, True): uids.IMPLICIT_VR_LITTLE_ENDIAN, (False, True): uids.EXPLICIT_VR_LITTLE_ENDIAN,
+               (False, False): uids.EXPLICIT_VR_BIG_ENDIAN}
 
 def _floats(value: Any, n: int) -> list[float] | None:
     """``n`` finite floats from a multi-valued element, or None when absent or malformed."""
@@ -294,7 +295,7 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         sop_name = ds.SOPClassUID.name if "SOPClassUID" in ds else ""
     except Exception:
         sop_name = ""
-    if "DirectoryRecordSequence" in ds or sop_class == "1.2.840.10008.1.3.10":
+    if "DirectoryRecordSequence" in ds or sop_class == uids.MEDIA_STORAGE_DIRECTORY:
         raise NotDicomError("DICOMDIR (a directory of records, not an image)", path=path)
     if not _present(ds, "Rows") or not _present(ds, "Columns"):
         kind = sop_name or sop_class or "unknown SOP class"
@@ -461,7 +462,7 @@ def _pixel_data_problem(fh: BinaryIO, implicit: bool, little: bool, h: dict[str,
     """
     if h["problem"]:
         return h["problem"], None
-    if h["transfer_syntax"] == _DEFLATED:
+    if h["transfer_syntax"] == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         return None, None  # the dataset was inflated in memory: no file offsets to check
     element = _pixel_element(fh, implicit, little)
     if isinstance(element, str):
@@ -517,10 +518,10 @@ def _pixel_element(fh: BinaryIO, implicit: bool, little: bool) -> tuple[int, str
 def _decoder_problem(h: dict[str, Any]) -> str | None:
     """Pixel encodings that SimpleITK's GDCM (2.x) decodes to wrong values without an error."""
     ts, bits = h["transfer_syntax"], h["bits_allocated"]
-    if ts == "1.2.840.10008.1.2.5" and h["samples_per_pixel"] > 1 and bits > 8:
+    if ts == uids.RLE_LOSSLESS and h["samples_per_pixel"] > 1 and bits > 8:
         return (f"RLE Lossless colour with {bits} bits per sample: GDCM decodes it to wrong values; "
                 "convert the file (e.g. dcmdrle)")
-    if ts == "1.2.840.10008.1.2.2" and bits == 32:
+    if ts == uids.EXPLICIT_VR_BIG_ENDIAN and bits == 32:
         return ("32-bit Explicit VR Big Endian pixel data: GDCM decodes it to wrong values; convert the file "
                 "to little endian (e.g. dcmconv +te)")
     return None
@@ -528,7 +529,7 @@ def _decoder_problem(h: dict[str, Any]) -> str | None:
 
 def _raw_problem(h: dict[str, Any]) -> str | None:
     """Raw datasets (no file meta) that GDCM cannot read at all."""
-    if h["transfer_syntax"] == "1.2.840.10008.1.2.2":
+    if h["transfer_syntax"] == uids.EXPLICIT_VR_BIG_ENDIAN:
         return ("Explicit VR Big Endian dataset without file meta: GDCM cannot read it; convert it to a "
                 "Part-10 little endian file (e.g. dcmconv +te)")
     return None
@@ -553,339 +554,9 @@ def _encapsulated_problem(fh: BinaryIO, end: str, size: int) -> str | None:
         n_items += 1
 
 
-# -- the fast reader ---------------------------------------------------------------------------------
-# A Part-10 file that is plainly well-formed (explicit or implicit VR little endian dataset, defined
-# lengths or well-nested undefined-length sequences, every element read here having the VR the
-# dictionary gives it and a value in a plain format) is parsed here, about ten times faster than
-# through pydicom. Anything else -- and any file whose header a check rejects -- is read again by
-# pydicom (:func:`_pydicom_header`), so that results and messages are pydicom's in every case. The
-# values are decoded exactly as pydicom decodes them, and tests/test_header.py compares both readers
-# on pydicom's test files and on mutated files.
-
+# -- the fast reader (lightning_dicom.dicom.parser) --------------------------------------------------
 #: Switch for tests: False sends every file through pydicom.
-_FAST = True
-_CHUNK = 16384
-_EXPLICIT = struct.Struct("<HH2sH")
-_IMPLICIT = struct.Struct("<HHI")
-_UINT32 = struct.Struct("<I")
-_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
-#: Elements decoded by the fast reader: tag -> (keyword, VR).
-_FAST_TAGS = {
-    0x00080005: ("SpecificCharacterSet", "CS"),
-    0x00080016: ("SOPClassUID", "UI"),
-    0x00080018: ("SOPInstanceUID", "UI"),
-    0x00080060: ("Modality", "CS"),
-    0x0008103E: ("SeriesDescription", "LO"),
-    0x00100020: ("PatientID", "LO"),
-    0x00180050: ("SliceThickness", "DS"),
-    0x00180088: ("SpacingBetweenSlices", "DS"),
-    0x0020000D: ("StudyInstanceUID", "UI"),
-    0x0020000E: ("SeriesInstanceUID", "UI"),
-    0x00200011: ("SeriesNumber", "IS"),
-    0x00200013: ("InstanceNumber", "IS"),
-    0x00200032: ("ImagePositionPatient", "DS"),
-    0x00200037: ("ImageOrientationPatient", "DS"),
-    0x00200052: ("FrameOfReferenceUID", "UI"),
-    0x00280002: ("SamplesPerPixel", "US"),
-    0x00280004: ("PhotometricInterpretation", "CS"),
-    0x00280008: ("NumberOfFrames", "IS"),
-    0x00280010: ("Rows", "US"),
-    0x00280011: ("Columns", "US"),
-    0x00280030: ("PixelSpacing", "DS"),
-    0x00280100: ("BitsAllocated", "US"),
-    0x00280101: ("BitsStored", "US"),
-    0x00280102: ("HighBit", "US"),
-    0x00280103: ("PixelRepresentation", "US"),
-    0x00281052: ("RescaleIntercept", "DS"),
-    0x00281053: ("RescaleSlope", "DS"),
-}
-_FAST_EXPECTED_VR = {tag: vr.encode() for tag, (_, vr) in _FAST_TAGS.items()}
-_FAST_KEYWORDS = frozenset(kw for kw, _ in _FAST_TAGS.values())
-_META_TAGS = {0x00020002: "MediaStorageSOPClassUID", 0x00020010: "TransferSyntaxUID"}
-#: Elements that send a file to pydicom (DICOMDIR, enhanced multi-frame functional groups): the
-#: fast dataset answers ``keyword in ds`` with False for these, having checked that they are absent.
-_SLOW_TAGS = {0x00041220: "DirectoryRecordSequence", 0x52009229: "SharedFunctionalGroupsSequence",
-              0x52009230: "PerFrameFunctionalGroupsSequence"}
-_SLOW_KEYWORDS = frozenset(_SLOW_TAGS.values())
-_DS_ITEM = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *")
-_IS_ITEM = re.compile(r" *[+-]?[0-9]{1,10} *")
-_NOT_FAST_SYNTAXES = {"1.2.840.10008.1.2.2", _DEFLATED}
-
-
-class _Fallback(Exception):
-    """The fast reader declines a file (pydicom reads it)."""
-
-
-def _vrs(names: Any) -> frozenset[bytes]:
-    return frozenset(str(v).encode() for v in names)
-
-
-try:
-    from pydicom.valuerep import EXPLICIT_VR_LENGTH_16 as _L16
-    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32 as _L32
-
-    _VR16, _VR32 = _vrs(_L16), _vrs(_L32)
-except ImportError:  # pragma: no cover - older pydicom: no fast reader
-    _VR16, _VR32, _FAST = frozenset(), frozenset(), False
-
-
-@functools.lru_cache(maxsize=256)
-def _uid(value: str) -> Any:
-    from pydicom.uid import UID
-
-    return UID(value)
-
-
-@functools.lru_cache(maxsize=1)
-def _charsets() -> frozenset[str]:
-    from pydicom.charset import python_encoding
-
-    return frozenset(python_encoding)
-
-
-class _FastDataset(dict):
-    """Decoded elements (keyword -> value as pydicom decodes it) answering :func:`_header_fields`
-    like a pydicom Dataset. ``unknown`` records questions about elements the fast reader does not
-    decode (the answers are then meaningless and pydicom reads the file)."""
-
-    def __init__(self, file_meta: dict[str, Any]):
-        super().__init__()
-        self.file_meta = file_meta
-        self.unknown: set[str] = set()
-
-    def get(self, keyword: str, default: Any = None) -> Any:  # type: ignore[override]
-        if keyword not in _FAST_KEYWORDS:
-            self.unknown.add(keyword)
-        return dict.get(self, keyword, default)
-
-    def __contains__(self, keyword: object) -> bool:
-        if keyword in _SLOW_KEYWORDS:  # checked absent by the reader
-            return False
-        if keyword not in _FAST_KEYWORDS:
-            self.unknown.add(str(keyword))
-        return dict.__contains__(self, keyword)
-
-    @property
-    def SOPClassUID(self) -> Any:  # noqa: N802 - the DICOM keyword
-        return _uid(dict.__getitem__(self, "SOPClassUID"))
-
-
-def _decode(vr: str, raw: bytes) -> Any:
-    """An element value as pydicom decodes it, for plain values of the VRs read here; _Fallback otherwise."""
-    if vr == "US":
-        if len(raw) == 2:
-            return raw[0] | raw[1] << 8
-        if not raw:
-            return None
-        raise _Fallback
-    if not raw:
-        return None if vr in ("DS", "IS") else ""
-    text = raw.decode("latin-1")
-    if vr == "LO":  # text VR: decoded with the character set; plain ASCII decodes alike in all of them
-        if not raw.isascii() or b"\x1b" in raw or "\\" in text:
-            raise _Fallback
-        return text.rstrip("\0 ")
-    if vr == "DS":
-        text = text.strip()
-    text = text.rstrip(" \0")
-    if vr in ("UI", "CS"):
-        if "\\" in text:
-            raise _Fallback
-        return text.strip() if vr == "UI" else text  # pydicom's UID strips
-    items = text.split("\\")
-    pattern = _DS_ITEM if vr == "DS" else _IS_ITEM
-    if len(items) == 1 and not items[0]:
-        return ""
-    if not all(pattern.fullmatch(v) for v in items):
-        raise _Fallback
-    out = [float(v) for v in items] if vr == "DS" else [int(v) for v in items]
-    return out[0] if len(out) == 1 else out
-
-
-class _Reader:
-    """Bytes of a file by absolute position, read in chunks on demand."""
-
-    __slots__ = ("base", "data", "fh", "size")
-
-    def __init__(self, fh: BinaryIO):
-        self.fh = fh
-        self.size = os.fstat(fh.fileno()).st_size
-        self.base = 0
-        self.data = fh.read(_CHUNK)
-
-    def at(self, pos: int, n: int) -> int:
-        """Offset in ``data`` of the file's bytes [pos, pos + n); _Fallback past the end of the file."""
-        off = pos - self.base
-        if off >= 0 and off + n <= len(self.data):
-            return off
-        if pos + n > self.size:
-            raise _Fallback
-        self.fh.seek(pos)
-        self.data = self.fh.read(max(n, _CHUNK))
-        self.base = pos
-        if len(self.data) < n:
-            raise _Fallback
-        return 0
-
-    def element(self, pos: int, implicit: bool) -> tuple[int, bytes | None, int, int]:
-        """(tag, VR or None, value length, value position) of the element header at ``pos``."""
-        off = self.at(pos, 8)
-        if implicit:
-            group, elem, length = _IMPLICIT.unpack_from(self.data, off)
-            return group << 16 | elem, None, length, pos + 8
-        group, elem, vr, length = _EXPLICIT.unpack_from(self.data, off)
-        if group == 0xFFFE:  # items and delimiters have no VR
-            return group << 16 | elem, None, _IMPLICIT.unpack_from(self.data, off)[2], pos + 8
-        if vr in _VR16:
-            return group << 16 | elem, vr, length, pos + 8
-        if vr in _VR32:
-            off = self.at(pos + 8, 4)
-            return group << 16 | elem, vr, _UINT32.unpack_from(self.data, off)[0], pos + 12
-        raise _Fallback
-
-    def value(self, pos: int, length: int) -> bytes:
-        off = self.at(pos, length)
-        return self.data[off:off + length]
-
-    def undefined(self, tag: int, vr: bytes | None, pos: int, implicit: bool) -> int:
-        """Position after the undefined-length element whose value starts at ``pos`` (a sequence)."""
-        if implicit:
-            try:
-                from pydicom.datadict import dictionary_VR
-
-                is_sq = dictionary_VR(tag) == "SQ"
-            except KeyError:  # private or unknown: a sequence when items follow (as pydicom decides)
-                off = self.at(pos, 4)
-                is_sq = _IMPLICIT.unpack_from(self.data + bytes(4), off)[:2] == (0xFFFE, 0xE000)
-        else:
-            is_sq = vr == b"SQ"
-        if not is_sq:
-            raise _Fallback
-        return self.sequence(pos, implicit)
-
-    def sequence(self, pos: int, implicit: bool) -> int:
-        """Position after the sequence delimiter of an undefined-length sequence starting at ``pos``."""
-        while True:
-            off = self.at(pos, 8)
-            group, elem, length = _IMPLICIT.unpack_from(self.data, off)
-            tag = group << 16 | elem
-            pos += 8
-            if tag == _SEQUENCE_END:
-                return pos
-            if tag != _ITEM:
-                raise _Fallback
-            pos = self.item(pos, implicit, None if length == 0xFFFFFFFF else pos + length)
-
-    def item(self, pos: int, implicit: bool, end: int | None) -> int:
-        """Position after a sequence item's elements (``end`` None: up to its item delimiter)."""
-        while end is None or pos < end:
-            tag, vr, length, vpos = self.element(pos, implicit)
-            if tag == _ITEM_END and end is None:
-                return vpos
-            if tag >> 16 == 0xFFFE:
-                raise _Fallback
-            if length == 0xFFFFFFFF:
-                pos = self.undefined(tag, vr, vpos, implicit)
-            else:
-                pos = vpos + length
-                if pos > (self.size if end is None else end):
-                    raise _Fallback
-        if pos != end:
-            raise _Fallback
-        return pos
-
-
-def _fast_dataset(fh: BinaryIO) -> tuple[_FastDataset, bool, int]:
-    """(decoded elements, implicit VR, position of the Pixel Data tag) of a well-formed Part-10 file.
-
-    Raises:
-        _Fallback: anything this reader does not handle exactly as pydicom does.
-    """
-    r = _Reader(fh)
-    if r.value(128, 4) != b"DICM":
-        raise _Fallback
-    meta, pos = _fast_meta(r)
-    syntax = meta.get("TransferSyntaxUID")
-    if not syntax or syntax in _NOT_FAST_SYNTAXES:
-        raise _Fallback
-    from pydicom.uid import PrivateTransferSyntaxes
-
-    if syntax in PrivateTransferSyntaxes:
-        raise _Fallback
-    implicit = syntax == "1.2.840.10008.1.2"
-    off = r.at(pos, 6)
-    if r.data[off] == 0 and r.data[off + 1] == 0:  # command set elements (group 0000)
-        raise _Fallback
-    if implicit and all(0x40 < b < 0x5B for b in r.data[off + 4:off + 6]):
-        raise _Fallback  # pydicom switches to explicit VR when the first element looks explicit
-    raw, pos = _fast_elements(r, pos, implicit)
-    charset = raw.get(0x00080005)
-    if charset and not all(c in _charsets() for c in charset.decode("latin-1").rstrip(" \0").split("\\")):
-        raise _Fallback
-    ds = _FastDataset(meta)
-    for tag, value in raw.items():
-        keyword, vr_name = _FAST_TAGS[tag]
-        ds[keyword] = _decode(vr_name, value)
-    return ds, implicit, pos
-
-
-def _fast_meta(r: _Reader) -> tuple[dict[str, Any], int]:
-    """File meta elements read here (keyword -> value) and the position of the dataset after them."""
-    pos, meta = 132, {}
-    while True:  # explicit VR little endian, group 0002
-        off = r.at(pos, 8)
-        if r.data[off] | r.data[off + 1] << 8 != 0x0002:
-            return meta, pos
-        tag, vr, length, vpos = r.element(pos, False)
-        if vr is None or length == 0xFFFFFFFF:
-            raise _Fallback
-        if tag in _META_TAGS:
-            if vr != b"UI":
-                raise _Fallback
-            meta[_META_TAGS[tag]] = _decode("UI", r.value(vpos, length))
-        pos = vpos + length
-
-
-def _fast_elements(r: _Reader, pos: int, implicit: bool) -> tuple[dict[int, bytes], int]:  # noqa: C901
-    """Raw values of the top-level elements in :data:`_FAST_TAGS` and the position of the Pixel Data
-    tag (the end of the file when there is none). One loop over element headers, inlined for speed."""
-    raw: dict[int, bytes] = {}
-    data, base, size = r.data, r.base, r.size
-    while True:
-        off = pos - base
-        if 0 <= off <= len(data) - 12:  # the usual case, inlined: an element header in the buffer
-            if implicit:
-                group, elem, length = _IMPLICIT.unpack_from(data, off)
-                tag, vr, vpos = group << 16 | elem, None, pos + 8
-            else:
-                group, elem, vr, length = _EXPLICIT.unpack_from(data, off)
-                tag, vpos = group << 16 | elem, pos + 8
-                if vr not in _VR16:
-                    if vr not in _VR32 or group == 0xFFFE:
-                        tag, vr, length, vpos = r.element(pos, implicit)
-                    else:
-                        length, vpos = _UINT32.unpack_from(data, off + 8)[0], pos + 12
-        elif pos + 8 > size:  # no Pixel Data: pydicom reads to the end of the file too
-            return raw, pos
-        else:
-            tag, vr, length, vpos = r.element(pos, implicit)
-        if tag in _PIXEL_TAGS:
-            return raw, pos
-        if tag >> 16 == 0xFFFE or tag in _SLOW_TAGS:
-            raise _Fallback
-        if length == 0xFFFFFFFF:
-            pos = r.undefined(tag, vr, vpos, implicit)
-        elif tag in _FAST_TAGS:
-            if vr is not None and vr != _FAST_EXPECTED_VR[tag]:
-                raise _Fallback
-            raw[tag] = r.value(vpos, length)
-            pos = vpos + length
-        elif vpos + length > size:
-            raise _Fallback
-        else:
-            pos = vpos + length
-        data, base = r.data, r.base
+_FAST = fast_reader_available()
 
 
 def _fast_header(fh: BinaryIO, path: str) -> dict[str, Any] | None:
@@ -896,7 +567,7 @@ def _fast_header(fh: BinaryIO, path: str) -> dict[str, Any] | None:
             or config.use_none_as_empty_text_VR_value):
         return None
     try:
-        ds, implicit, pixel_pos = _fast_dataset(fh)
+        ds, implicit, pixel_pos = fast_dataset(fh)
         header = _header_fields(ds, path)
         if ds.unknown:
             return None

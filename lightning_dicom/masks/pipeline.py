@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .config import MaskConfig
+from lightning_dicom.config import MaskConfig
 
 __all__ = ["foreground_coords", "mask_on_grid", "match_structures"]
 

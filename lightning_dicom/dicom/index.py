@@ -2,7 +2,7 @@
 
 A scan walks one or more folders (any nesting, any file names; symlinked folders are not
 followed, so loops cannot hang it) and reads each file's header with pydicom
-(``stop_before_pixels``; :mod:`lightning_dicom.header` lists the tags read and checked). Every
+(``stop_before_pixels``; :mod:`lightning_dicom.dicom.header` lists the tags read and checked). Every
 file ends up in the ``files`` table, either ``ok`` with its header fields or ``skipped`` with a
 reason. The table is keyed on the path and remembers size and mtime, so a re-scan of an unchanged
 tree reads no header again. Source files are only ever opened for reading.
@@ -54,12 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from .header import HEADER_FIELDS, encodable_path, read_header, scan_file, scan_files
-from .header import IOP_TOLERANCE as IOP_TOLERANCE  # re-exported: index was their home
-from .header import MAX_COORDINATE_MM as MAX_COORDINATE_MM
-from .header import MAX_SPACING_MM as MAX_SPACING_MM
-from .header import MIN_SPACING_MM as MIN_SPACING_MM
-from .typing import SpacingXYZ
+from lightning_dicom.dicom import uids
+from lightning_dicom.dicom.header import HEADER_FIELDS, encodable_path, read_header, scan_file, scan_files
+from lightning_dicom.typing import SpacingXYZ
 
 __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_header", "select_series"]
 
@@ -68,12 +65,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3  # 3: high_bit and pixel_offset columns
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
-_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+_UNCOMPRESSED = uids.UNCOMPRESSED_SYNTAXES
 #: Native little-endian transfer syntaxes: pixel data lies in the file as it is read (implicit, explicit VR).
-_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
-_LOSSLESS = {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
-             "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.201",
-             "1.2.840.10008.1.2.4.202"}
+_NATIVE_LITTLE_ENDIAN = uids.NATIVE_LITTLE_ENDIAN
+_LOSSLESS = uids.LOSSLESS_SYNTAXES
 
 
 def patient_key(patient_id: str | None) -> str:

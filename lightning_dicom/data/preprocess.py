@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .config import PreprocessingConfig
-from .io import geometry
+from lightning_dicom.config import PreprocessingConfig
+from lightning_dicom.dicom.series import geometry
 
 __all__ = ["limit_threads", "preprocess", "worker_init_fn"]
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from .config import PreprocessingConfig
-from .errors import ConfigError, LightningDicomError
-from .index import SeriesRecord
+from lightning_dicom.config import PreprocessingConfig
+from lightning_dicom.dicom.index import SeriesRecord
+from lightning_dicom.errors import ConfigError, LightningDicomError
 
 __all__ = ["CachedVolumeDataset", "PatchDataset", "SeriesDataset", "collate"]
 
@@ -250,8 +250,8 @@ class SeriesDataset(Dataset):
         return len(self.series)
 
     def load(self, i: int) -> dict[str, Any]:
-        from .io import read_series
-        from .preprocess import preprocess
+        from lightning_dicom.data.preprocess import preprocess
+        from lightning_dicom.dicom.series import read_series
 
         rec = self.series[i]
         prep = self.preprocessing

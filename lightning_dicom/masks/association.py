@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.uids import mask_kind
 
 __all__ = ["MaskObject", "find_mask_objects", "link_masks"]
 
-SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
-RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 _HINTS = ("Segmentation", "RT Structure")
 
 
@@ -53,12 +52,11 @@ def _read(path: str) -> MaskObject | None:
     sop = str(ds.get("SOPClassUID", ""))
     uids: list[str] = []
     frame = str(ds.get("FrameOfReferenceUID", "") or "")
-    if sop == SEG_STORAGE:
-        kind = "seg"
+    kind = mask_kind(sop)
+    if kind == "seg":
         for item in ds.get("ReferencedSeriesSequence", []) or []:
             uids.append(str(item.get("SeriesInstanceUID", "")))
-    elif sop == RTSTRUCT_STORAGE:
-        kind = "rtstruct"
+    elif kind == "rtstruct":
         for ref in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
             frame = frame or str(ref.get("FrameOfReferenceUID", "") or "")
             for study in ref.get("RTReferencedStudySequence", []) or []:
@@ -131,7 +129,7 @@ def read_mask_csv(path: str | Path) -> dict[str, list[str]]:
     """``SeriesInstanceUID,mask`` CSV -> series UID -> mask file paths (relative paths from the CSV's folder)."""
     import csv
 
-    from .errors import LabelError
+    from lightning_dicom.errors import LabelError
 
     path = Path(path)
     out: dict[str, list[str]] = {}

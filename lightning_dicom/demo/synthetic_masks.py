@@ -1,6 +1,6 @@
 """Synthetic DICOM masks for tests and demos: RTSTRUCT (pydicom) and SEG (highdicom).
 
-Both writers take the source series' files (a :class:`~lightning_dicom.synthetic.SyntheticSeries`
+Both writers take the source series' files (a :class:`~lightning_dicom.demo.synthetic.SyntheticSeries`
 or any sequence of paths, *in slice order*) and copy patient/study identity and frame of
 reference from their headers. Coordinates are DICOM LPS mm; arrays are ``[z, y, x]`` with
 ``mask[k]`` belonging to ``files[k]``.
@@ -23,7 +23,7 @@ __all__ = ["RTSTRUCT_SOP_CLASS", "write_rtstruct", "write_seg"]
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 _DETACHED_STUDY = "1.2.840.10008.3.1.2.3.1"  # customary RTReferencedStudy SOP class
-_NS = "lightning_dicom.synthetic_masks"
+_NS = "lightning_dicom.demo.synthetic_masks"
 
 PathLike = str | os.PathLike
 Contour = np.ndarray | tuple[str, np.ndarray]
@@ -87,7 +87,7 @@ def write_rtstruct(
     plane_pos = np.array([np.dot([float(v) for v in h.ImagePositionPatient], normal) for h in heads])
 
     sop_uid = generate_uid(entropy_srcs=[_NS, "rtstruct", src_series, label, str(frame_uid)])
-    from .synthetic import new_dataset
+    from lightning_dicom.demo.synthetic import new_dataset
 
     ds = new_dataset(RTSTRUCT_SOP_CLASS, sop_uid)
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS
@@ -308,7 +308,7 @@ def write_seg(
 
 __all__ += ["LESION_HU", "lesion_polygons", "write_segmentation_dataset"]
 
-_SEG_NS = "lightning_dicom.synthetic_masks.dataset"
+_SEG_NS = "lightning_dicom.demo.synthetic_masks.dataset"
 #: HU inside the lesion of :func:`write_segmentation_dataset` (plus gaussian noise, sd 10).
 LESION_HU = 300.0
 
@@ -403,7 +403,7 @@ def write_segmentation_dataset(
     SEG/RTSTRUCT objects as non-image files, so ``root`` can be handed to a
     :class:`~lightning_dicom.DicomDataModule` as is.
 
-    Each series is :func:`~lightning_dicom.synthetic.make_phantom` (no lesion of its own) plus an
+    Each series is :func:`~lightning_dicom.demo.synthetic.make_phantom` (no lesion of its own) plus an
     ellipsoid lesion of ``LESION_HU`` (+ noise) whose semi-axes are ``lesion_radius_mm`` (default
     20% of the smallest physical extent) x U(0.85, 1.15), placed at a seeded position fully inside
     the volume. The lesion mask is exact: the voxels whose centres lie in the ellipsoid. The
@@ -417,13 +417,13 @@ def write_segmentation_dataset(
         spacing: x-y-z mm.
         seed: everything (UIDs included) is deterministic for a seed.
         formats: any of "seg", "rtstruct", "nifti".
-        orientations: cycled over series, as in :func:`~lightning_dicom.synthetic.write_dataset`
+        orientations: cycled over series, as in :func:`~lightning_dicom.demo.synthetic.write_dataset`
             ("axial", "sagittal:20", ("coronal", 15.0)).
         lesion_radius_mm: nominal lesion radius.
 
     Returns:
         One dict per series, in write order: ``series_uid``, ``series`` (the
-        :class:`~lightning_dicom.synthetic.SyntheticSeries`), ``files`` (slice order), ``mask``
+        :class:`~lightning_dicom.demo.synthetic.SyntheticSeries`), ``files`` (slice order), ``mask``
         (bool ``[z, y, x]``, ``mask[k]`` on ``files[k]``), ``spacing``, ``origin``, ``direction``,
         and ``seg``, ``rtstruct``, ``nifti`` (paths, None for formats not written).
     """
@@ -431,7 +431,12 @@ def write_segmentation_dataset(
 
     import SimpleITK as sitk
 
-    from .synthetic import _orientation_spec, direction_from_orientation, make_phantom, write_series
+    from lightning_dicom.demo.synthetic import (
+        _orientation_spec,
+        direction_from_orientation,
+        make_phantom,
+        write_series,
+    )
 
     unknown = set(formats) - {"seg", "rtstruct", "nifti"}
     if unknown:
@@ -494,7 +499,7 @@ def write_segmentation_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m lightning_dicom.synthetic_masks OUT [--patients N]``: a synthetic segmentation dataset."""
+    """``python -m lightning_dicom.demo.synthetic_masks OUT [--patients N]``: a synthetic segmentation dataset."""
     import argparse
 
     p = argparse.ArgumentParser(description="Write synthetic CT series with lesion masks (SEG, RTSTRUCT, NIfTI).")
