@@ -162,8 +162,8 @@ def _demo(argv: Sequence[str]) -> int:
 
 def _demo_segmentation(a: argparse.Namespace) -> int:
     import pytorch_lightning as pl
-    import SimpleITK as sitk
 
+    from lightning_dicom import io
     from lightning_dicom.datamodule import DicomDataModule
     from lightning_dicom.demo.segmentation_models import UNet3D
     from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset
@@ -189,7 +189,7 @@ def _demo_segmentation(a: argparse.Namespace) -> int:
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     trainer.predict(model, datamodule=dm, return_predictions=False)
     first = next(iter(writer.written.values()))["nifti"]
-    img = sitk.ReadImage(str(first))
+    img = io.read_image(first)
     print(f"\ndemo: val_dice = {metrics['val_dice']:.3f} (lesion; an empty prediction scores 0), "
           f"{time.perf_counter() - t0:.0f} s total")
     print(f"demo: {len(writer.written)} predictions written to {writer.output_dir} as NIfTI + DICOM SEG on the "

@@ -30,9 +30,9 @@ from lightning_dicom.data.cache import VolumeCache
 from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
 from lightning_dicom.data.labels import LabelTable, read_labels
 from lightning_dicom.data.loader import ThreadedDataLoader
-from lightning_dicom.data.preprocess import worker_init_fn
 from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
 from lightning_dicom.data.split import Split, save_split, split_series
+from lightning_dicom.data.workers import worker_init_fn
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
 from lightning_dicom.errors import ConfigError, LightningDicomError
 

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from lightning_dicom import io
+
 __all__ = ["sample_meta", "to_source_geometry"]
 
 
@@ -57,7 +59,7 @@ def to_source_geometry(prediction: Any, meta: Mapping[str, Any], *, interpolatio
         arr = arr.astype(np.uint8)
     if arr.dtype == np.float16:
         arr = arr.astype(np.float32)
-    img = sitk.GetImageFromArray(arr, isVector=arr.ndim == 4)
+    img = io.from_array(arr, is_vector=arr.ndim == 4)
     img.SetSpacing(_floats(meta["spacing"]))
     img.SetOrigin(_floats(meta["origin"]))
     img.SetDirection(_floats(meta["direction"]))

@@ -70,11 +70,13 @@ def _volume(volume: Any, spacing: Sequence[float] | None) -> tuple[np.ndarray, t
     """``(array [D, H, W] float32, spacing x-y-z mm, is_sitk)`` of anything save_volume_png accepts."""
     import SimpleITK as sitk
 
+    from lightning_dicom import io
+
     is_sitk = isinstance(volume, sitk.Image)
     if is_sitk:
         if volume.GetDimension() != 3:
             raise ValueError(f"expected a 3D SimpleITK image, got {volume.GetDimension()}D")
-        array = sitk.GetArrayViewFromImage(volume)
+        array = io.array_view(volume)
         if volume.GetNumberOfComponentsPerPixel() > 1:  # [D, H, W, C]: first component
             array = array[..., 0]
         default_spacing: Sequence[float] = volume.GetSpacing()

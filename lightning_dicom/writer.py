@@ -62,6 +62,7 @@ import SimpleITK as sitk
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from lightning_dicom import io
 from lightning_dicom.dicom.index import SeriesRecord
 from lightning_dicom.errors import LightningDicomError
 from lightning_dicom.geometry import to_source_geometry
@@ -121,10 +122,10 @@ def _label_dtype(n: int) -> type:
 
 def _argmax_image(vec: sitk.Image) -> sitk.Image:
     """Per-voxel argmax over the components of a vector image -> scalar label image on its grid."""
-    arr = sitk.GetArrayViewFromImage(vec)
+    arr = io.array_view(vec)
     k = arr.shape[-1]
     labels = np.argmax(arr, axis=-1).astype(_label_dtype(k))
-    out = sitk.GetImageFromArray(labels)
+    out = io.from_array(labels)
     out.CopyInformation(vec)
     return out
 
@@ -155,7 +156,7 @@ def prediction_to_source(prediction: Any, meta: Mapping[str, Any], *, record: Se
         if c > 1:  # channels: one binary mask per structure
             if interpolation == "linear":
                 vec = to_source_geometry(arr.astype(np.float32), meta, interpolation="linear")
-                out = sitk.GetImageFromArray((sitk.GetArrayViewFromImage(vec) >= 0.5).astype(np.uint8), isVector=True)
+                out = io.from_array((io.array_view(vec) >= 0.5).astype(np.uint8), is_vector=True)
                 out.CopyInformation(vec)
                 return out
             return to_source_geometry((arr != 0).astype(np.uint8), meta, interpolation="nearest")
@@ -303,7 +304,7 @@ class PredictionWriter(BasePredictionWriter):
         paths: dict[str, Path] = {}
         if "nifti" in self.formats:
             path = self.output_dir / f"{stem}.nii.gz"
-            _replace_atomically(path, lambda tmp: sitk.WriteImage(image, tmp, True))
+            _replace_atomically(path, lambda tmp: io.write_image(image, tmp))
             paths["nifti"] = path
         if "seg" in self.formats:
             if record is None:
@@ -337,7 +338,7 @@ def _flatten(predictions: Any) -> list[Any]:
 
 def _segments(image: sitk.Image, names: Sequence[str] | None) -> tuple[list[str], np.ndarray]:
     """(segment labels, uint8 [z, y, x, segment] stack) of a label image or a channels image."""
-    arr = sitk.GetArrayFromImage(image)
+    arr = io.to_array(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         stack = (arr != 0).astype(np.uint8)
         k = stack.shape[-1]

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pydicom
 import pytest
+from testdata import PYDICOM_FILES
 
 from lightning_dicom.demo.synthetic import SyntheticSeries, write_dataset
-
-PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
-
-
-def get_testdata(name: str) -> Path:
-    """Path of a file or folder that ships inside the pydicom wheel (``pydicom/data/test_files``)."""
-    path = PYDICOM_FILES / name
-    if not path.exists():
-        raise FileNotFoundError(path)
-    return path
 
 
 @pytest.fixture(scope="session")

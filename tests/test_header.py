@@ -22,7 +22,6 @@ from lightning_dicom.demo.synthetic import make_phantom, write_series
 from lightning_dicom.dicom import header as H
 from lightning_dicom.errors import NotDicomError
 
-PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 EXPLICIT, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
 _LONG = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 

@@ -11,15 +11,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
+from testdata import PYDICOM_FILES
 
 from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
 from lightning_dicom.dicom.index import DicomIndex
-from lightning_dicom.dicom.series import read_series, to_array
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import SeriesError
-
-PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+from lightning_dicom.io import to_array
 
 
 def _snapshot(root: Path) -> dict[str, tuple]:

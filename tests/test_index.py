@@ -11,17 +11,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from testdata import PYDICOM_FILES
 
 from lightning_dicom.config import SelectionConfig
-from lightning_dicom.demo.synthetic import (
-    direction_from_orientation,
-    make_phantom,
-    write_multiframe,
-    write_series,
-)
+from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
+from lightning_dicom.demo.synthetic_stacks import write_multiframe
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, patient_key, select_series
 
-PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 DICOMDIR_TESTS = PYDICOM_FILES / "dicomdirtests"
 
 

@@ -12,18 +12,14 @@ import pytest
 import SimpleITK as sitk
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, generate_uid
+from testdata import PYDICOM_FILES
 
-from lightning_dicom.demo.synthetic import (
-    direction_from_orientation,
-    make_phantom,
-    write_multiframe,
-    write_series,
-)
+from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
+from lightning_dicom.demo.synthetic_stacks import write_multiframe
 from lightning_dicom.dicom.index import DicomIndex
-from lightning_dicom.dicom.series import geometry, read_series, to_array
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import LightningDicomError, SeriesError
-
-PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+from lightning_dicom.io import geometry, to_array
 
 
 def _record(root: Path):

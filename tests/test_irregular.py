@@ -14,16 +14,12 @@ import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
 import lightning_dicom.dicom.series as lio
-from lightning_dicom.demo.synthetic import (
-    direction_from_orientation,
-    make_phantom,
-    write_irregular_series,
-    write_multiframe,
-    write_series,
-)
+from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
+from lightning_dicom.demo.synthetic_stacks import write_irregular_series, write_multiframe
 from lightning_dicom.dicom.index import DicomIndex
-from lightning_dicom.dicom.series import geometry, planned_geometry, read_series, to_array
+from lightning_dicom.dicom.series import planned_geometry, read_series
 from lightning_dicom.errors import SeriesError
+from lightning_dicom.io import geometry, to_array
 
 
 def _record(root: Path):

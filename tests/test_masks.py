@@ -19,7 +19,8 @@ from lightning_dicom.demo.synthetic import (
 from lightning_dicom.demo.synthetic_masks import write_rtstruct, write_seg
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
 from lightning_dicom.dicom.series import read_series
-from lightning_dicom.masks.read import MaskError, fill_polygons, read_mask, read_mask_report
+from lightning_dicom.masks.read import MaskError, read_mask, read_mask_report
+from lightning_dicom.masks.rtstruct import fill_polygons
 
 SHAPE = (12, 40, 44)  # z, y, x
 SPACING = (0.9, 1.1, 2.5)  # x, y, z mm

@@ -30,19 +30,14 @@ from reference_reader import (
     read_dataset,
     reference_read,
 )
+from testdata import PYDICOM_FILES
 
-from lightning_dicom.demo.synthetic import (
-    direction_from_orientation,
-    make_phantom,
-    write_multiframe,
-    write_series,
-)
+from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
+from lightning_dicom.demo.synthetic_stacks import write_multiframe
 from lightning_dicom.dicom.index import DicomIndex
-from lightning_dicom.dicom.series import read_series, to_array
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import SeriesError
-
-PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
-
+from lightning_dicom.io import to_array
 
 # -- generated series -----------------------------------------------------------------------------
 ORIENTATIONS = [("axial", 0.0), ("sagittal", 0.0), ("coronal", 0.0), ("axial", 20.0), ("sagittal", 20.0),

@@ -26,11 +26,13 @@ from torch import nn
 from lightning_dicom import DicomDataModule
 from lightning_dicom.config import PreprocessingConfig
 from lightning_dicom.data.preprocess import preprocess
-from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_multiframe
+from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom
 from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset
+from lightning_dicom.demo.synthetic_stacks import write_multiframe
 from lightning_dicom.dicom.index import DicomIndex
-from lightning_dicom.dicom.series import geometry, read_series
+from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import LightningDicomError
+from lightning_dicom.io import geometry
 from lightning_dicom.masks.read import read_mask
 from lightning_dicom.writer import PredictionWriter, prediction_to_source, record_geometry, safe_filename
 

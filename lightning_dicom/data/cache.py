@@ -182,8 +182,8 @@ class VolumeCache:
         return "ok"
 
     def _mask(self, rec: SeriesRecord, image: Any, meta: dict[str, Any], shape: Sequence[int]) -> tuple[np.ndarray, list[str]]:
-        from lightning_dicom.masks.read import read_mask
         from lightning_dicom.masks.pipeline import mask_on_grid, match_structures
+        from lightning_dicom.masks.read import read_mask
 
         found: dict[str, Any] = {}
         for src in self.mask_sources.get(rec.series_id, ()):
@@ -234,7 +234,7 @@ class VolumeCache:
 
 
 def _init_worker() -> None:
-    from lightning_dicom.data.preprocess import limit_threads
+    from lightning_dicom.data.workers import limit_threads
 
     limit_threads(1)
 

@@ -7,40 +7,24 @@ world (LPS, mm) and to map it back onto the source grid.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from lightning_dicom import io
 from lightning_dicom.config import PreprocessingConfig
-from lightning_dicom.dicom.series import geometry
 
-__all__ = ["limit_threads", "preprocess", "worker_init_fn"]
+__all__ = ["crop_or_pad", "preprocess"]
 
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
-
-
-def limit_threads(n: int = 1) -> None:
-    """Limit SimpleITK/ITK, OpenMP/BLAS and torch to ``n`` threads in this process."""
-    import torch
-
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
-        os.environ[var] = str(n)
-    torch.set_num_threads(n)
-
-
-def worker_init_fn(worker_id: int, threads: int = 1) -> None:
-    """DataLoader ``worker_init_fn``: one thread per library per worker, so workers don't oversubscribe."""
-    limit_threads(threads)
 
 
 def _resample(image: sitk.Image, spacing: tuple[float, float, float], interpolation: str) -> sitk.Image:
     old_size = np.array(image.GetSize(), dtype=float)
     old_spacing = np.array(image.GetSpacing(), dtype=float)
     new_size = [max(1, int(round(n))) for n in old_size * old_spacing / np.array(spacing)]
-    background = float(sitk.GetArrayViewFromImage(image).min())  # outside the image: its minimum (air)
+    background = float(io.array_view(image).min())  # outside the image: its minimum (air)
     return sitk.Resample(
         image, new_size, sitk.Transform(), _INTERPOLATORS[interpolation], image.GetOrigin(), tuple(spacing),
         image.GetDirection(), background,
@@ -73,13 +57,13 @@ def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray,
         ``origin`` (LPS mm of output voxel 0), ``direction`` (9 floats), ``source`` (the input's
         geometry) and ``crop_start`` (z-y-x index in the resampled grid of output voxel 0).
     """
-    source = geometry(image)
+    source = io.geometry(image)
     if cfg.orientation != "none" and (
             sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) != cfg.orientation):
         image = sitk.DICOMOrient(image, cfg.orientation)
     if cfg.spacing is not None:
         image = _resample(image, cfg.spacing, cfg.interpolation)
-    array = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    array = io.array_view(image).astype(np.float32)
     array = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
     if cfg.window is not None:
         # float32 bounds, so that the window's ends map to exactly 0 and 1 below

@@ -238,6 +238,7 @@ def write_seg(
     masks: Mapping[str, np.ndarray] | np.ndarray,
     *,
     fractional: bool = False,
+    label_map: bool = False,
     shuffle_frames: bool = False,
     seed: int = 0,
     omit_empty_frames: bool = True,
@@ -253,6 +254,9 @@ def write_seg(
             or one integer label array (each non-zero value one segment ``label_<v>``, in increasing
             value order). Segment numbers are 1, 2, ... in that order; segments may overlap.
         fractional: write a FRACTIONAL (PROBABILITY, max value 255) instead of a BINARY segmentation.
+        label_map: write a LABELMAP segmentation (Label Map Segmentation Storage,
+            1.2.840.10008.5.1.4.1.1.66.7): one frame per slice holding segment numbers; segments must
+            not overlap.
         shuffle_frames: permute the stored frames (seeded), so readers must use plane positions.
         seed: seed of the permutation.
         omit_empty_frames: leave out frames with no foreground (highdicom's default).
@@ -279,7 +283,12 @@ def write_seg(
         for i, name in enumerate(labels, start=1)
     ]
     src_series = str(heads[0].SeriesInstanceUID)
-    kind = "FRACTIONAL" if fractional else "BINARY"
+    kind = "LABELMAP" if label_map else "FRACTIONAL" if fractional else "BINARY"
+    if label_map:  # one integer array of segment numbers (0 = background)
+        if stack.ndim == 4 and stack.astype(bool).sum(axis=-1).max(initial=0) > 1:
+            raise ValueError("label_map=True needs segments that do not overlap")
+        stack = (stack.astype(np.uint8) * np.arange(1, stack.shape[-1] + 1, dtype=np.uint8)).max(axis=-1) \
+            if stack.ndim == 4 else stack.astype(np.uint8)
     seg = hd.seg.Segmentation(
         source_images=heads,
         pixel_array=stack,
@@ -429,8 +438,7 @@ def write_segmentation_dataset(
     """
     import csv
 
-    import SimpleITK as sitk
-
+    from lightning_dicom import io
     from lightning_dicom.demo.synthetic import (
         _orientation_spec,
         direction_from_orientation,
@@ -481,13 +489,13 @@ def write_segmentation_dataset(
             item["rtstruct"] = write_rtstruct(study_dir / _hashed(_SEG_NS, seed, "rt", series_uid) / "rtstruct.dcm",
                                               s, {"lesion": polys}, label="LESION")
         if "nifti" in formats:
-            img = sitk.GetImageFromArray(lesion.astype(np.uint8))
+            img = io.from_array(lesion.astype(np.uint8))
             img.SetSpacing(s.spacing)
             img.SetOrigin(s.origin)
             img.SetDirection(s.direction)
             path = root / "masks" / f"{_hashed(_SEG_NS, seed, 'mask', series_uid)}.nii.gz"
             path.parent.mkdir(parents=True, exist_ok=True)
-            sitk.WriteImage(img, str(path), True)
+            io.write_image(img, path)
             item["nifti"] = path
         out.append(item)
     if "nifti" in formats:

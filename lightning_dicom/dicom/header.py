@@ -300,6 +300,8 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
     if not _present(ds, "Rows") or not _present(ds, "Columns"):
         kind = sop_name or sop_class or "unknown SOP class"
         raise NotDicomError(f"no image pixel module: Rows/Columns missing ({kind})", path=path)
+    if uids.mask_kind(sop_class):  # SEG of any kind, RTSTRUCT: linked to their series by masks.association
+        raise NotDicomError(f"not an image volume ({uids.NAMES[sop_class]})", path=path)
     if any(h in sop_name for h in _NON_IMAGE_HINT):
         raise NotDicomError(f"not an image volume ({sop_name})", path=path)
     series_uid = str(ds.get("SeriesInstanceUID", "") or "")

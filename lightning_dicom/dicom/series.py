@@ -57,16 +57,16 @@ import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import SimpleITK as sitk
 
+from lightning_dicom import io
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
 from lightning_dicom.errors import SeriesError
 
-__all__ = ["check_files", "check_geometry", "geometry", "planned_geometry", "read_series", "to_array"]
+__all__ = ["check_files", "check_geometry", "planned_geometry", "read_series"]
 
 log = logging.getLogger(__name__)
 
@@ -348,18 +348,8 @@ def _decode(rec: SeriesRecord, ptype: int) -> sitk.Image:
     if raw is not None:
         return raw
     if len(rec.files) == 1:
-        return sitk.ReadImage(rec.files[0], ptype)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(list(rec.files))
-    reader.SetOutputPixelType(ptype)
-    reader.MetaDataDictionaryArrayUpdateOff()
-    reader.LoadPrivateTagsOff()
-    img = reader.Execute()
-    # ITK's own spacing check, in the geometry it guessed (replaced below by the index's, which
-    # check_geometry verified): dropped, so that the image is the same whichever way it was read.
-    if img.HasMetaDataKey("ITK_non_uniform_sampling_deviation"):
-        img.EraseMetaData("ITK_non_uniform_sampling_deviation")
-    return img
+        return io.read_image(rec.files[0], ptype)
+    return io.read_dicom_files(rec.files, ptype)
 
 
 def _read_raw(rec: SeriesRecord, ptype: int) -> sitk.Image | None:
@@ -402,7 +392,7 @@ def _read_raw(rec: SeriesRecord, ptype: int) -> sitk.Image | None:
         out = np.empty(shape, dtype=dtype)
         for sel, values, slope, icpt in parts:
             out[sel] = _rescale(values, slope, icpt, dtype)
-    return sitk.GetImageFromArray(out)
+    return io.from_array(out)
 
 
 def _gdcm_refuses(bits: int, bits_stored: int, signed: int, slope: float, icpt: float) -> bool:
@@ -469,7 +459,7 @@ def _culprit(rec: SeriesRecord) -> tuple[str, str]:
     """After a failed series read: the first file that fails alone, and GDCM's complaint."""
     for path in rec.files:
         try:
-            sitk.ReadImage(path)
+            io.read_image(path)
         except RuntimeError as err:
             return path, _last_line(err)
     return rec.files[0], ""
@@ -525,8 +515,8 @@ def read_series(source: SeriesSource, *, series_uid: str | None = None, irregula
     if rec.photometric == "MONOCHROME1":
         img = _undo_monochrome1(img, rec)
     if rec.frame_order:  # multi-frame file whose frames are not stored in slice order
-        arr = sitk.GetArrayFromImage(img)[list(rec.frame_order)]
-        img = sitk.GetImageFromArray(arr, isVector=img.GetNumberOfComponentsPerPixel() > 1)
+        arr = io.to_array(img)[list(rec.frame_order)]
+        img = io.from_array(arr, is_vector=img.GetNumberOfComponentsPerPixel() > 1)
     if plan is not None:
         img = _resampled(img, rec, plan)
     iop = np.asarray(rec.orientation, dtype=float)
@@ -538,7 +528,7 @@ def read_series(source: SeriesSource, *, series_uid: str | None = None, irregula
         spacing[2] = plan.spacing
     img.SetSpacing(tuple(spacing))
     if img.GetPixelID() == sitk.sitkInt32:  # (the raw pixel reader already gives int16 when it can)
-        arr = sitk.GetArrayViewFromImage(img)
+        arr = io.array_view(img)
         if arr.size and arr.min() >= -32768 and arr.max() <= 32767:
             img = sitk.Cast(img, sitk.sitkInt16)
     return img
@@ -546,8 +536,8 @@ def read_series(source: SeriesSource, *, series_uid: str | None = None, irregula
 
 def _resampled(img: sitk.Image, rec: SeriesRecord, plan: _Resampling) -> sitk.Image:
     """The decoded irregular stack (slice order, no geometry yet) on its uniform grid (float32)."""
-    arr = sitk.GetArrayViewFromImage(img)
-    out = sitk.GetImageFromArray(_resample_stack(arr, plan, (float(rec.spacing[0]), float(rec.spacing[1]))))
+    arr = io.array_view(img)
+    out = io.from_array(_resample_stack(arr, plan, (float(rec.spacing[0]), float(rec.spacing[1]))))
     for key in img.GetMetaDataKeys():
         out.SetMetaData(key, img.GetMetaData(key))
     done = []
@@ -569,27 +559,7 @@ def _undo_monochrome1(img: sitk.Image, rec: SeriesRecord) -> sitk.Image:
         raise SeriesError("MONOCHROME1 series whose files differ in rescale or bit depth are not supported",
                           series_uid=rec.series_uid, path=rec.files[0])
     lo, hi = rec.value_range
-    arr = sitk.GetArrayFromImage(img)
+    arr = io.to_array(img)
     work = arr.astype(np.float64) if arr.dtype.kind == "f" else arr.astype(np.int64)
     flipped = ((lo + hi) - work).astype(arr.dtype)
-    return sitk.GetImageFromArray(flipped, isVector=img.GetNumberOfComponentsPerPixel() > 1)
-
-
-def to_array(image: sitk.Image) -> np.ndarray:
-    """A copy of the voxels as a z-y-x array (``[D, H, W]``, or ``[D, H, W, C]`` for vector images)."""
-    return sitk.GetArrayFromImage(image)
-
-
-def geometry(image: sitk.Image) -> dict[str, Any]:
-    """Spacing (x-y-z mm), origin (LPS mm), direction (9 floats) and size (x-y-z voxels) of an image."""
-    return {
-        "spacing": list(image.GetSpacing()),
-        "origin": list(image.GetOrigin()),
-        "direction": list(image.GetDirection()),
-        "size": list(image.GetSize()),
-    }
-
-
-def read_array(path: str | Path) -> np.ndarray:
-    """Read any single image file SimpleITK supports as a z-y-x array (tests, masks)."""
-    return to_array(sitk.ReadImage(str(path)))
+    return io.from_array(flipped, is_vector=img.GetNumberOfComponentsPerPixel() > 1)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from lightning_dicom import io
 from lightning_dicom.config import MaskConfig
 
 __all__ = ["foreground_coords", "mask_on_grid", "match_structures"]
@@ -55,7 +56,7 @@ def _grid(meta: Mapping[str, Any], shape_zyx: Sequence[int]) -> dict[str, Any]:
 def _resample(img: sitk.Image, grid: Mapping[str, Any], interp: int) -> np.ndarray:
     out = sitk.Resample(img, grid["size"], sitk.Transform(), interp, grid["origin"], grid["spacing"],
                         grid["direction"], 0.0, sitk.sitkFloat32 if interp == sitk.sitkLinear else sitk.sitkUInt8)
-    return sitk.GetArrayFromImage(out)  # a copy: a view would dangle once ``out`` is freed
+    return io.to_array(out)  # a copy: a view would dangle once ``out`` is freed
 
 
 def mask_on_grid(structures: Sequence[sitk.Image | None], meta: Mapping[str, Any], shape_zyx: Sequence[int],
