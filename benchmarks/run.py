@@ -59,8 +59,19 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 #: Every loader, in the order they run (lightning's cache is built by ld_volumes and reused after it).
-METHODS = ("naive", "monai_dataset", "monai_persistent", "monai_cache", "torchio_volumes", "torchio_queue",
-           "npy_memmap", "ld_volumes", "ld_patches", "ld_patches_masks", "variants")
+METHODS = (
+    "naive",
+    "monai_dataset",
+    "monai_persistent",
+    "monai_cache",
+    "torchio_volumes",
+    "torchio_queue",
+    "npy_memmap",
+    "ld_volumes",
+    "ld_patches",
+    "ld_patches_masks",
+    "variants",
+)
 #: lightning_dicom's own rows (not peers of one another in the ratio table)
 LD_METHODS = ("ld_volumes", "ld_patches", "ld_patches_masks")
 LABELS = {
@@ -88,8 +99,12 @@ PHASE_MARK = "@@phase "
 # ------------------------------------------------------------------------------------------------
 
 
-def resampled_shape(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], target: float,
-                    rounding: Callable[[float], float] = round) -> list[int]:
+def resampled_shape(
+    shape_zyx: Sequence[int],
+    spacing_xyz: Sequence[float],
+    target: float,
+    rounding: Callable[[float], float] = round,
+) -> list[int]:
     """z-y-x voxels after resampling (lightning_dicom rounds; TorchIO's grid can be one voxel smaller)."""
     return [max(1, int(rounding(n * s / target))) for n, s in zip(shape_zyx, spacing_xyz[::-1], strict=True)]
 
@@ -126,7 +141,9 @@ def _synthetic() -> Any:
     if "_ld_synthetic" not in sys.modules:
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location("_ld_synthetic", REPO / "lightning_dicom" / "synthetic.py")
+        spec = importlib.util.spec_from_file_location(
+            "_ld_synthetic", REPO / "lightning_dicom" / "synthetic.py"
+        )
         if spec is None or spec.loader is None:
             from lightning_dicom.demo import synthetic
 
@@ -150,11 +167,18 @@ def _write_job(args: tuple) -> str:
     write_series = _synthetic().write_series
     hu = np.load(phantom, mmap_mode="r")
     extent = (np.array(shape[::-1], dtype=float) - 1) * np.array(spacing)
-    write_series(folder, np.asarray(hu), spacing=spacing, origin=tuple(np.round(-extent / 2, 3)),
-                 patient_id=f"BENCH{i:04d}", patient_name=f"BENCH^PATIENT{i:04d}",
-                 study_uid=generate_uid(entropy_srcs=["ld-bench", "study", str(seed), str(i)]),
-                 series_uid=generate_uid(entropy_srcs=["ld-bench", "series", str(seed), str(i)]),
-                 series_description="BENCHMARK CT", seed=seed + i)
+    write_series(
+        folder,
+        np.asarray(hu),
+        spacing=spacing,
+        origin=tuple(np.round(-extent / 2, 3)),
+        patient_id=f"BENCH{i:04d}",
+        patient_name=f"BENCH^PATIENT{i:04d}",
+        study_uid=generate_uid(entropy_srcs=["ld-bench", "study", str(seed), str(i)]),
+        series_uid=generate_uid(entropy_srcs=["ld-bench", "series", str(seed), str(i)]),
+        series_description="BENCHMARK CT",
+        seed=seed + i,
+    )
     return folder
 
 
@@ -165,8 +189,9 @@ def _map(fn: Callable, jobs: list, workers: int) -> Iterable:
         return list(pool.map(fn, jobs))
 
 
-def make_dataset(root: Path, n_series: int, shape: Sequence[int], spacing: Sequence[float], workers: int,
-                 seed: int = 0) -> tuple[list[str], float, bool]:
+def make_dataset(
+    root: Path, n_series: int, shape: Sequence[int], spacing: Sequence[float], workers: int, seed: int = 0
+) -> tuple[list[str], float, bool]:
     """Write (or reuse) the benchmark dataset. Returns (series folders, seconds, reused).
 
     Only two phantoms (with/without lesion) are drawn and shared by the series (a 512x512x120
@@ -186,8 +211,13 @@ def make_dataset(root: Path, n_series: int, shape: Sequence[int], spacing: Seque
     n_ph = min(n_series, 2)
     jobs = [(list(shape), k % 2 == 1, seed + k, str(tmp / f"ph{k}.npy")) for k in range(n_ph)]
     phantoms = list(_map(_phantom_job, jobs, min(workers, n_ph)))
-    list(_map(_write_job, [(i, phantoms[i % n_ph], folders[i], tuple(spacing), list(shape), seed)
-                           for i in range(n_series)], workers))
+    list(
+        _map(
+            _write_job,
+            [(i, phantoms[i % n_ph], folders[i], tuple(spacing), list(shape), seed) for i in range(n_series)],
+            workers,
+        )
+    )
     shutil.rmtree(tmp)
     marker.write_text(json.dumps(spec))
     return folders, time.perf_counter() - t0, False
@@ -210,7 +240,11 @@ def _mask_job(args: tuple) -> tuple[str, str, int, int]:
     out_img.CopyInformation(img)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(out_img, out, useCompression=True)
-    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).SeriesInstanceUID)
+    uid = str(
+        pydicom.dcmread(
+            files[0], stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]
+        ).SeriesInstanceUID
+    )
     return uid, out, int(mask.sum()), int(mask.size)
 
 
@@ -233,12 +267,18 @@ def make_masks(root: Path, folders: Sequence[str], workers: int) -> tuple[dict[s
     shutil.rmtree(root / "masks", ignore_errors=True)
     jobs = [(f, str(root / "masks" / f"{Path(f).parent.name}.nii.gz"), MASK_HU) for f in folders]
     rows = list(_map(_mask_job, jobs, workers))
-    lines = ["SeriesInstanceUID,mask", *(f"{uid},{Path(p).relative_to(root).as_posix()}" for uid, p, _, _ in rows)]
+    lines = [
+        "SeriesInstanceUID,mask",
+        *(f"{uid},{Path(p).relative_to(root).as_posix()}" for uid, p, _, _ in rows),
+    ]
     csv_path.write_text("\n".join(lines) + "\n")
-    summary = {"series": len(rows), "seconds": time.perf_counter() - t0,
-               "nifti_bytes": sum(Path(p).stat().st_size for _, p, _, _ in rows),
-               "foreground_fraction": sum(r[2] for r in rows) / max(1, sum(r[3] for r in rows)),
-               "empty": sum(1 for r in rows if r[2] == 0)}
+    summary = {
+        "series": len(rows),
+        "seconds": time.perf_counter() - t0,
+        "nifti_bytes": sum(Path(p).stat().st_size for _, p, _, _ in rows),
+        "foreground_fraction": sum(r[2] for r in rows) / max(1, sum(r[3] for r in rows)),
+        "empty": sum(1 for r in rows if r[2] == 0),
+    }
     marker.write_text(json.dumps({"spec": spec, "summary": summary}))
     return summary, False
 
@@ -273,8 +313,14 @@ class TreeSampler(threading.Thread):
             self.phase = name
             if name is not None and name not in self.peaks:
                 rss, pss, n = self.sample(True)
-                self.peaks[name] = {"baseline_rss": rss, "baseline_pss": pss, "peak_rss": rss, "peak_pss": pss,
-                                    "baseline_procs": n, "max_procs": n}
+                self.peaks[name] = {
+                    "baseline_rss": rss,
+                    "baseline_pss": pss,
+                    "peak_rss": rss,
+                    "peak_pss": pss,
+                    "baseline_procs": n,
+                    "max_procs": n,
+                }
 
     def sample(self, with_pss: bool) -> tuple[int, int | None, int]:
         """(RSS, PSS or None, number of processes) of the tree."""
@@ -328,8 +374,17 @@ def _sitk_preprocess(folder: str, target: float, window: Sequence[float]) -> np.
     img = sitk.DICOMOrient(reader.Execute(), "LPS")
     size = [max(1, int(round(n * s / target))) for n, s in zip(img.GetSize(), img.GetSpacing(), strict=True)]
     lo, hi = window
-    img = sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), (target,) * 3,
-                        img.GetDirection(), float(lo), sitk.sitkFloat32)
+    img = sitk.Resample(
+        img,
+        size,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        img.GetOrigin(),
+        (target,) * 3,
+        img.GetDirection(),
+        float(lo),
+        sitk.sitkFloat32,
+    )
     arr = sitk.GetArrayFromImage(img)
     np.clip(arr, lo, hi, out=arr)
     arr -= lo
@@ -364,7 +419,9 @@ class NpyDataset:
     def __getitem__(self, i: int) -> dict[str, Any]:
         import torch
 
-        return {"image": torch.from_numpy(np.array(np.load(self.paths[i], mmap_mode="r", allow_pickle=False)))}
+        return {
+            "image": torch.from_numpy(np.array(np.load(self.paths[i], mmap_mode="r", allow_pickle=False)))
+        }
 
 
 class ImageOnly:
@@ -398,8 +455,9 @@ class WorkerBatchPatches:
     ``batch_size=None``) and builds the whole batch in the worker, into one preallocated array, from memory
     maps opened once per worker."""
 
-    def __init__(self, paths: Sequence[str], shapes: np.ndarray, size: Sequence[int], per_volume: int,
-                 out_dtype: str):
+    def __init__(
+        self, paths: Sequence[str], shapes: np.ndarray, size: Sequence[int], per_volume: int, out_dtype: str
+    ):
         self.paths = np.array([str(p) for p in paths], dtype=np.str_)
         self.shapes, self.size, self.per_volume = np.asarray(shapes), tuple(size), per_volume
         self.out_dtype = np.dtype(out_dtype)
@@ -422,10 +480,16 @@ class WorkerBatchPatches:
             if v not in self._maps:
                 self._maps[v] = np.load(self.paths[v], mmap_mode="r", allow_pickle=False)
             starts[j] = crop_into(out[j], self._maps[v], self.size, self._rng)
-        return {"image": torch.from_numpy(out), "patch_start": torch.from_numpy(starts), "index": torch.from_numpy(vols)}
+        return {
+            "image": torch.from_numpy(out),
+            "patch_start": torch.from_numpy(starts),
+            "index": torch.from_numpy(vols),
+        }
 
 
-def crop_into(out: np.ndarray, vol: np.ndarray, size: Sequence[int] | None, rng: np.random.Generator) -> np.ndarray:
+def crop_into(
+    out: np.ndarray, vol: np.ndarray, size: Sequence[int] | None, rng: np.random.Generator
+) -> np.ndarray:
     """Copy a random ``size`` crop (``None``: the whole volume) of ``vol`` [C, D, H, W] into ``out``.
 
     A float32 ``out`` gets a float16 copy cast by torch (numpy's float16 -> float32 cast is ~20x slower).
@@ -437,8 +501,8 @@ def crop_into(out: np.ndarray, vol: np.ndarray, size: Sequence[int] | None, rng:
     ext = [min(s, n - a) for s, n, a in zip(size, shape, start, strict=True)]
     if any(e < s for e, s in zip(ext, size, strict=True)):
         out.fill(0)
-    dst = out[:, :ext[0], :ext[1], :ext[2]]
-    src = vol[:, start[0]:start[0] + ext[0], start[1]:start[1] + ext[1], start[2]:start[2] + ext[2]]
+    dst = out[:, : ext[0], : ext[1], : ext[2]]
+    src = vol[:, start[0] : start[0] + ext[0], start[1] : start[1] + ext[1], start[2] : start[2] + ext[2]]
     if dst.dtype == src.dtype:
         np.copyto(dst, src)
     else:
@@ -453,8 +517,17 @@ class ThreadLoader:
     ``threads`` samples at a time (numpy copies and torch casts release the GIL), ``prefetch`` batches
     ahead. ``size=None`` serves whole volumes (batch 1, or volumes of equal shape)."""
 
-    def __init__(self, paths: Sequence[str], size: Sequence[int] | None, per_volume: int, batch_size: int,
-                 threads: int, out_dtype: str, seed: int = 0, prefetch: int = 2):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        size: Sequence[int] | None,
+        per_volume: int,
+        batch_size: int,
+        threads: int,
+        out_dtype: str,
+        seed: int = 0,
+        prefetch: int = 2,
+    ):
         self.maps = [np.load(str(p), mmap_mode="r", allow_pickle=False) for p in paths]
         self.size, self.per_volume, self.batch_size = size, per_volume, batch_size
         self.out_dtype = np.dtype(out_dtype)
@@ -472,7 +545,9 @@ class ThreadLoader:
     def _submit(self, idx: np.ndarray) -> tuple:
         vols = idx // self.per_volume
         first = self.maps[vols[0]].shape
-        out = np.empty((len(idx), first[0], *(first[1:] if self.size is None else self.size)), dtype=self.out_dtype)
+        out = np.empty(
+            (len(idx), first[0], *(first[1:] if self.size is None else self.size)), dtype=self.out_dtype
+        )
         starts = np.empty((len(idx), 3), dtype=np.int64)
         futures = [self.pool.submit(self._crop, out, starts, j, int(v)) for j, v in enumerate(vols)]
         return out, starts, vols, futures
@@ -482,7 +557,7 @@ class ThreadLoader:
 
         perm = np.random.default_rng([self.epoch, 7]).permutation(len(self.maps) * self.per_volume)
         self.epoch += 1
-        batches = deque(perm[i:i + self.batch_size] for i in range(0, len(perm), self.batch_size))
+        batches = deque(perm[i : i + self.batch_size] for i in range(0, len(perm), self.batch_size))
         pending: deque = deque()
         while batches or pending:
             while batches and len(pending) < self.prefetch:
@@ -490,8 +565,11 @@ class ThreadLoader:
             out, starts, vols, futures = pending.popleft()
             for f in futures:
                 f.result()
-            yield {"image": torch.from_numpy(out), "patch_start": torch.from_numpy(starts),
-                   "index": torch.from_numpy(vols)}
+            yield {
+                "image": torch.from_numpy(out),
+                "patch_start": torch.from_numpy(starts),
+                "index": torch.from_numpy(vols),
+            }
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -544,8 +622,14 @@ class Child:
         img = batch["image"]
         return img["data"] if isinstance(img, dict) else img
 
-    def run_epochs(self, loader: Iterable, epochs: int, on_epoch: Callable[[int], None] | None = None,
-                   cast: Callable[[Any], Any] | None = None, to_f32: bool = True) -> tuple[list[float], int]:
+    def run_epochs(
+        self,
+        loader: Iterable,
+        epochs: int,
+        on_epoch: Callable[[int], None] | None = None,
+        cast: Callable[[Any], Any] | None = None,
+        to_f32: bool = True,
+    ) -> tuple[list[float], int]:
         """Iterate ``epochs`` full passes; every batch is cast to float32 (unless ``to_f32`` is false:
         then a float32-accumulated sum reads it without a cast copy) and summed in this process. A ``mask``
         in the batch is read whole too, as ``cast`` leaves it (int64 after lightning_dicom's
@@ -609,12 +693,19 @@ class Child:
         return out
 
     def result(self, method: str, kind: str, times: list[float], n: int, **extra: Any) -> dict[str, Any]:
-        out = {"method": method, "kind": kind, "epoch_s": times, "samples_per_epoch": n,
-               "cold_s": times[0] if times else None, "warm_per_s": _median_rate(n, times)}
+        out = {
+            "method": method,
+            "kind": kind,
+            "epoch_s": times,
+            "samples_per_epoch": n,
+            "cold_s": times[0] if times else None,
+            "warm_per_s": _median_rate(n, times),
+        }
         if len(times) == 1 and times[0] > 0:  # an uncached loader run once: its steady rate is its only rate
             out["warm_per_s"] = n / times[0]
-            extra.setdefault("notes", []).append("1 epoch (no cache: every epoch redoes the same work), "
-                                                 "warm = rate of that epoch")
+            extra.setdefault("notes", []).append(
+                "1 epoch (no cache: every epoch redoes the same work), warm = rate of that epoch"
+            )
         out.update(extra)
         return out
 
@@ -654,26 +745,38 @@ class Child:
         from monai.data import ITKReader
 
         lo, hi = self.window
-        return mt.Compose([
-            mt.LoadImaged("image", reader=ITKReader()),  # the series folder, via ITK's GDCM series reader
-            mt.EnsureChannelFirstd("image"),
-            mt.Orientationd("image", axcodes="LPS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-            mt.Spacingd("image", pixdim=(self.target,) * 3, mode="bilinear"),
-            mt.ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True),
-        ])
+        return mt.Compose(
+            [
+                mt.LoadImaged("image", reader=ITKReader()),  # the series folder, via ITK's GDCM series reader
+                mt.EnsureChannelFirstd("image"),
+                mt.Orientationd("image", axcodes="LPS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+                mt.Spacingd("image", pixdim=(self.target,) * 3, mode="bilinear"),
+                mt.ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True),
+            ]
+        )
 
-    def _monai(self, method: str, make: Callable[[list[dict[str, str]], Any], Any], cache_dir: Path | None,
-               cache_note: str, epochs: int) -> dict[str, Any]:
+    def _monai(
+        self,
+        method: str,
+        make: Callable[[list[dict[str, str]], Any], Any],
+        cache_dir: Path | None,
+        cache_note: str,
+        epochs: int,
+    ) -> dict[str, Any]:
         from monai.data import DataLoader
 
         t0 = time.perf_counter()
         ds = make([{"image": f} for f in self.folders], self.monai_transform())
         init_s = time.perf_counter() - t0
-        loader = DataLoader(ds, batch_size=1, shuffle=True, num_workers=self.workers,
-                            persistent_workers=self.workers > 0)
+        loader = DataLoader(
+            ds, batch_size=1, shuffle=True, num_workers=self.workers, persistent_workers=self.workers > 0
+        )
         times, n = self.run_epochs(loader, epochs)
         self.shutdown(loader)
-        extra: dict[str, Any] = {"cache_bytes": dir_bytes(cache_dir) if cache_dir else 0, "cache_note": cache_note}
+        extra: dict[str, Any] = {
+            "cache_bytes": dir_bytes(cache_dir) if cache_dir else 0,
+            "cache_note": cache_note,
+        }
         if init_s > 0.05:
             extra["breakdown"] = {"init_s": init_s, "first_epoch_s": times[0]}
         if method == "monai_cache":
@@ -685,16 +788,22 @@ class Child:
     def monai_dataset(self) -> dict[str, Any]:
         from monai.data import Dataset
 
-        return self._monai("monai_dataset", lambda d, t: Dataset(d, transform=t), None, "none",
-                           self.reference_epochs)
+        return self._monai(
+            "monai_dataset", lambda d, t: Dataset(d, transform=t), None, "none", self.reference_epochs
+        )
 
     def monai_persistent(self) -> dict[str, Any]:
         from monai.data import PersistentDataset
 
         cache_dir = self.work / "monai_persistent"
         shutil.rmtree(cache_dir, ignore_errors=True)
-        return self._monai("monai_persistent", lambda d, t: PersistentDataset(d, transform=t, cache_dir=cache_dir),
-                           cache_dir, "torch.save of float32 MetaTensors", self.epochs)
+        return self._monai(
+            "monai_persistent",
+            lambda d, t: PersistentDataset(d, transform=t, cache_dir=cache_dir),
+            cache_dir,
+            "torch.save of float32 MetaTensors",
+            self.epochs,
+        )
 
     def monai_cache(self) -> dict[str, Any]:
         from monai.data import CacheDataset
@@ -708,8 +817,14 @@ class Child:
         import torchio as tio
 
         lo, hi = self.window
-        return tio.Compose([tio.ToCanonical(), tio.Resample(self.target), tio.Clamp(lo, hi),
-                            tio.RescaleIntensity(out_min_max=(0, 1), in_min_max=(lo, hi))])
+        return tio.Compose(
+            [
+                tio.ToCanonical(),
+                tio.Resample(self.target),
+                tio.Clamp(lo, hi),
+                tio.RescaleIntensity(out_min_max=(0, 1), in_min_max=(lo, hi)),
+            ]
+        )
 
     def torchio_subjects(self) -> Any:
         import torchio as tio
@@ -720,8 +835,13 @@ class Child:
     def torchio_volumes(self) -> dict[str, Any]:
         import torchio as tio
 
-        loader = tio.SubjectsLoader(self.torchio_subjects(), batch_size=1, shuffle=True, num_workers=self.workers,
-                                    persistent_workers=self.workers > 0)
+        loader = tio.SubjectsLoader(
+            self.torchio_subjects(),
+            batch_size=1,
+            shuffle=True,
+            num_workers=self.workers,
+            persistent_workers=self.workers > 0,
+        )
         times, n = self.run_epochs(loader, self.reference_epochs)
         self.shutdown(loader)
         return self.result("torchio_volumes", "volumes", times, n, cache_bytes=0, cache_note="none")
@@ -730,16 +850,30 @@ class Child:
         import torchio as tio
 
         t0 = time.perf_counter()
-        queue = tio.Queue(self.torchio_subjects(), max_length=max(2 * self.per_volume * self.workers, 16),
-                          samples_per_volume=self.per_volume,
-                          sampler=tio.UniformSampler(tuple(self.patch_zyx[::-1])),  # TorchIO is x-y-z
-                          num_workers=self.workers, shuffle_subjects=True, shuffle_patches=True)
+        queue = tio.Queue(
+            self.torchio_subjects(),
+            max_length=max(2 * self.per_volume * self.workers, 16),
+            samples_per_volume=self.per_volume,
+            sampler=tio.UniformSampler(tuple(self.patch_zyx[::-1])),  # TorchIO is x-y-z
+            num_workers=self.workers,
+            shuffle_subjects=True,
+            shuffle_patches=True,
+        )
         loader = tio.SubjectsLoader(queue, batch_size=1, num_workers=0)  # as TorchIO requires
         init_s = time.perf_counter() - t0
         times, n = self.run_epochs(loader, self.uncached_epochs)
-        res = self.result("torchio_queue", "patches", times, n, cache_bytes=0, cache_note="none",
-                          notes=["outer DataLoader num_workers=0 (TorchIO's rule); the queue's own loader "
-                                 f"has {self.workers} workers, restarted every epoch (not persistent)"])
+        res = self.result(
+            "torchio_queue",
+            "patches",
+            times,
+            n,
+            cache_bytes=0,
+            cache_note="none",
+            notes=[
+                "outer DataLoader num_workers=0 (TorchIO's rule); the queue's own loader "
+                f"has {self.workers} workers, restarted every epoch (not persistent)"
+            ],
+        )
         res["cold_s"] = init_s + times[0]
         return res
 
@@ -756,23 +890,38 @@ class Child:
         loader = self.dataloader(NpyDataset(paths))
         times, n = self.run_epochs(loader, self.epochs)
         self.shutdown(loader)
-        res = self.result("npy_memmap", "volumes", times, n, cache_bytes=dir_bytes(out_dir),
-                          cache_note="float16 .npy, no sidecar/index",
-                          breakdown={"build_s": build_s, "first_epoch_s": times[0]})
+        res = self.result(
+            "npy_memmap",
+            "volumes",
+            times,
+            n,
+            cache_bytes=dir_bytes(out_dir),
+            cache_note="float16 .npy, no sidecar/index",
+            breakdown={"build_s": build_s, "first_epoch_s": times[0]},
+        )
         res["cold_s"] = build_s + times[0]
         return res
 
     # -- lightning_dicom --------------------------------------------------------------------------
-    def datamodule(self, patches: dict[str, Any] | None = None, work_dir: str = "lightning_dicom",
-                   masks: dict[str, Any] | None = None) -> Any:
+    def datamodule(
+        self,
+        patches: dict[str, Any] | None = None,
+        work_dir: str = "lightning_dicom",
+        masks: dict[str, Any] | None = None,
+    ) -> Any:
         from lightning_dicom import DicomDataModule
 
         return DicomDataModule(
-            root=Path(self.spec["data_root"]), work_dir=self.work / work_dir,
+            root=Path(self.spec["data_root"]),
+            work_dir=self.work / work_dir,
             preprocessing={"spacing": [self.target] * 3, "window": list(self.window), "normalize": "minmax"},
             split={"val": 0.0, "test": 0.0},
             loader={"batch_size": 1, "num_workers": self.workers, "persistent_workers": True},
-            cache={"workers": self.workers}, patches=patches, masks=masks, progress=False)
+            cache={"workers": self.workers},
+            patches=patches,
+            masks=masks,
+            progress=False,
+        )
 
     @staticmethod
     def _cold_start(dm: Any) -> dict[str, float]:
@@ -791,8 +940,12 @@ class Child:
         loader = dm.train_dataloader()
         mem: list[list[dict[str, int]]] = []
         epochs = max(self.epochs, self.spec["rss_epochs"])
-        times, n = self.run_epochs(loader, epochs, on_epoch=lambda e: mem.append(self.worker_memory(loader)),
-                                   cast=lambda b: dm.on_after_batch_transfer(b, 0))
+        times, n = self.run_epochs(
+            loader,
+            epochs,
+            on_epoch=lambda e: mem.append(self.worker_memory(loader)),
+            cast=lambda b: dm.on_after_batch_transfer(b, 0),
+        )
         mask_stats = dict(self.mask_stats)
         # the same loader, float16 batches read as they arrive (what a GPU run sees: the cast is on the device)
         nocast, _ = self.run_epochs(loader, 2, to_f32=False)
@@ -800,10 +953,18 @@ class Child:
         cache = dm.volume_cache()
         index = dm.work_dir / "index.sqlite"
         extra_idx = sum(p.stat().st_size for p in index.parent.glob("index.sqlite*") if p.is_file())
-        res = self.result(method, kind, times, n, cache_bytes=cache.size_bytes(),
-                          cache_note=f"float16 .npy + JSON sidecars (+ {mb(extra_idx)} SQLite index)",
-                          index_bytes=extra_idx, worker_mem=mem, breakdown={**breakdown, "first_epoch_s": times[0]},
-                          warm_nocast_per_s=statistics.median(n / t for t in nocast))
+        res = self.result(
+            method,
+            kind,
+            times,
+            n,
+            cache_bytes=cache.size_bytes(),
+            cache_note=f"float16 .npy + JSON sidecars (+ {mb(extra_idx)} SQLite index)",
+            index_bytes=extra_idx,
+            worker_mem=mem,
+            breakdown={**breakdown, "first_epoch_s": times[0]},
+            warm_nocast_per_s=statistics.median(n / t for t in nocast),
+        )
         if mask_stats["samples"]:
             res["mask_stats"] = mask_stats
         res["cold_s"] = sum(breakdown.values()) + times[0]
@@ -822,7 +983,9 @@ class Child:
             t1 = time.perf_counter()
             dm.setup("fit")
             t2 = time.perf_counter()
-            res = self._ld_epochs(dm, "ld_patches", "patches", {"prepare_data_s": t1 - t0, "setup_s": t2 - t1})
+            res = self._ld_epochs(
+                dm, "ld_patches", "patches", {"prepare_data_s": t1 - t0, "setup_s": t2 - t1}
+            )
             res["notes"] = ["cache built by the volumes run (warm start: prepare_data + setup)"]
         else:
             res = self._ld_epochs(dm, "ld_patches", "patches", self._cold_start(dm))
@@ -833,30 +996,46 @@ class Child:
         """``ld_patches`` plus a label mask per series (NIfTI through ``masks.csv``), in its own work dir:
         index, image + mask cache built from scratch (the masks' cold cost), then the same epochs."""
         shutil.rmtree(self.work / "lightning_dicom_masks", ignore_errors=True)
-        masks = {"structures": MASK_STRUCTURES, "mode": "labels", "csv": self.spec["masks_csv"], "sources": ["csv"]}
-        dm = self.datamodule({"size": self.patch_zyx, "per_volume": self.per_volume},
-                             work_dir="lightning_dicom_masks", masks=masks)
+        masks = {
+            "structures": MASK_STRUCTURES,
+            "mode": "labels",
+            "csv": self.spec["masks_csv"],
+            "sources": ["csv"],
+        }
+        dm = self.datamodule(
+            {"size": self.patch_zyx, "per_volume": self.per_volume},
+            work_dir="lightning_dicom_masks",
+            masks=masks,
+        )
         breakdown = self._cold_start(dm)
         missing = dm.report.get("series_missing_structures") or {}
         n_train = len(dm.datasets["train"].volumes)
         if missing or n_train != len(self.folders):
-            raise RuntimeError(f"masks did not reach every series: {n_train} of {len(self.folders)} in training, "
-                               f"{len(missing)} missing a structure")
+            raise RuntimeError(
+                f"masks did not reach every series: {n_train} of {len(self.folders)} in training, "
+                f"{len(missing)} missing a structure"
+            )
         res = self._ld_epochs(dm, "ld_patches_masks", "patches", breakdown)
         res.update(self._mask_bytes(dm.volume_cache().dir))
         # after the clock: the cached mask must lie on its image (voxels above the threshold, up to the edges)
         vols = dm.datasets["train"].volumes
         lo, hi = self.window
-        agree = float(np.mean((np.asarray(vols.volume(0)[0], np.float32) > (MASK_HU - lo) / (hi - lo))
-                              == (np.asarray(vols.mask(0)[0]) > 0)))
+        agree = float(
+            np.mean(
+                (np.asarray(vols.volume(0)[0], np.float32) > (MASK_HU - lo) / (hi - lo))
+                == (np.asarray(vols.mask(0)[0]) > 0)
+            )
+        )
         if agree < 0.99:
             raise RuntimeError(f"the cached mask does not match its image: {agree:.1%} of voxels agree")
         res["mask_agreement"] = agree
         fraction = dm.config.masks.foreground_fraction
         res["cache_note"] += " + uint8 .mask.npy + int32 .fg.npy"
-        res["notes"] = [f"own work dir: index, image and mask cache built from scratch; structures "
-                        f"{MASK_STRUCTURES} ('labels', linear one-hot resampling), foreground_fraction "
-                        f"{fraction:.2f}; masks cast to int64 in on_after_batch_transfer, then read whole (max)"]
+        res["notes"] = [
+            f"own work dir: index, image and mask cache built from scratch; structures "
+            f"{MASK_STRUCTURES} ('labels', linear one-hot resampling), foreground_fraction "
+            f"{fraction:.2f}; masks cast to int64 in on_after_batch_transfer, then read whole (max)"
+        ]
         return res
 
     @staticmethod
@@ -877,15 +1056,23 @@ class Child:
         dm.setup("fit")
         volumes = dm.datasets["train"].volumes
         paths = [str(p) for p in volumes.paths]
-        out: dict[str, Any] = {"method": "variants", "kind": "variants", "batch_size": self.spec["variant_batch"],
-                               "patches_per_pass": len(paths) * self.spec["variant_per_volume"],
-                               "passes": self.spec["variant_passes"], "rows": [], "volume_rows": []}
+        out: dict[str, Any] = {
+            "method": "variants",
+            "kind": "variants",
+            "batch_size": self.spec["variant_batch"],
+            "patches_per_pass": len(paths) * self.spec["variant_per_volume"],
+            "passes": self.spec["variant_passes"],
+            "rows": [],
+            "volume_rows": [],
+        }
         self._patch_variants(volumes, out["rows"])
         out["volumes_per_pass"] = self._volume_variants(volumes, out["volume_rows"])
         out["floor"] = self.copy_floor(paths)
         return out
 
-    def _measure(self, rows: list, key: str, label: str, make: Callable[[], Any], cast: Callable | None) -> None:
+    def _measure(
+        self, rows: list, key: str, label: str, make: Callable[[], Any], cast: Callable | None
+    ) -> None:
         self.phase(f"variants:{key}")
         loader = make()
         try:
@@ -895,8 +1082,16 @@ class Child:
             if isinstance(loader, ThreadLoader):
                 loader.close()
             self.shutdown(loader)
-        rows.append({"key": key, "label": label, "pass_s": times, "n": n, "per_s": _median_rate(n, times),
-                     "worker_mem": mem})
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "pass_s": times,
+                "n": n,
+                "per_s": _median_rate(n, times),
+                "worker_mem": mem,
+            }
+        )
         self.phase("variants")
 
     def _patch_variants(self, volumes: Any, rows: list) -> None:
@@ -913,19 +1108,44 @@ class Child:
         for dtype, tag in (("float16", "f16 -> f32 in main"), ("float32", "f32 from workers")):
             f16 = dtype == "float16"
             coll, cast = (collate, to_f32) if f16 else (_collate_f32, None)
-            self._measure(rows, f"a_{dtype}", f"(a) PatchDataset per sample, collate in workers, {tag}",
-                          lambda coll=coll: self.dataloader(PatchDataset(volumes, size, pv), batch_size=bs,
-                                                            collate_fn=coll), cast)
-            self._measure(rows, f"a0_{dtype}", f"(a') as (a), image only (no per-sample meta tensors), {tag}",
-                          lambda coll=coll: self.dataloader(ImageOnly(PatchDataset(volumes, size, pv)),
-                                                            batch_size=bs, collate_fn=coll), cast)
-            self._measure(rows, f"b_{dtype}", f"(b) whole batch built in a worker (sampler yields index lists), {tag}",
-                          lambda dtype=dtype: self.dataloader(
-                              WorkerBatchPatches(paths, shapes, size, pv, dtype), batch_size=None, shuffle=False,
-                              sampler=BatchSampler(RandomSampler(range(len(paths) * pv)), bs, False)), cast)
-            self._measure(rows, f"c_{dtype}", f"(c) main-process thread pool ({self.workers} threads) over open "
-                          "memmaps, " + ("f16 -> f32 in main" if f16 else "f32 cast in the threads"),
-                          lambda dtype=dtype: ThreadLoader(paths, size, pv, bs, self.workers, dtype), cast)
+            self._measure(
+                rows,
+                f"a_{dtype}",
+                f"(a) PatchDataset per sample, collate in workers, {tag}",
+                lambda coll=coll: self.dataloader(
+                    PatchDataset(volumes, size, pv), batch_size=bs, collate_fn=coll
+                ),
+                cast,
+            )
+            self._measure(
+                rows,
+                f"a0_{dtype}",
+                f"(a') as (a), image only (no per-sample meta tensors), {tag}",
+                lambda coll=coll: self.dataloader(
+                    ImageOnly(PatchDataset(volumes, size, pv)), batch_size=bs, collate_fn=coll
+                ),
+                cast,
+            )
+            self._measure(
+                rows,
+                f"b_{dtype}",
+                f"(b) whole batch built in a worker (sampler yields index lists), {tag}",
+                lambda dtype=dtype: self.dataloader(
+                    WorkerBatchPatches(paths, shapes, size, pv, dtype),
+                    batch_size=None,
+                    shuffle=False,
+                    sampler=BatchSampler(RandomSampler(range(len(paths) * pv)), bs, False),
+                ),
+                cast,
+            )
+            self._measure(
+                rows,
+                f"c_{dtype}",
+                f"(c) main-process thread pool ({self.workers} threads) over open "
+                "memmaps, " + ("f16 -> f32 in main" if f16 else "f32 cast in the threads"),
+                lambda dtype=dtype: ThreadLoader(paths, size, pv, bs, self.workers, dtype),
+                cast,
+            )
 
     def _volume_variants(self, volumes: Any, rows: list) -> int:
         import functools
@@ -941,19 +1161,50 @@ class Child:
         shared = [torch.from_numpy(np.load(p, allow_pickle=False)).share_memory_() for p in paths]
         in_ram = CachedVolumeDataset(paths, metas, None, shared)
         w = self.workers
-        self._measure(rows, "va", f"(a) CachedVolumeDataset, {w} workers (as the main table), f16 -> f32 in main",
-                      lambda: self.dataloader(Repeat(volumes, k), collate_fn=collate), to_f32)
-        self._measure(rows, "va0", "(a') as (a), image only (no per-sample meta tensors)",
-                      lambda: self.dataloader(Repeat(ImageOnly(volumes), k), collate_fn=collate), to_f32)
-        self._measure(rows, "vram", f"(a'') cache.in_memory=True (shared-memory tensors), {w} workers",
-                      lambda: self.dataloader(Repeat(in_ram, k), collate_fn=collate), to_f32)
-        self._measure(rows, "v0", "(0) CachedVolumeDataset in the main process (num_workers=0), f16 -> f32",
-                      lambda: torch.utils.data.DataLoader(Repeat(volumes, k), batch_size=1, shuffle=True,
-                                                          collate_fn=collate), to_f32)
-        self._measure(rows, "vc_float16", f"(c) main-process thread pool ({w} threads) over open memmaps, "
-                      "f16 -> f32 in main", lambda: ThreadLoader(paths, None, k, 1, w, "float16"), to_f32)
-        self._measure(rows, "vc_float32", f"(c) main-process thread pool ({w} threads), f32 cast in the threads",
-                      lambda: ThreadLoader(paths, None, k, 1, w, "float32"), None)
+        self._measure(
+            rows,
+            "va",
+            f"(a) CachedVolumeDataset, {w} workers (as the main table), f16 -> f32 in main",
+            lambda: self.dataloader(Repeat(volumes, k), collate_fn=collate),
+            to_f32,
+        )
+        self._measure(
+            rows,
+            "va0",
+            "(a') as (a), image only (no per-sample meta tensors)",
+            lambda: self.dataloader(Repeat(ImageOnly(volumes), k), collate_fn=collate),
+            to_f32,
+        )
+        self._measure(
+            rows,
+            "vram",
+            f"(a'') cache.in_memory=True (shared-memory tensors), {w} workers",
+            lambda: self.dataloader(Repeat(in_ram, k), collate_fn=collate),
+            to_f32,
+        )
+        self._measure(
+            rows,
+            "v0",
+            "(0) CachedVolumeDataset in the main process (num_workers=0), f16 -> f32",
+            lambda: torch.utils.data.DataLoader(
+                Repeat(volumes, k), batch_size=1, shuffle=True, collate_fn=collate
+            ),
+            to_f32,
+        )
+        self._measure(
+            rows,
+            "vc_float16",
+            f"(c) main-process thread pool ({w} threads) over open memmaps, f16 -> f32 in main",
+            lambda: ThreadLoader(paths, None, k, 1, w, "float16"),
+            to_f32,
+        )
+        self._measure(
+            rows,
+            "vc_float32",
+            f"(c) main-process thread pool ({w} threads), f32 cast in the threads",
+            lambda: ThreadLoader(paths, None, k, 1, w, "float32"),
+            None,
+        )
         return len(paths) * k
 
     def copy_floor(self, paths: list[str], n: int = 64) -> dict[str, float]:
@@ -978,9 +1229,13 @@ class Child:
         for _ in range(n):
             t16.float()
         t4 = time.perf_counter()
-        return {"memmap_open_ms": (t1 - t0) / n * 1e3, "crop_f16_ms": (t2 - t1) / n * 1e3,
-                "crop_to_f32_ms": (t3 - t2) / n * 1e3, "torch_cast_ms": (t4 - t3) / n * 1e3,
-                "patch_mb_f16": out16.nbytes / 2**20}
+        return {
+            "memmap_open_ms": (t1 - t0) / n * 1e3,
+            "crop_f16_ms": (t2 - t1) / n * 1e3,
+            "crop_to_f32_ms": (t3 - t2) / n * 1e3,
+            "torch_cast_ms": (t4 - t3) / n * 1e3,
+            "patch_mb_f16": out16.nbytes / 2**20,
+        }
 
 
 def _cast_image(batch: dict[str, Any], dtype: Any) -> dict[str, Any]:
@@ -1040,12 +1295,23 @@ def process_groups(methods: list[str], mode: str) -> list[list[str]]:
     return list(groups.values())
 
 
-def run_child(spec_path: Path, methods: list[str], result_path: Path, timeout: float,
-              log: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+def run_child(
+    spec_path: Path, methods: list[str], result_path: Path, timeout: float, log: Any
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     env = dict(os.environ, ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", ",".join(methods), "--spec", str(spec_path),
-           "--result", str(result_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        ",".join(methods),
+        "--spec",
+        str(spec_path),
+        "--result",
+        str(result_path),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
+    )
     sampler = TreeSampler(proc.pid)
     sampler.start()
     killer = threading.Timer(timeout, proc.kill)
@@ -1054,7 +1320,7 @@ def run_child(spec_path: Path, methods: list[str], result_path: Path, timeout: f
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith(PHASE_MARK):
-                name = line[len(PHASE_MARK):].strip()
+                name = line[len(PHASE_MARK) :].strip()
                 sampler.set_phase(None if name == "-" else name)
             else:
                 log.write(line)
@@ -1069,7 +1335,9 @@ def run_child(spec_path: Path, methods: list[str], result_path: Path, timeout: f
     done = {r["method"] for r in results}
     for m in methods:
         if m not in done:
-            results.append({"method": m, "error": f"process ended (exit {proc.returncode}) before it reported"})
+            results.append(
+                {"method": m, "error": f"process ended (exit {proc.returncode}) before it reported"}
+            )
     return results, sampler.peaks
 
 
@@ -1077,8 +1345,18 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "numpy", "SimpleITK", "pydicom", "pytorch-lightning", "monai", "torchio", "itk", "psutil",
-                "lightning-dicom"):
+    for pkg in (
+        "torch",
+        "numpy",
+        "SimpleITK",
+        "pydicom",
+        "pytorch-lightning",
+        "monai",
+        "torchio",
+        "itk",
+        "psutil",
+        "lightning-dicom",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -1112,37 +1390,75 @@ def _growth(mem: list[list[dict[str, int]]], key: str, upto: int) -> float | Non
 
 def targets(res: dict[str, dict[str, Any]], rss_epochs: int) -> list[tuple[str, str, str, bool | None]]:
     """The issue's targets as (target, measured, threshold, met) rows (met is None when not measured)."""
+
     def get(m: str, k: str) -> Any:
         return res.get(m, {}).get(k)
 
     ld_v, ld_p = "ld_volumes", "ld_patches"
     checks = [
-        ("warm whole-volume vs MONAI PersistentDataset", _ratio(get(ld_v, "warm_per_s"),
-                                                                 get("monai_persistent", "warm_per_s")), 2.0, True),
-        ("warm whole-volume vs naive", _ratio(get(ld_v, "warm_per_s"), get("naive", "warm_per_s")), 10.0, True),
-        ("warm patches vs TorchIO Queue", _ratio(get(ld_p, "warm_per_s"), get("torchio_queue", "warm_per_s")),
-         30.0, True),
-        ("cold first epoch vs MONAI PersistentDataset first epoch",
-         _ratio(get("monai_persistent", "cold_s"), get(ld_v, "cold_s")), 5.0, True),
-        ("cache on disk vs PersistentDataset's", _ratio(get(ld_v, "cache_bytes"),
-                                                        get("monai_persistent", "cache_bytes")), 0.6, False),
+        (
+            "warm whole-volume vs MONAI PersistentDataset",
+            _ratio(get(ld_v, "warm_per_s"), get("monai_persistent", "warm_per_s")),
+            2.0,
+            True,
+        ),
+        (
+            "warm whole-volume vs naive",
+            _ratio(get(ld_v, "warm_per_s"), get("naive", "warm_per_s")),
+            10.0,
+            True,
+        ),
+        (
+            "warm patches vs TorchIO Queue",
+            _ratio(get(ld_p, "warm_per_s"), get("torchio_queue", "warm_per_s")),
+            30.0,
+            True,
+        ),
+        (
+            "cold first epoch vs MONAI PersistentDataset first epoch",
+            _ratio(get("monai_persistent", "cold_s"), get(ld_v, "cold_s")),
+            5.0,
+            True,
+        ),
+        (
+            "cache on disk vs PersistentDataset's",
+            _ratio(get(ld_v, "cache_bytes"), get("monai_persistent", "cache_bytes")),
+            0.6,
+            False,
+        ),
     ]
     rows = []
     for name, v, thr, at_least in checks:
         ok = None if v is None else (v >= thr if at_least else v <= thr)
         rows.append((name, "n/a" if v is None else f"{v:.2f}x", f"{'>=' if at_least else '<='} {thr:g}x", ok))
     g = _growth(get(ld_v, "worker_mem") or [], "rss", rss_epochs)
-    rows.append((f"loader-process RSS growth over {rss_epochs} epochs (volumes)", _pct(g), "< 5%",
-                 None if g is None else g < 0.05))
+    rows.append(
+        (
+            f"loader-process RSS growth over {rss_epochs} epochs (volumes)",
+            _pct(g),
+            "< 5%",
+            None if g is None else g < 0.05,
+        )
+    )
     cost = mask_cost(res)
-    rows.append(("issue 5: masks' cost in warm patch throughput (1 - with / without masks)",
-                 "n/a" if cost is None else f"{cost * 100:.1f}%", f"<= {MASK_COST_MAX * 100:g}%",
-                 None if cost is None else cost <= MASK_COST_MAX))
+    rows.append(
+        (
+            "issue 5: masks' cost in warm patch throughput (1 - with / without masks)",
+            "n/a" if cost is None else f"{cost * 100:.1f}%",
+            f"<= {MASK_COST_MAX * 100:g}%",
+            None if cost is None else cost <= MASK_COST_MAX,
+        )
+    )
     mr = _ratio(get("ld_patches_masks", "mask_payload"), get("ld_patches_masks", "image_payload"))
     fr = _ratio(get("ld_patches_masks", "mask_bytes"), get("ld_patches_masks", "image_bytes"))
-    rows.append(("issue 5: cached mask bytes vs image bytes (.mask.npy arrays / image .npy arrays)",
-                 "n/a" if mr is None else f"{mr:.3f}x (files incl. .npy headers {fr:.5f}x)", f"<= {MASK_BYTES_MAX:g}x",
-                 None if mr is None else mr <= MASK_BYTES_MAX))
+    rows.append(
+        (
+            "issue 5: cached mask bytes vs image bytes (.mask.npy arrays / image .npy arrays)",
+            "n/a" if mr is None else f"{mr:.3f}x (files incl. .npy headers {fr:.5f}x)",
+            f"<= {MASK_BYTES_MAX:g}x",
+            None if mr is None else mr <= MASK_BYTES_MAX,
+        )
+    )
     return rows
 
 
@@ -1182,10 +1498,12 @@ def _masks_header(m: dict[str, Any] | None) -> list[str]:
     if not m:
         return []
     made = "reused" if m["reused"] else f"written in {m['seconds']:.0f} s"
-    return [f"Masks (the patches + masks row): one NIfTI label image per series on the series' own grid, 1 where "
-            f"HU > {MASK_HU:g} (the spine-like disc, and the lesion in every other series), "
-            f"{m['foreground_fraction'] * 100:.2f}% of the voxels, {mb(m['nifti_bytes'])} of .nii.gz ({made}); "
-            f"`masks.csv` at the data root lists them by SeriesInstanceUID.\n"]
+    return [
+        f"Masks (the patches + masks row): one NIfTI label image per series on the series' own grid, 1 where "
+        f"HU > {MASK_HU:g} (the spine-like disc, and the lesion in every other series), "
+        f"{m['foreground_fraction'] * 100:.2f}% of the voxels, {mb(m['nifti_bytes'])} of .nii.gz ({made}); "
+        f"`masks.csv` at the data root lists them by SeriesInstanceUID.\n"
+    ]
 
 
 def _notes(r: dict[str, Any]) -> str:
@@ -1193,17 +1511,24 @@ def _notes(r: dict[str, Any]) -> str:
     if r.get("cache_ram_bytes"):
         notes.append(f"{mb(r['cache_ram_bytes'])} cached in RAM")
     if r.get("warm_nocast_per_s"):
-        notes.append(f"{r['warm_nocast_per_s']:.1f} {r['kind']}/s with the float16 batches left uncast (in a GPU run "
-                     "the cast happens on the device)")
+        notes.append(
+            f"{r['warm_nocast_per_s']:.1f} {r['kind']}/s with the float16 batches left uncast (in a GPU run "
+            "the cast happens on the device)"
+        )
     if r.get("breakdown"):
-        notes.append("cold = " + " + ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in r["breakdown"].items()))
+        notes.append(
+            "cold = " + " + ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in r["breakdown"].items())
+        )
     return "; ".join(n for n in [*notes, *r.get("notes", [])] if n)
 
 
 def _results_table(res: dict[str, dict[str, Any]]) -> list[str]:
-    out = ["## Results\n",
-           "| loader | cold first epoch (s) | warm volumes/s | warm patches/s | cache on disk | peak RSS (tree) | "
-           "peak PSS (tree) | notes |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        "## Results\n",
+        "| loader | cold first epoch (s) | warm volumes/s | warm patches/s | cache on disk | peak RSS (tree) | "
+        "peak PSS (tree) | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for m in METHODS[:-1]:
         r = res.get(m)
         if r is None:
@@ -1215,16 +1540,20 @@ def _results_table(res: dict[str, dict[str, Any]]) -> list[str]:
         vol = _fmt(r.get("warm_per_s"), 2) if r["kind"] == "volumes" else ""
         pat = _fmt(r.get("warm_per_s"), 1) if r["kind"] == "patches" else ""
         cache = mb(r["cache_bytes"]) if r.get("cache_bytes") else "none"
-        out.append(f"| {LABELS[m]} | {_fmt(r.get('cold_s'), 1)} | {vol} | {pat} | {cache} | {mb(r.get('peak_rss'))} | "
-                   f"{mb(r.get('peak_pss'))} | {_notes(r)} |")
+        out.append(
+            f"| {LABELS[m]} | {_fmt(r.get('cold_s'), 1)} | {vol} | {pat} | {cache} | {mb(r.get('peak_rss'))} | "
+            f"{mb(r.get('peak_pss'))} | {_notes(r)} |"
+        )
     return [*out, ""]
 
 
 def _ratio_table(res: dict[str, dict[str, Any]]) -> list[str]:
     ld_v, ld_p = res.get("ld_volumes", {}), res.get("ld_patches", {})
-    out = ["## lightning_dicom relative to each peer\n",
-           "| peer | warm samples/s: lightning_dicom / peer | cold first epoch: peer / lightning_dicom |",
-           "|---|---:|---:|"]
+    out = [
+        "## lightning_dicom relative to each peer\n",
+        "| peer | warm samples/s: lightning_dicom / peer | cold first epoch: peer / lightning_dicom |",
+        "|---|---:|---:|",
+    ]
     for m in METHODS:
         r = res.get(m, {})
         if m in LD_METHODS or m == "variants":
@@ -1235,28 +1564,40 @@ def _ratio_table(res: dict[str, dict[str, Any]]) -> list[str]:
         wr = _ratio((ld_p if patches else ld_v).get("warm_per_s"), r.get("warm_per_s"))
         cr = _ratio(r.get("cold_s"), ld_v.get("cold_s"))
         x = "n/a" if wr is None else f"{_fmt(wr, 2)}x"
-        out.append(f"| {LABELS[m]} | {x} ({'patches' if patches else 'volumes'}) | "
-                   f"{'n/a' if cr is None else _fmt(cr, 2) + 'x'} |")
+        out.append(
+            f"| {LABELS[m]} | {x} ({'patches' if patches else 'volumes'}) | "
+            f"{'n/a' if cr is None else _fmt(cr, 2) + 'x'} |"
+        )
     return [*out, ""]
 
 
 def _targets_table(res: dict[str, dict[str, Any]], rss_epochs: int) -> list[str]:
-    out = ["## Targets (issues 3 and 5)\n", "| target | measured | threshold | status |", "|---|---:|---:|---|"]
+    out = [
+        "## Targets (issues 3 and 5)\n",
+        "| target | measured | threshold | status |",
+        "|---|---:|---:|---|",
+    ]
     for name, measured, thr, ok in targets(res, rss_epochs):
-        out.append(f"| {name} | {measured} | {thr} | {'n/a' if ok is None else 'met' if ok else '**not met**'} |")
+        out.append(
+            f"| {name} | {measured} | {thr} | {'n/a' if ok is None else 'met' if ok else '**not met**'} |"
+        )
     out.append("")
     out += _masks_notes(res)
     for m in LD_METHODS:
         mem = res.get(m, {}).get("worker_mem")
         if not mem:
             continue
-        per_epoch = " · ".join(f"e{e + 1}: " + ", ".join(f"{x['rss'] / 2**20:.0f}/{x['uss'] / 2**20:.0f}/"
-                                                         f"{x['pss'] / 2**20:.0f}" for x in ws)
-                               for e, ws in enumerate(mem))
+        per_epoch = " · ".join(
+            f"e{e + 1}: "
+            + ", ".join(f"{x['rss'] / 2**20:.0f}/{x['uss'] / 2**20:.0f}/{x['pss'] / 2**20:.0f}" for x in ws)
+            for e, ws in enumerate(mem)
+        )
         last = min(rss_epochs, len(mem))
-        out.append(f"Loader process memory (DataLoader workers, or the main process for the threads backend) after each epoch, {LABELS[m]} (MB per process, RSS/USS/PSS): {per_epoch}. "
-                   f"Growth e1 -> e{last}: RSS {_pct(_growth(mem, 'rss', rss_epochs))}, "
-                   f"USS {_pct(_growth(mem, 'uss', rss_epochs))}.\n")
+        out.append(
+            f"Loader process memory (DataLoader workers, or the main process for the threads backend) after each epoch, {LABELS[m]} (MB per process, RSS/USS/PSS): {per_epoch}. "
+            f"Growth e1 -> e{last}: RSS {_pct(_growth(mem, 'rss', rss_epochs))}, "
+            f"USS {_pct(_growth(mem, 'uss', rss_epochs))}.\n"
+        )
     return out
 
 
@@ -1268,37 +1609,55 @@ def _masks_notes(res: dict[str, dict[str, Any]]) -> list[str]:
     out = []
     cost, cost_nc = mask_cost(res), mask_cost(res, "warm_nocast_per_s")
     if cost is not None:
-        out.append(f"Masks (issue 5): warm {_fmt(m.get('warm_per_s'), 1)} patches/s with masks vs "
-                   f"{_fmt(p.get('warm_per_s'), 1)} without, so masks cost {cost * 100:.1f}% of warm patch throughput "
-                   f"(uint8 mask cropped beside the image in the loader threads, cast to int64 by "
-                   f"on_after_batch_transfer in the main process, then read whole); with the batches left uncast (on a GPU "
-                   f"the int64 cast happens on the device) {_fmt(m.get('warm_nocast_per_s'), 1)} vs "
-                   f"{_fmt(p.get('warm_nocast_per_s'), 1)} patches/s, a cost of "
-                   f"{'n/a' if cost_nc is None else f'{cost_nc * 100:.1f}%'}. Rows measured one after the other in "
-                   "one process: compare with the load average in mind.")
+        out.append(
+            f"Masks (issue 5): warm {_fmt(m.get('warm_per_s'), 1)} patches/s with masks vs "
+            f"{_fmt(p.get('warm_per_s'), 1)} without, so masks cost {cost * 100:.1f}% of warm patch throughput "
+            f"(uint8 mask cropped beside the image in the loader threads, cast to int64 by "
+            f"on_after_batch_transfer in the main process, then read whole); with the batches left uncast (on a GPU "
+            f"the int64 cast happens on the device) {_fmt(m.get('warm_nocast_per_s'), 1)} vs "
+            f"{_fmt(p.get('warm_nocast_per_s'), 1)} patches/s, a cost of "
+            f"{'n/a' if cost_nc is None else f'{cost_nc * 100:.1f}%'}. Rows measured one after the other in "
+            "one process: compare with the load average in mind."
+        )
     else:
-        out.append("Masks (issue 5): the image-only patches row did not run, so the throughput cost is not measured.")
+        out.append(
+            "Masks (issue 5): the image-only patches row did not run, so the throughput cost is not measured."
+        )
     b = m.get("breakdown", {})
     ref = (v.get("breakdown") or {}).get("cache_build_s") or (p.get("breakdown") or {}).get("cache_build_s")
     build = b.get("cache_build_s")
     if build is not None:
-        extra = (f"; the image-only cache build of this run took {ref:.1f} s, so masks add {build - ref:.1f} s "
-                 f"({_fmt(build / ref, 2)}x)") if ref else ""
-        out.append(f"Mask cache, cold: index scan {b.get('index_scan_s', 0):.1f} s + cache build (images and masks) "
-                   f"{build:.1f} s + setup {b.get('setup_s', 0):.1f} s{extra}.")
+        extra = (
+            (
+                f"; the image-only cache build of this run took {ref:.1f} s, so masks add {build - ref:.1f} s "
+                f"({_fmt(build / ref, 2)}x)"
+            )
+            if ref
+            else ""
+        )
+        out.append(
+            f"Mask cache, cold: index scan {b.get('index_scan_s', 0):.1f} s + cache build (images and masks) "
+            f"{build:.1f} s + setup {b.get('setup_s', 0):.1f} s{extra}."
+        )
     if m.get("image_bytes"):
         ib, mb_, fb = m["image_bytes"], m["mask_bytes"], m["fg_bytes"]
-        out.append(f"Mask cache on disk: images {mb(ib)} (.npy), masks {mb(mb_)} (.mask.npy, "
-                   f"{mb_ / ib:.5f}x the image files, {m['mask_payload'] / m['image_payload']:.3f}x their arrays), "
-                   f"foreground lists {mb(fb)} (.fg.npy, {fb / ib * 100:.2f}% of the image files; with them the mask "
-                   f"side is {(mb_ + fb) / ib:.3f}x).")
+        out.append(
+            f"Mask cache on disk: images {mb(ib)} (.npy), masks {mb(mb_)} (.mask.npy, "
+            f"{mb_ / ib:.5f}x the image files, {m['mask_payload'] / m['image_payload']:.3f}x their arrays), "
+            f"foreground lists {mb(fb)} (.fg.npy, {fb / ib * 100:.2f}% of the image files; with them the mask "
+            f"side is {(mb_ + fb) / ib:.3f}x)."
+        )
     st = m.get("mask_stats")
     if st:
-        out.append(f"{st['with_foreground']} of {st['samples']} patches had foreground in their mask "
-                   f"({st['dtype']} in the batch).")
+        out.append(
+            f"{st['with_foreground']} of {st['samples']} patches had foreground in their mask "
+            f"({st['dtype']} in the batch)."
+        )
     if m.get("mask_agreement") is not None:
-        out.append(f"Check: the first cached mask agrees with its image thresholded at {MASK_HU:g} HU on "
-                   f"{m['mask_agreement']:.2%} of the voxels.")
+        out.append(
+            f"Check: the first cached mask agrees with its image thresholded at {MASK_HU:g} HU on "
+            f"{m['mask_agreement']:.2%} of the voxels."
+        )
     return [" ".join(out) + "\n"]
 
 
@@ -1316,79 +1675,154 @@ def _variants_table(var: dict[str, Any] | None, peaks: dict[str, dict[str, int]]
         return []
     if "error" in var or "skipped" in var:
         return ["## DataLoader hand-off variants\n", f"{var.get('error') or var.get('skipped')}\n"]
-    out = [f"## Patch hand-off variants (same cache, batch {var['batch_size']}, {var['patches_per_pass']} patches "
-           f"per pass, median of {var['passes']} passes after a warm-up pass)\n",
-           *_variant_rows(var["rows"], peaks, "patches")]
+    out = [
+        f"## Patch hand-off variants (same cache, batch {var['batch_size']}, {var['patches_per_pass']} patches "
+        f"per pass, median of {var['passes']} passes after a warm-up pass)\n",
+        *_variant_rows(var["rows"], peaks, "patches"),
+    ]
     if var.get("volume_rows"):
-        out += [f"## Whole-volume hand-off variants (same cache, batch 1, {var['volumes_per_pass']} volumes per pass, "
-                f"median of {var['passes']} passes after a warm-up pass)\n",
-                *_variant_rows(var["volume_rows"], peaks, "volumes")]
+        out += [
+            f"## Whole-volume hand-off variants (same cache, batch 1, {var['volumes_per_pass']} volumes per pass, "
+            f"median of {var['passes']} passes after a warm-up pass)\n",
+            *_variant_rows(var["volume_rows"], peaks, "volumes"),
+        ]
     f = var.get("floor")
     if f:
-        out.append(f"Single-thread costs in the main process: opening a .npy memmap {f['memmap_open_ms']:.3f} ms; "
-                   f"copying one {f['patch_mb_f16']:.1f} MB float16 patch out of it {f['crop_f16_ms']:.2f} ms, "
-                   f"copying it to float32 (torch cast) {f['crop_to_f32_ms']:.2f} ms; torch float16 -> float32 cast "
-                   f"of one patch already in memory {f['torch_cast_ms']:.2f} ms.\n")
+        out.append(
+            f"Single-thread costs in the main process: opening a .npy memmap {f['memmap_open_ms']:.3f} ms; "
+            f"copying one {f['patch_mb_f16']:.1f} MB float16 patch out of it {f['crop_f16_ms']:.2f} ms, "
+            f"copying it to float32 (torch cast) {f['crop_to_f32_ms']:.2f} ms; torch float16 -> float32 cast "
+            f"of one patch already in memory {f['torch_cast_ms']:.2f} ms.\n"
+        )
     return out
 
 
-def report(args: argparse.Namespace, spec: dict[str, Any], results: list[dict[str, Any]],
-           peaks: dict[str, dict[str, int]], info: dict[str, Any]) -> str:
+def report(
+    args: argparse.Namespace,
+    spec: dict[str, Any],
+    results: list[dict[str, Any]],
+    peaks: dict[str, dict[str, int]],
+    info: dict[str, Any],
+) -> str:
     res = {r["method"]: {**r, **peaks.get(r["method"], {})} for r in results}
-    lines = [*_header(args, spec, info), *_results_table(res), *_ratio_table(res),
-             *_targets_table(res, args.rss_epochs), *_variants_table(res.get("variants"), peaks),
-             "## Versions\n", ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + "\n",
-             f"Command: `{' '.join(info['argv'])}`\n"]
+    lines = [
+        *_header(args, spec, info),
+        *_results_table(res),
+        *_ratio_table(res),
+        *_targets_table(res, args.rss_epochs),
+        *_variants_table(res.get("variants"), peaks),
+        "## Versions\n",
+        ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + "\n",
+        f"Command: `{' '.join(info['argv'])}`\n",
+    ]
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--series", type=int, default=None, help="number of series (default 16; --quick 4)")
-    p.add_argument("--shape", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
-                   help="slices x rows x columns of each series (default 120 512 512; --quick 24 96 96)")
-    p.add_argument("--spacing", type=float, nargs=3, default=[0.7, 0.7, 1.25], metavar=("X", "Y", "Z"),
-                   help="source spacing in mm (default 0.7 0.7 1.25)")
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="slices x rows x columns of each series (default 120 512 512; --quick 24 96 96)",
+    )
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        default=[0.7, 0.7, 1.25],
+        metavar=("X", "Y", "Z"),
+        help="source spacing in mm (default 0.7 0.7 1.25)",
+    )
     p.add_argument("--target-spacing", type=float, default=2.0, help="isotropic resampling target, mm")
     p.add_argument("--window", type=float, nargs=2, default=[-1000.0, 1000.0], metavar=("LOW", "HIGH"))
     p.add_argument("--epochs", type=int, default=None, help="epochs per loader (default 3; --quick 2)")
-    p.add_argument("--rss-epochs", type=int, default=None,
-                   help="lightning_dicom runs max(epochs, this) epochs for the RSS check (default 5; --quick 3)")
-    p.add_argument("--uncached-epochs", type=int, default=2,
-                   help="epochs for the loaders without a cache that a target compares against (naive, TorchIO "
-                   "Queue); capped at --epochs (default 2)")
-    p.add_argument("--reference-epochs", type=int, default=1,
-                   help="epochs for the other loaders without a cache (MONAI Dataset, TorchIO whole volumes), "
-                   "whose warm rate is then their first epoch's (default 1)")
-    p.add_argument("--patch", type=int, default=96, help="patch edge in voxels, capped at the volume (default 96)")
+    p.add_argument(
+        "--rss-epochs",
+        type=int,
+        default=None,
+        help="lightning_dicom runs max(epochs, this) epochs for the RSS check (default 5; --quick 3)",
+    )
+    p.add_argument(
+        "--uncached-epochs",
+        type=int,
+        default=2,
+        help="epochs for the loaders without a cache that a target compares against (naive, TorchIO "
+        "Queue); capped at --epochs (default 2)",
+    )
+    p.add_argument(
+        "--reference-epochs",
+        type=int,
+        default=1,
+        help="epochs for the other loaders without a cache (MONAI Dataset, TorchIO whole volumes), "
+        "whose warm rate is then their first epoch's (default 1)",
+    )
+    p.add_argument(
+        "--patch", type=int, default=96, help="patch edge in voxels, capped at the volume (default 96)"
+    )
     p.add_argument("--per-volume", type=int, default=8, help="patches per volume per epoch (default 8)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
-    p.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
-                   help="measure the patch hand-off variants (default on)")
+    p.add_argument(
+        "--variants",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the patch hand-off variants (default on)",
+    )
     p.add_argument("--variant-batch", type=int, default=4, help="batch size of the variants (default 4)")
-    p.add_argument("--variant-per-volume", type=int, default=None,
-                   help="patches per volume per variant pass (default 16; --quick 8)")
-    p.add_argument("--variant-volumes", type=int, default=None,
-                   help="volumes per whole-volume variant pass (default 64; --quick 16)")
-    p.add_argument("--variant-passes", type=int, default=None,
-                   help="measured passes per variant, after a warm-up pass (default 3; --quick 1)")
+    p.add_argument(
+        "--variant-per-volume",
+        type=int,
+        default=None,
+        help="patches per volume per variant pass (default 16; --quick 8)",
+    )
+    p.add_argument(
+        "--variant-volumes",
+        type=int,
+        default=None,
+        help="volumes per whole-volume variant pass (default 64; --quick 16)",
+    )
+    p.add_argument(
+        "--variant-passes",
+        type=int,
+        default=None,
+        help="measured passes per variant, after a warm-up pass (default 3; --quick 1)",
+    )
     p.add_argument("--only", type=str, default=None, help=f"comma-separated subset of: {', '.join(METHODS)}")
     p.add_argument("--quick", action="store_true", help="tiny CI smoke run (< 1 min): 4 series of 24x96x96")
-    p.add_argument("--processes", choices=("library", "loader", "one"), default=None,
-                   help="a fresh Python process per library (default), per loader, or one for all (--quick)")
+    p.add_argument(
+        "--processes",
+        choices=("library", "loader", "one"),
+        default=None,
+        help="a fresh Python process per library (default), per loader, or one for all (--quick)",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="keep/reuse the DICOM dataset here")
     p.add_argument("--tmp", type=Path, default=None, help="scratch folder for caches (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     p.add_argument("--timeout", type=float, default=1200, help="seconds per loader process")
-    p.add_argument("--out", type=Path, default=None,
-                   help="Markdown report (default benchmarks/results/latest.md, quick.md with --quick)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Markdown report (default benchmarks/results/latest.md, quick.md with --quick)",
+    )
     p.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     p.add_argument("--spec", type=str, default=None, help=argparse.SUPPRESS)
     p.add_argument("--result", type=str, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    sizes = {"series": (16, 4), "shape": ([120, 512, 512], [24, 96, 96]), "epochs": (3, 2), "rss_epochs": (5, 3),
-             "variant_per_volume": (16, 8), "variant_passes": (3, 1),
-             "variant_volumes": (64, 16)}
+    sizes = {
+        "series": (16, 4),
+        "shape": ([120, 512, 512], [24, 96, 96]),
+        "epochs": (3, 2),
+        "rss_epochs": (5, 3),
+        "variant_per_volume": (16, 8),
+        "variant_passes": (3, 1),
+        "variant_volumes": (64, 16),
+    }
     for attr, (full, quick) in sizes.items():
         if getattr(args, attr) is None:
             setattr(args, attr, quick if args.quick else full)
@@ -1426,17 +1860,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         tiny = scratch / "tiny"
         make_dataset(tiny, 1, [4, 16, 16], args.spacing, 1, seed=99)
         rz = resampled_shape(args.shape, args.spacing, args.target_spacing)
-        spec = {"work": str(scratch / "work"), "data_root": str(data_root), "folders": folders,
-                "tiny": str(tiny / "patient000" / "series"), "workers": args.workers,
-                "target_spacing": args.target_spacing, "window": args.window, "epochs": args.epochs,
-                "rss_epochs": args.rss_epochs, "uncached_epochs": args.uncached_epochs,
-                "reference_epochs": args.reference_epochs,
-                "patch_zyx": [min(args.patch, n) for n in resampled_shape(args.shape, args.spacing,
-                                                                            args.target_spacing, math.floor)], "per_volume": args.per_volume,
-                "variant_batch": args.variant_batch, "variant_per_volume": args.variant_per_volume,
-                "variant_passes": args.variant_passes,
-                "variant_volumes": args.variant_volumes, "n_series": args.series, "resampled_zyx": rz,
-                "masks_csv": str(data_root / "masks.csv") if masks_info else None}
+        spec = {
+            "work": str(scratch / "work"),
+            "data_root": str(data_root),
+            "folders": folders,
+            "tiny": str(tiny / "patient000" / "series"),
+            "workers": args.workers,
+            "target_spacing": args.target_spacing,
+            "window": args.window,
+            "epochs": args.epochs,
+            "rss_epochs": args.rss_epochs,
+            "uncached_epochs": args.uncached_epochs,
+            "reference_epochs": args.reference_epochs,
+            "patch_zyx": [
+                min(args.patch, n)
+                for n in resampled_shape(args.shape, args.spacing, args.target_spacing, math.floor)
+            ],
+            "per_volume": args.per_volume,
+            "variant_batch": args.variant_batch,
+            "variant_per_volume": args.variant_per_volume,
+            "variant_passes": args.variant_passes,
+            "variant_volumes": args.variant_volumes,
+            "n_series": args.series,
+            "resampled_zyx": rz,
+            "masks_csv": str(data_root / "masks.csv") if masks_info else None,
+        }
         Path(spec["work"]).mkdir(parents=True, exist_ok=True)
         spec_path = scratch / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -1444,26 +1892,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         results: list[dict[str, Any]] = []
         peaks: dict[str, dict[str, int]] = {}
         for k, group in enumerate(groups):
-            print(f"[{time.perf_counter() - t_start:6.0f} s] running {', '.join(group)}", file=log, flush=True)
+            print(
+                f"[{time.perf_counter() - t_start:6.0f} s] running {', '.join(group)}", file=log, flush=True
+            )
             r, p = run_child(spec_path, group, scratch / f"result{k}.json", args.timeout, log)
             results += r
             peaks.update(p)
             for x in r:
-                msg = x.get("error") or x.get("skipped") or (f"wall {x.get('wall_s', 0):.0f} s" + (
-                    "" if x.get("kind") == "variants" else
-                    f", cold {x.get('cold_s') or 0:.1f} s, warm {_fmt(x.get('warm_per_s'), 2)}/s"))
+                msg = (
+                    x.get("error")
+                    or x.get("skipped")
+                    or (
+                        f"wall {x.get('wall_s', 0):.0f} s"
+                        + (
+                            ""
+                            if x.get("kind") == "variants"
+                            else f", cold {x.get('cold_s') or 0:.1f} s, warm {_fmt(x.get('warm_per_s'), 2)}/s"
+                        )
+                    )
+                )
                 print(f"    {x['method']}: {msg}", file=log, flush=True)
-        info = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "cpu": platform.processor() or
-                platform.machine(), "load_start": load_start,
-                "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()), "total_s": time.perf_counter() - t_start,
-                "dicom_bytes": dir_bytes(data_root) - (masks_info or {}).get("nifti_bytes", 0), "data_s": data_s,
-                "data_reused": reused, "masks": masks_info, "versions": versions(),
-                "argv": [Path(sys.executable).name, "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]}
+        info = {
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "cpus": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "load_start": load_start,
+            "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "total_s": time.perf_counter() - t_start,
+            "dicom_bytes": dir_bytes(data_root) - (masks_info or {}).get("nifti_bytes", 0),
+            "data_s": data_s,
+            "data_reused": reused,
+            "masks": masks_info,
+            "versions": versions(),
+            "argv": [
+                Path(sys.executable).name,
+                "benchmarks/run.py",
+                *(sys.argv[1:] if argv is None else argv),
+            ],
+        }
         text = report(args, spec, results, peaks, info)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps({"spec": spec, "info": info, "results": results,
-                                                              "peaks": peaks}, indent=1, default=str))
+        args.out.with_suffix(".json").write_text(
+            json.dumps(
+                {"spec": spec, "info": info, "results": results, "peaks": peaks}, indent=1, default=str
+            )
+        )
         print(text)
         print(f"\nwrote {args.out} and {args.out.with_suffix('.json')}", file=log)
         return 1 if any("error" in r for r in results) else 0

@@ -30,10 +30,16 @@ def _index(argv: Sequence[str]) -> int:
     from lightning_dicom.config import DataConfig
     from lightning_dicom.dicom.index import DicomIndex
 
-    p = argparse.ArgumentParser(prog="lightning-dicom index", description="Index DICOM folders (headers only).")
+    p = argparse.ArgumentParser(
+        prog="lightning-dicom index", description="Index DICOM folders (headers only)."
+    )
     p.add_argument("roots", nargs="+", type=Path, help="folders to scan recursively")
-    p.add_argument("--work-dir", type=Path, default=None,
-                   help="where index.sqlite lives (default: the DataModule's default for these roots)")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where index.sqlite lives (default: the DataModule's default for these roots)",
+    )
     p.add_argument("--workers", type=int, default=None, help="header-reading processes (default: CPUs)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,27 +56,58 @@ def _index(argv: Sequence[str]) -> int:
     for s in report["series"]:
         s["masks"] = [{"kind": kinds[p], "path": p} for p in linked.get(s["series_id"], [])]
     report["mask_objects_unlinked"] = orphans
-    report["scan"] = {"files": scan.n_files, "headers_read": scan.n_read, "removed": scan.n_removed,
-                      "seconds": round(scan.seconds, 3), "index": str(work / "index.sqlite")}
+    report["scan"] = {
+        "files": scan.n_files,
+        "headers_read": scan.n_read,
+        "removed": scan.n_removed,
+        "seconds": round(scan.seconds, 3),
+        "index": str(work / "index.sqlite"),
+    }
     if a.json:
         print(json.dumps(report, indent=1))
         return 0
-    rows = [("series", "modality", "plane", "slices", "rows x cols", "spacing x-y-z mm", "patient*", "masks",
-             "description")]
+    rows = [
+        (
+            "series",
+            "modality",
+            "plane",
+            "slices",
+            "rows x cols",
+            "spacing x-y-z mm",
+            "patient*",
+            "masks",
+            "description",
+        )
+    ]
     for s in report["series"]:
         masks = ",".join(sorted({m["kind"] for m in s["masks"]})) or "-"
-        rows.append((s["series_id"], s["modality"], s["plane"], str(s["n_slices"]), f"{s['rows']} x {s['cols']}",
-                     "x".join(f"{v:.3g}" for v in s["spacing"]), s["patient_key"], masks, s["description"][:32]))
+        rows.append(
+            (
+                s["series_id"],
+                s["modality"],
+                s["plane"],
+                str(s["n_slices"]),
+                f"{s['rows']} x {s['cols']}",
+                "x".join(f"{v:.3g}" for v in s["spacing"]),
+                s["patient_key"],
+                masks,
+                s["description"][:32],
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     n_skip = sum(len(v) for v in report["skipped"].values())
-    print(f"\n{len(report['series'])} volumes; {n_skip} files skipped; {scan.n_files} files "
-          f"({scan.n_read} headers read) in {scan.seconds:.2f} s. *patient: one-way pseudonym of PatientID")
+    print(
+        f"\n{len(report['series'])} volumes; {n_skip} files skipped; {scan.n_files} files "
+        f"({scan.n_read} headers read) in {scan.seconds:.2f} s. *patient: one-way pseudonym of PatientID"
+    )
     linked_files = {m["path"] for s in report["series"] for m in s["masks"]}
     if objects:
-        print(f"  {len(linked_files)} SEG/RTSTRUCT objects linked to their series; "
-              f"{len(orphans)} reference no indexed series{': ' + ', '.join(orphans[:3]) if orphans else ''}")
+        print(
+            f"  {len(linked_files)} SEG/RTSTRUCT objects linked to their series; "
+            f"{len(orphans)} reference no indexed series{': ' + ', '.join(orphans[:3]) if orphans else ''}"
+        )
     for reason, paths in sorted(report["skipped"].items(), key=lambda kv: -len(kv[1])):
         more = f" (+{len(paths) - 3} more)" if len(paths) > 3 else ""
         print(f"  skipped {len(paths):5d}: {reason}: {', '.join(paths[:3])}{more}")
@@ -83,7 +120,9 @@ def _data_parser(prog: str) -> Any:
     from lightning_dicom.datamodule import DicomDataModule
 
     parser = ArgumentParser(prog=prog, description="Options are the `data:` section of a fit config.")
-    parser.add_argument("--config", action=ActionConfigFile, help="a LightningCLI YAML (its data: section is used)")
+    parser.add_argument(
+        "--config", action=ActionConfigFile, help="a LightningCLI YAML (its data: section is used)"
+    )
     parser.add_class_arguments(DicomDataModule, "data")
     for other in ("model", "trainer", "optimizer", "lr_scheduler", "ckpt_path"):
         parser.add_argument(f"--{other}", type=Any, default=None, help="ignored here (read by fit)")
@@ -103,8 +142,10 @@ def _cache(argv: Sequence[str]) -> int:
     dm.setup()
     cache = dm.volume_cache()
     size = cache.size_bytes()
-    print(f"cache {cache.dir}: {len(dm.series) - len(dm.report['series_failed'])} series ready, "
-          f"{len(dm.report['series_failed'])} failed, {size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s")
+    print(
+        f"cache {cache.dir}: {len(dm.series) - len(dm.report['series_failed'])} series ready, "
+        f"{len(dm.report['series_failed'])} failed, {size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s"
+    )
     for sid, reason in dm.report["series_failed"]:
         print(f"  failed {sid}: {reason}")
     return 0
@@ -113,7 +154,9 @@ def _cache(argv: Sequence[str]) -> int:
 def _schema(argv: Sequence[str]) -> int:
     from lightning_dicom.config import DataConfig
 
-    argparse.ArgumentParser(prog="lightning-dicom schema", description="Print the data config's JSON Schema.").parse_args(argv)
+    argparse.ArgumentParser(
+        prog="lightning-dicom schema", description="Print the data config's JSON Schema."
+    ).parse_args(argv)
     print(json.dumps(DataConfig.model_json_schema(), indent=1))
     return 0
 
@@ -125,8 +168,10 @@ def _demo(argv: Sequence[str]) -> int:
     from lightning_dicom.demo.models import Classifier3D
     from lightning_dicom.demo.synthetic import write_dataset
 
-    p = argparse.ArgumentParser(prog="lightning-dicom demo",
-                                description="Write a synthetic CT dataset and train a small 3D CNN on it (CPU).")
+    p = argparse.ArgumentParser(
+        prog="lightning-dicom demo",
+        description="Write a synthetic CT dataset and train a small 3D CNN on it (CPU).",
+    )
     p.add_argument("--out", type=Path, default=Path("demo_data"), help="where data, index and cache go")
     p.add_argument("--patients", type=int, default=48)
     p.add_argument("--epochs", type=int, default=25)
@@ -142,20 +187,33 @@ def _demo(argv: Sequence[str]) -> int:
         print(f"wrote {a.patients} synthetic CT series to {root} in {time.perf_counter() - t0:.1f} s")
     pl.seed_everything(0, verbose=False)
     dm = DicomDataModule(
-        root=root, labels=root / "labels.csv", work_dir=a.out / "work",
+        root=root,
+        labels=root / "labels.csv",
+        work_dir=a.out / "work",
         preprocessing={"spacing": [1.6, 1.6, 2.5], "window": [-200, 400], "size": [32, 32, 32]},
-        split={"val": 0.25}, loader={"batch_size": 4, "num_workers": a.workers},
+        split={"val": 0.25},
+        loader={"batch_size": 4, "num_workers": a.workers},
     )
-    trainer = pl.Trainer(max_epochs=a.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, default_root_dir=a.out)
+    trainer = pl.Trainer(
+        max_epochs=a.epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=a.out,
+    )
     model = Classifier3D()
     trainer.fit(model, datamodule=dm)
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     n_val = len(dm.datasets["val"])
-    print(f"\ndemo: {dm.report['split']} series (train/val/test), {a.epochs} epochs, "
-          f"{time.perf_counter() - t0:.0f} s total")
-    print(f"demo: val_acc = {metrics['val_acc']:.3f} on {n_val} held-out series (chance 0.5), "
-          f"val_loss = {metrics['val_loss']:.3f}")
+    print(
+        f"\ndemo: {dm.report['split']} series (train/val/test), {a.epochs} epochs, "
+        f"{time.perf_counter() - t0:.0f} s total"
+    )
+    print(
+        f"demo: val_acc = {metrics['val_acc']:.3f} on {n_val} held-out series (chance 0.5), "
+        f"val_loss = {metrics['val_loss']:.3f}"
+    )
     print("same run from YAML: lightning-dicom fit --config configs/demo.yaml")
     return 0
 
@@ -172,28 +230,49 @@ def _demo_segmentation(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     root = a.out / "seg"
     if not (root / "masks.csv").exists():
-        write_segmentation_dataset(root, n_patients=min(a.patients, 24), shape_zyx=(24, 48, 48), spacing=(1.0, 1.0, 2.0))
+        write_segmentation_dataset(
+            root, n_patients=min(a.patients, 24), shape_zyx=(24, 48, 48), spacing=(1.0, 1.0, 2.0)
+        )
     pl.seed_everything(0, verbose=False)
     dm = DicomDataModule(
-        root=root, work_dir=a.out / "seg_work",
-        preprocessing={"orientation": "RAS", "spacing": [1.5, 1.5, 2.0], "window": [-200, 400], "size": [16, 32, 32]},
+        root=root,
+        work_dir=a.out / "seg_work",
+        preprocessing={
+            "orientation": "RAS",
+            "spacing": [1.5, 1.5, 2.0],
+            "window": [-200, 400],
+            "size": [16, 32, 32],
+        },
         masks={"structures": {"lesion": "(?i)lesion"}, "sources": ["seg", "rtstruct"]},
-        patches={"size": [16, 24, 24], "per_volume": 2}, augment={"flip_axes": [2]},
-        split={"val": 0.25}, loader={"batch_size": 4, "num_workers": a.workers},
+        patches={"size": [16, 24, 24], "per_volume": 2},
+        augment={"flip_axes": [2]},
+        split={"val": 0.25},
+        loader={"batch_size": 4, "num_workers": a.workers},
     )
     writer = PredictionWriter(a.out / "seg_predictions", formats=["nifti", "seg"], structure_names=["lesion"])
-    trainer = pl.Trainer(max_epochs=min(a.epochs, 15), accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, default_root_dir=a.out, callbacks=[writer])
+    trainer = pl.Trainer(
+        max_epochs=min(a.epochs, 15),
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=a.out,
+        callbacks=[writer],
+    )
     model = UNet3D(width=8, lr=3e-3)
     trainer.fit(model, datamodule=dm)
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     trainer.predict(model, datamodule=dm, return_predictions=False)
     first = next(iter(writer.written.values()))["nifti"]
     img = io.read_image(first)
-    print(f"\ndemo: val_dice = {metrics['val_dice']:.3f} (lesion; an empty prediction scores 0), "
-          f"{time.perf_counter() - t0:.0f} s total")
-    print(f"demo: {len(writer.written)} predictions written to {writer.output_dir} as NIfTI + DICOM SEG on the "
-          f"source grids (e.g. {img.GetSize()} voxels at {tuple(round(x, 2) for x in img.GetSpacing())} mm)")
+    print(
+        f"\ndemo: val_dice = {metrics['val_dice']:.3f} (lesion; an empty prediction scores 0), "
+        f"{time.perf_counter() - t0:.0f} s total"
+    )
+    print(
+        f"demo: {len(writer.written)} predictions written to {writer.output_dir} as NIfTI + DICOM SEG on the "
+        f"source grids (e.g. {img.GetSize()} voxels at {tuple(round(x, 2) for x in img.GetSpacing())} mm)"
+    )
     return 0
 
 
@@ -203,7 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lightning_dicom.dicom.index").setLevel(logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.ERROR)
-    logging.getLogger("highdicom").setLevel(logging.WARNING)  # header quirks are reported per file, not logged
+    logging.getLogger("highdicom").setLevel(
+        logging.WARNING
+    )  # header quirks are reported per file, not logged
     if args and args[0] in _OWN:
         return {"index": _index, "cache": _cache, "schema": _schema, "demo": _demo}[args[0]](args[1:])
     import pytorch_lightning as pl
@@ -211,8 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lightning_dicom.datamodule import DicomDataModule
 
-    LightningCLI(pl.LightningModule, DicomDataModule, subclass_mode_model=True, args=args,
-                 save_config_kwargs={"overwrite": True})
+    LightningCLI(
+        pl.LightningModule,
+        DicomDataModule,
+        subclass_mode_model=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+    )
     return 0
 
 

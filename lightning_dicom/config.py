@@ -70,10 +70,14 @@ class PreprocessingConfig(_Model):
     irregular_stacks: Literal["reject", "resample"] = Field(
         default="reject",
         description="Stacks with missing slices, non-uniform spacing (beyond gap_tolerance) or gantry tilt: "
-        "'reject' them with a reason, or 'resample' them onto an orthogonal uniform grid (linear, float32).")
+        "'reject' them with a reason, or 'resample' them onto an orthogonal uniform grid (linear, float32).",
+    )
     gap_tolerance: float = Field(
-        default=0.05, gt=0.0, lt=1.0,
-        description="Largest relative deviation of a slice gap from the median before a stack is irregular.")
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Largest relative deviation of a slice gap from the median before a stack is irregular.",
+    )
     orientation: Literal["RAS", "LPS", "none"] = Field(
         default="LPS",
         description="Reorient the voxel axes so that x, y, z point to these directions (DICOM's "
@@ -152,10 +156,14 @@ class LoaderConfig(_Model):
         description="How batches are assembled. 'threads': in the main process by a thread pool over the "
         "cache's memory maps (no inter-process hand-off: fastest for cached data); 'processes': DataLoader "
         "worker processes (needed to read and preprocess DICOM on the fly); 'auto': threads when the cache is "
-        "enabled, else processes.")
+        "enabled, else processes.",
+    )
     num_threads: int | None = Field(
-        default=None, ge=1, description="Threads of the 'threads' backend; default max(2, num_workers).")
-    num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes ('processes' backend).")
+        default=None, ge=1, description="Threads of the 'threads' backend; default max(2, num_workers)."
+    )
+    num_workers: int = Field(
+        default=2, ge=0, description="DataLoader worker processes ('processes' backend)."
+    )
     threads_per_worker: int = Field(
         default=1, ge=1, description="SimpleITK/ITK, OpenMP and torch threads in each worker."
     )
@@ -215,13 +223,20 @@ class DataConfig(_Model):
     )
     selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which series to use.")
     preprocessing: PreprocessingConfig = Field(
-        default_factory=PreprocessingConfig, description="Reorient, resample, clip, normalise, crop/pad.")
+        default_factory=PreprocessingConfig, description="Reorient, resample, clip, normalise, crop/pad."
+    )
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/val/test split by series.")
     loader: LoaderConfig = Field(default_factory=LoaderConfig, description="DataLoader settings.")
-    cache: CacheConfig = Field(default_factory=CacheConfig, description="Persistent cache of preprocessed volumes.")
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig, description="Persistent cache of preprocessed volumes."
+    )
     patches: PatchConfig | None = Field(default=None, description="Train on random patches; null: volumes.")
-    augment: AugmentConfig | None = Field(default=None, description="Training-batch augmentation on the device.")
-    masks: MaskConfig | None = Field(default=None, description="Segmentation masks (NIfTI, DICOM SEG, RTSTRUCT).")
+    augment: AugmentConfig | None = Field(
+        default=None, description="Training-batch augmentation on the device."
+    )
+    masks: MaskConfig | None = Field(
+        default=None, description="Segmentation masks (NIfTI, DICOM SEG, RTSTRUCT)."
+    )
 
     @field_validator("root", mode="before")
     @classmethod
@@ -294,11 +309,17 @@ class AugmentConfig(_Model):
     """Light augmentation applied to training batches on the device (see ``augment.py``)."""
 
     flip_axes: list[Literal[0, 1, 2]] = Field(
-        default=[], description="Axes flipped with probability 0.5 per sample: 0 = z, 1 = y, 2 = x.")
-    rot90: bool = Field(default=False, description="Rotate by k x 90 degrees in the y-x plane (square H, W only).")
-    intensity_scale: float = Field(default=0.0, ge=0.0, lt=1.0,
-                                   description="Multiply intensities by 1 + U(-s, s) per sample.")
-    intensity_shift: float = Field(default=0.0, ge=0.0, description="Add U(-s, s) per sample (normalised units).")
+        default=[], description="Axes flipped with probability 0.5 per sample: 0 = z, 1 = y, 2 = x."
+    )
+    rot90: bool = Field(
+        default=False, description="Rotate by k x 90 degrees in the y-x plane (square H, W only)."
+    )
+    intensity_scale: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Multiply intensities by 1 + U(-s, s) per sample."
+    )
+    intensity_shift: float = Field(
+        default=0.0, ge=0.0, description="Add U(-s, s) per sample (normalised units)."
+    )
 
 
 class MaskConfig(_Model):
@@ -306,25 +327,39 @@ class MaskConfig(_Model):
 
     structures: dict[str, str] = Field(
         description="Structure name -> regular expression searched in segment/ROI names (e.g. "
-        "\"lung\": \"(?i)^(lt|rt|left|right)?[ _]?lung\"). A list of names matches each name exactly "
-        "(case-insensitive). Order is priority in 'labels' mode (first wins overlaps) and channel order.")
+        '"lung": "(?i)^(lt|rt|left|right)?[ _]?lung"). A list of names matches each name exactly '
+        "(case-insensitive). Order is priority in 'labels' mode (first wins overlaps) and channel order."
+    )
     mode: Literal["labels", "channels"] = Field(
-        default="labels", description="'labels': one channel, 0 = background, k = k-th structure (int64 in "
-        "batches); 'channels': one binary channel per structure.")
+        default="labels",
+        description="'labels': one channel, 0 = background, k = k-th structure (int64 in "
+        "batches); 'channels': one binary channel per structure.",
+    )
     csv: Path | None = Field(
-        default=None, description="CSV with SeriesInstanceUID and mask columns: NIfTI/NRRD/MHA paths "
-        "(relative to the CSV's folder). DICOM SEG and RTSTRUCT objects are found in the index.")
+        default=None,
+        description="CSV with SeriesInstanceUID and mask columns: NIfTI/NRRD/MHA paths "
+        "(relative to the CSV's folder). DICOM SEG and RTSTRUCT objects are found in the index.",
+    )
     sources: list[Literal["csv", "seg", "rtstruct"]] = Field(
-        default=["csv", "seg", "rtstruct"], description="Where masks come from: the CSV's files, DICOM SEG "
-        "and/or RTSTRUCT objects linked to the series (all matching segments are merged per structure).")
+        default=["csv", "seg", "rtstruct"],
+        description="Where masks come from: the CSV's files, DICOM SEG "
+        "and/or RTSTRUCT objects linked to the series (all matching segments are merged per structure).",
+    )
     require_all: bool = Field(
-        default=True, description="A series lacking a structure is reported and left out of fit/validate/test.")
+        default=True,
+        description="A series lacking a structure is reported and left out of fit/validate/test.",
+    )
     interpolation: Literal["nearest", "linear"] = Field(
-        default="linear", description="Mask resampling: 'linear' on one-hot channels then argmax/threshold "
-        "(smoother boundaries), or 'nearest'.")
+        default="linear",
+        description="Mask resampling: 'linear' on one-hot channels then argmax/threshold "
+        "(smoother boundaries), or 'nearest'.",
+    )
     foreground_fraction: float = Field(
-        default=1 / 3, ge=0.0, le=1.0,
-        description="Share of training patches centred on a foreground voxel (nnU-Net uses 1/3).")
+        default=1 / 3,
+        ge=0.0,
+        le=1.0,
+        description="Share of training patches centred on a foreground voxel (nnU-Net uses 1/3).",
+    )
 
     @field_validator("structures", mode="before")
     @classmethod
@@ -346,7 +381,9 @@ class MaskConfig(_Model):
             try:
                 re.compile(pattern)
             except re.error as err:
-                raise ValueError(f"structure {name!r}: invalid regular expression {pattern!r} ({err})") from None
+                raise ValueError(
+                    f"structure {name!r}: invalid regular expression {pattern!r} ({err})"
+                ) from None
         return v
 
     def digest(self) -> str:

@@ -86,11 +86,23 @@ class DicomDataModule(pl.LightningDataModule):
         progress: bool = True,
     ) -> None:
         super().__init__()
-        raw: dict[str, Any] = {"root": root, "labels": labels, "label_columns": label_columns,
-                               "work_dir": work_dir, "on_error": on_error}
-        for name, value in (("selection", selection), ("preprocessing", preprocessing), ("split", split),
-                            ("loader", loader), ("cache", cache), ("patches", patches), ("augment", augment),
-                            ("masks", masks)):
+        raw: dict[str, Any] = {
+            "root": root,
+            "labels": labels,
+            "label_columns": label_columns,
+            "work_dir": work_dir,
+            "on_error": on_error,
+        }
+        for name, value in (
+            ("selection", selection),
+            ("preprocessing", preprocessing),
+            ("split", split),
+            ("loader", loader),
+            ("cache", cache),
+            ("patches", patches),
+            ("augment", augment),
+            ("masks", masks),
+        ):
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
         self.config: DataConfig = parse_config(raw)
@@ -128,10 +140,17 @@ class DicomDataModule(pl.LightningDataModule):
             if mask_sources is None:
                 with self.open_index() as idx:
                     mask_sources = self._find_masks(idx, self._selected(idx)[0])[0]
-        return VolumeCache(self.config.resolved_cache_dir(), self.config.preprocessing, self.config.cache.dtype,
-                           self.config.masks, mask_sources)
+        return VolumeCache(
+            self.config.resolved_cache_dir(),
+            self.config.preprocessing,
+            self.config.cache.dtype,
+            self.config.masks,
+            mask_sources,
+        )
 
-    def _find_masks(self, idx: DicomIndex, selected: list[SeriesRecord]) -> tuple[dict[str, list[str]], list[str]]:
+    def _find_masks(
+        self, idx: DicomIndex, selected: list[SeriesRecord]
+    ) -> tuple[dict[str, list[str]], list[str]]:
         """Mask files per series id (CSV NIfTI paths + linked SEG/RTSTRUCT) and SEG/RTSTRUCT files linking nothing."""
         from lightning_dicom.masks.association import find_mask_objects, link_masks, read_mask_csv
 
@@ -158,7 +177,9 @@ class DicomDataModule(pl.LightningDataModule):
             selected, _ = self._selected(idx)
             sources = self._find_masks(idx, selected)[0] if self.config.masks is not None else None
         if self.config.cache.enabled:  # failures are recorded, and raised in setup() on every rank alike
-            self.volume_cache(sources).build(selected, workers=self.config.cache.workers, progress=self.progress)
+            self.volume_cache(sources).build(
+                selected, workers=self.config.cache.workers, progress=self.progress
+            )
 
     def setup(self, stage: str | None = None) -> None:
         """Reload the index, select and label series, split, and build datasets (every rank)."""
@@ -179,23 +200,36 @@ class DicomDataModule(pl.LightningDataModule):
         if self.trainer is None or self.trainer.global_rank == 0:
             save_split(self.split, self.work_dir / "split.json", selected, self.config.split)
         self.report = {
-            "series_selected": len(selected), "series_dropped": dropped, "files_skipped": n_skipped_files,
-            "series_failed": failed, "split": {k: len(v) for k, v in self.split.items()},
+            "series_selected": len(selected),
+            "series_dropped": dropped,
+            "files_skipped": n_skipped_files,
+            "series_failed": failed,
+            "split": {k: len(v) for k, v in self.split.items()},
         }
         if table is not None:
             _, unlabelled, orphans = table.match(selected)
-            self.report.update(label_kind=table.kind, classes=table.classes,
-                               series_without_label=[s.series_id for s in unlabelled], labels_without_series=orphans)
+            self.report.update(
+                label_kind=table.kind,
+                classes=table.classes,
+                series_without_label=[s.series_id for s in unlabelled],
+                labels_without_series=orphans,
+            )
             if unlabelled or orphans:
-                log.warning("%d selected series have no label (left out of fit/validate/test); "
-                            "%d labels match no series", len(unlabelled), len(orphans))
+                log.warning(
+                    "%d selected series have no label (left out of fit/validate/test); "
+                    "%d labels match no series",
+                    len(unlabelled),
+                    len(orphans),
+                )
         usable_ids = {s.series_id for s in usable}
         supervised_ids = set(usable_ids)
         if self.config.masks is not None:
             missing = self._missing_structures(usable)
             self.report.update(mask_objects_unlinked=mask_orphans, series_missing_structures=missing)
             if missing and self.config.masks.require_all:
-                log.warning("%d series lack a required structure (left out of fit/validate/test)", len(missing))
+                log.warning(
+                    "%d series lack a required structure (left out of fit/validate/test)", len(missing)
+                )
                 supervised_ids -= set(missing)
         for part in ("train", "val", "test"):
             recs = [self.series[i] for i in self.split[part] if i in supervised_ids]
@@ -203,8 +237,13 @@ class DicomDataModule(pl.LightningDataModule):
                 recs = [r for r in recs if table.lookup(r) is not None]
             self.datasets[part] = self._dataset(recs, table, train=part == "train")
         self.datasets["predict"] = self._dataset(usable, table, train=False, with_labels=False)
-        log.info("lightning_dicom: %d series selected (%s), %d failed, %d files skipped", len(selected),
-                 ", ".join(f"{k} {len(v)}" for k, v in self.split.items()), len(failed), n_skipped_files)
+        log.info(
+            "lightning_dicom: %d series selected (%s), %d failed, %d files skipped",
+            len(selected),
+            ", ".join(f"{k} {len(v)}" for k, v in self.split.items()),
+            len(failed),
+            n_skipped_files,
+        )
 
     def _usable(self, selected: list[SeriesRecord]) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
         if not self.config.cache.enabled:
@@ -212,7 +251,9 @@ class DicomDataModule(pl.LightningDataModule):
         cache = self.volume_cache()
         status = {s.series_id: cache.status(s) for s in selected}
         missing = [s for s in selected if status[s.series_id] in ("missing", "corrupt")]
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        world, rank = (
+            (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        )
         if missing:  # prepare_data did not run for this config: each rank builds its shard
             cache.build(missing[rank::world], workers=self.config.cache.workers, progress=self.progress)
         if world > 1 and self.trainer is not None:
@@ -228,8 +269,9 @@ class DicomDataModule(pl.LightningDataModule):
                 failed.append((s.series_id, cache.error(s) or "cache entry missing"))
                 log.warning("series %s left out: %s", s.series_id, failed[-1][1])
         if failed and self.config.on_error == "raise":  # every rank sees the same markers: all raise
-            raise LightningDicomError(f"{len(failed)} series failed (on_error='raise'): {failed[0][1]}",
-                                      series_uid=failed[0][0])
+            raise LightningDicomError(
+                f"{len(failed)} series failed (on_error='raise'): {failed[0][1]}", series_uid=failed[0][0]
+            )
         return usable, failed
 
     def _missing_structures(self, usable: list[SeriesRecord]) -> dict[str, list[str]]:
@@ -240,8 +282,9 @@ class DicomDataModule(pl.LightningDataModule):
                 out[s.series_id] = meta["missing"]
         return out
 
-    def _dataset(self, recs: list[SeriesRecord], table: LabelTable | None, *, train: bool,
-                 with_labels: bool = True) -> Dataset:
+    def _dataset(
+        self, recs: list[SeriesRecord], table: LabelTable | None, *, train: bool, with_labels: bool = True
+    ) -> Dataset:
         labels = [table.lookup(r) for r in recs] if table is not None and with_labels else None
         if labels is not None and any(x is None for x in labels):
             labels = None
@@ -260,8 +303,9 @@ class DicomDataModule(pl.LightningDataModule):
         if self.config.cache.in_memory:
             shared = [torch.from_numpy(np.load(p, allow_pickle=False)).share_memory_() for p in paths]
         with_masks = self.config.masks is not None
-        volumes = CachedVolumeDataset(paths, metas, labels, shared, mask_paths if with_masks else None,
-                                      fgs if with_masks else None)
+        volumes = CachedVolumeDataset(
+            paths, metas, labels, shared, mask_paths if with_masks else None, fgs if with_masks else None
+        )
         if train and self.config.patches is not None:
             fraction = self.config.masks.foreground_fraction if self.config.masks is not None else 0.0
             return PatchDataset(volumes, self.config.patches.size, self.config.patches.per_volume, fraction)
@@ -274,11 +318,16 @@ class DicomDataModule(pl.LightningDataModule):
         lc = self.config.loader
         threads = lc.backend == "threads" or (lc.backend == "auto" and self.config.cache.enabled)
         workers = 0 if threads else lc.num_workers
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        world, rank = (
+            (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        )
         common: dict[str, Any] = {
-            "num_workers": workers, "pin_memory": lc.pin_memory,
+            "num_workers": workers,
+            "pin_memory": lc.pin_memory,
             "persistent_workers": lc.persistent_workers and workers > 0,
-            "worker_init_fn": functools.partial(worker_init_fn, threads=lc.threads_per_worker) if workers else None,
+            "worker_init_fn": functools.partial(worker_init_fn, threads=lc.threads_per_worker)
+            if workers
+            else None,
             "prefetch_factor": lc.prefetch_factor if workers else None,
         }
         n_threads = (lc.num_threads or max(2, lc.num_workers)) if threads else 1
@@ -291,14 +340,23 @@ class DicomDataModule(pl.LightningDataModule):
             volumes.mask_dtype = torch.int64 if cast is not None and labels_mode else None
         dataset = BatchDataset(base, collate, threads=n_threads, image_dtype=cast)
         if part == "predict":  # Lightning tracks prediction indices itself: keep a plain sampler
-            sampler: Any = [list(range(i, min(i + lc.batch_size, len(dataset))))
-                            for i in range(0, len(dataset), lc.batch_size)]
+            sampler: Any = [
+                list(range(i, min(i + lc.batch_size, len(dataset))))
+                for i in range(0, len(dataset), lc.batch_size)
+            ]
         else:
-            sampler = ShardBatchSampler(len(dataset), lc.batch_size, num_replicas=world, rank=rank,
-                                        shuffle=shuffle, seed=self.config.split.seed)
+            sampler = ShardBatchSampler(
+                len(dataset),
+                lc.batch_size,
+                num_replicas=world,
+                rank=rank,
+                shuffle=shuffle,
+                seed=self.config.split.seed,
+            )
         if threads:
-            return ThreadedDataLoader(dataset, sampler=sampler, batch_size=None, threads=n_threads, prefetch=2,
-                                      **common)
+            return ThreadedDataLoader(
+                dataset, sampler=sampler, batch_size=None, threads=n_threads, prefetch=2, **common
+            )
         return DataLoader(dataset, sampler=sampler, batch_size=None, **common)
 
     def _device_type(self) -> str:
@@ -324,7 +382,11 @@ class DicomDataModule(pl.LightningDataModule):
         if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
             if batch["image"].dtype == torch.float16:
                 batch["image"] = batch["image"].float()
-            if self.config.masks is not None and self.config.masks.mode == "labels" and isinstance(batch.get("mask"), torch.Tensor):
+            if (
+                self.config.masks is not None
+                and self.config.masks.mode == "labels"
+                and isinstance(batch.get("mask"), torch.Tensor)
+            ):
                 batch["mask"] = batch["mask"].long()  # uint8 in transport
             if self.config.augment is not None and self.trainer is not None and self.trainer.training:
                 batch = augment_batch(batch, self.config.augment)

@@ -32,8 +32,9 @@ def sample_meta(batch_meta: Mapping[str, Any], i: int) -> dict[str, Any]:
     return out
 
 
-def to_source_geometry(prediction: Any, meta: Mapping[str, Any], *, interpolation: str | None = None,
-                       default: float = 0.0) -> sitk.Image:
+def to_source_geometry(
+    prediction: Any, meta: Mapping[str, Any], *, interpolation: str | None = None, default: float = 0.0
+) -> sitk.Image:
     """Resample a prediction from the preprocessed grid onto the original series' grid.
 
     Args:
@@ -49,8 +50,13 @@ def to_source_geometry(prediction: Any, meta: Mapping[str, Any], *, interpolatio
     """
     if "source" in meta and "source_size" not in meta:  # the sidecar / preprocess() form
         src = meta["source"]
-        meta = {**meta, "source_size": src["size"], "source_spacing": src["spacing"],
-                "source_origin": src["origin"], "source_direction": src["direction"]}
+        meta = {
+            **meta,
+            "source_size": src["size"],
+            "source_spacing": src["spacing"],
+            "source_origin": src["origin"],
+            "source_direction": src["direction"],
+        }
     arr = prediction.detach().cpu().numpy() if hasattr(prediction, "detach") else np.asarray(prediction)
     if arr.ndim == 4:
         arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
@@ -65,8 +71,13 @@ def to_source_geometry(prediction: Any, meta: Mapping[str, Any], *, interpolatio
     img.SetDirection(_floats(meta["direction"]))
     interp = interpolation or ("nearest" if integer else "linear")
     return sitk.Resample(
-        img, [int(x) for x in _floats(meta["source_size"])], sitk.Transform(),
+        img,
+        [int(x) for x in _floats(meta["source_size"])],
+        sitk.Transform(),
         sitk.sitkNearestNeighbor if interp == "nearest" else sitk.sitkLinear,
-        _floats(meta["source_origin"]), _floats(meta["source_spacing"]), _floats(meta["source_direction"]),
-        float(default), img.GetPixelID(),
+        _floats(meta["source_origin"]),
+        _floats(meta["source_spacing"]),
+        _floats(meta["source_direction"]),
+        float(default),
+        img.GetPixelID(),
     )

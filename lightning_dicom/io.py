@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["array_view", "from_array", "geometry", "read_dicom_files", "read_image", "to_array", "write_image"]
+__all__ = [
+    "array_view",
+    "from_array",
+    "geometry",
+    "read_dicom_files",
+    "read_image",
+    "to_array",
+    "write_image",
+]
 
 
 def read_image(path: str | os.PathLike[str], pixel_type: int | None = None) -> sitk.Image:
@@ -71,8 +79,13 @@ def array_view(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayViewFromImage(image)
 
 
-def from_array(array: np.ndarray, *, like: sitk.Image | None = None, is_vector: bool = False,
-               geometry: dict[str, Any] | None = None) -> sitk.Image:
+def from_array(
+    array: np.ndarray,
+    *,
+    like: sitk.Image | None = None,
+    is_vector: bool = False,
+    geometry: dict[str, Any] | None = None,
+) -> sitk.Image:
     """An image of a z-y-x array (``[D, H, W]``, or ``[D, H, W, C]`` with ``is_vector``).
 
     Args:

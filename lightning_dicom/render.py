@@ -43,7 +43,8 @@ def _figure(figsize: tuple[float, float]) -> Figure:
         from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError(
-            "lightning_dicom.render needs matplotlib: pip install lightning-dicom[viz]") from err
+            "lightning_dicom.render needs matplotlib: pip install lightning-dicom[viz]"
+        ) from err
     fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -66,7 +67,9 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _volume(volume: Any, spacing: Sequence[float] | None) -> tuple[np.ndarray, tuple[float, float, float], bool]:
+def _volume(
+    volume: Any, spacing: Sequence[float] | None
+) -> tuple[np.ndarray, tuple[float, float, float], bool]:
     """``(array [D, H, W] float32, spacing x-y-z mm, is_sitk)`` of anything save_volume_png accepts."""
     import SimpleITK as sitk
 
@@ -85,8 +88,10 @@ def _volume(volume: Any, spacing: Sequence[float] | None) -> tuple[np.ndarray, t
         if array.ndim == 4:  # [C, D, H, W]: first channel
             array = array[0]
         if array.ndim != 3:
-            raise ValueError(f"expected a z-y-x volume [D, H, W] or [C, D, H, W], got shape {list(array.shape)} "
-                             "(for a batch [B, C, D, H, W] use save_batch_png)")
+            raise ValueError(
+                f"expected a z-y-x volume [D, H, W] or [C, D, H, W], got shape {list(array.shape)} "
+                "(for a batch [B, C, D, H, W] use save_batch_png)"
+            )
         default_spacing = (1.0, 1.0, 1.0)
     sp = tuple(float(s) for s in (default_spacing if spacing is None else spacing))
     if len(sp) != 3 or not all(math.isfinite(s) and s > 0 for s in sp):
@@ -112,8 +117,14 @@ def mid_slices(volume: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return array[d // 2], array[:, h // 2, :], array[:, :, w // 2]
 
 
-def _volume_figure(volume: Any, *, spacing: Sequence[float] | None = None, title: str | None = None,
-                   vmin: float | None = None, vmax: float | None = None) -> tuple[Figure, list[Axes]]:
+def _volume_figure(
+    volume: Any,
+    *,
+    spacing: Sequence[float] | None = None,
+    title: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> tuple[Figure, list[Axes]]:
     array, (sx, sy, sz), is_sitk = _volume(volume, spacing)
     d, h, w = array.shape
     axial, coronal, sagittal = array[d // 2], array[:, h // 2, :], array[:, :, w // 2]
@@ -131,8 +142,16 @@ def _volume_figure(volume: Any, *, spacing: Sequence[float] | None = None, title
     ]
     im = None
     for ax, (img, extent, origin, xl, yl, name) in zip(axes, panels, strict=True):
-        im = ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, extent=extent, origin=origin,
-                       interpolation="nearest", aspect="equal")
+        im = ax.imshow(
+            img,
+            cmap="gray",
+            vmin=lo,
+            vmax=hi,
+            extent=extent,
+            origin=origin,
+            interpolation="nearest",
+            aspect="equal",
+        )
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(xl, fontsize=8)
         ax.set_ylabel(yl, fontsize=8)
@@ -144,8 +163,15 @@ def _volume_figure(volume: Any, *, spacing: Sequence[float] | None = None, title
     return fig, axes
 
 
-def save_volume_png(volume: Any, path: str | os.PathLike[str], *, spacing: Sequence[float] | None = None,
-                    title: str | None = None, vmin: float | None = None, vmax: float | None = None) -> Path:
+def save_volume_png(
+    volume: Any,
+    path: str | os.PathLike[str],
+    *,
+    spacing: Sequence[float] | None = None,
+    title: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Path:
     """Write the axial, coronal and sagittal mid-slices of a volume side by side, with a colorbar.
 
     Args:
@@ -220,16 +246,29 @@ def save_batch_png(batch: Mapping[str, Any], path: str | os.PathLike[str], *, ma
         if i >= n:
             ax.set_axis_off()
             continue
-        sx, sy = (float(spacings[i][0]), float(spacings[i][1])) if spacings is not None and i < len(spacings) else (1.0, 1.0)
-        im = ax.imshow(images[i, d // 2], cmap="gray", vmin=lo, vmax=hi, extent=(0, w * sx, h * sy, 0),
-                       interpolation="nearest", aspect="equal")
+        sx, sy = (
+            (float(spacings[i][0]), float(spacings[i][1]))
+            if spacings is not None and i < len(spacings)
+            else (1.0, 1.0)
+        )
+        im = ax.imshow(
+            images[i, d // 2],
+            cmap="gray",
+            vmin=lo,
+            vmax=hi,
+            extent=(0, w * sx, h * sy, 0),
+            interpolation="nearest",
+            aspect="equal",
+        )
         parts = []
         if labels is not None and i < len(labels):
             parts.append(f"label {_label_text(labels[i])}")
         parts.append(_short_id(ids[i]) if i < len(ids) else f"sample {i}")
         ax.set_title("\n".join(parts), fontsize=9)
     fig.colorbar(im, ax=list(axes), shrink=0.8).ax.tick_params(labelsize=7)
-    fig.suptitle(f"{n} of {len(_numpy(batch['image']))} samples, mid axial slice (z={d // 2}/{d})", fontsize=10)
+    fig.suptitle(
+        f"{n} of {len(_numpy(batch['image']))} samples, mid axial slice (z={d // 2}/{d})", fontsize=10
+    )
     return _save(fig, path)
 
 
@@ -244,7 +283,9 @@ def save_split_png(split: str | os.PathLike[str] | Mapping[str, Any], path: str 
     Returns:
         ``path`` as a :class:`~pathlib.Path`. Only counts are drawn (patients are counted, never named).
     """
-    doc: Mapping[str, Any] = json.loads(Path(split).read_text()) if isinstance(split, (str, os.PathLike)) else split
+    doc: Mapping[str, Any] = (
+        json.loads(Path(split).read_text()) if isinstance(split, (str, os.PathLike)) else split
+    )
     parts = ("train", "val", "test")
     counts = doc.get("counts") or {}
     series = [int(counts[p]) if p in counts else len(doc.get(p, [])) for p in parts]

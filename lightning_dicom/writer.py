@@ -101,10 +101,17 @@ def _with_source(meta: Mapping[str, Any], record: SeriesRecord | None) -> Mappin
     if record is None:
         raise LightningDicomError(
             "the sample's meta has no source grid (source_spacing/origin/direction/size) and no series record "
-            "was given: predict with a DicomDataModule or pass record=", series_uid=str(meta.get("series_id", "")))
+            "was given: predict with a DicomDataModule or pass record=",
+            series_uid=str(meta.get("series_id", "")),
+        )
     g = record_geometry(record)
-    return {**meta, "source_size": g["size"], "source_spacing": g["spacing"], "source_origin": g["origin"],
-            "source_direction": g["direction"]}
+    return {
+        **meta,
+        "source_size": g["size"],
+        "source_spacing": g["spacing"],
+        "source_origin": g["origin"],
+        "source_direction": g["direction"],
+    }
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -130,8 +137,13 @@ def _argmax_image(vec: sitk.Image) -> sitk.Image:
     return out
 
 
-def prediction_to_source(prediction: Any, meta: Mapping[str, Any], *, record: SeriesRecord | None = None,
-                         interpolation: Literal["nearest", "linear"] = "nearest") -> sitk.Image:
+def prediction_to_source(
+    prediction: Any,
+    meta: Mapping[str, Any],
+    *,
+    record: SeriesRecord | None = None,
+    interpolation: Literal["nearest", "linear"] = "nearest",
+) -> sitk.Image:
     """One sample's prediction on the source series' grid.
 
     Args:
@@ -256,29 +268,50 @@ class PredictionWriter(BasePredictionWriter):
         self.written: dict[str, dict[str, Path]] = {}
 
     # -- Lightning hooks --------------------------------------------------------------------------
-    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
-                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
-                           dataloader_idx: int = 0) -> None:
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self.write_batch(prediction, batch=batch, trainer=trainer)
 
-    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any],
-                           batch_indices: Sequence[Any]) -> None:
+    def write_on_epoch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        predictions: Sequence[Any],
+        batch_indices: Sequence[Any],
+    ) -> None:
         for p in _flatten(predictions):
             self.write_batch(p, trainer=trainer)
 
     # -- writing ----------------------------------------------------------------------------------
-    def write_batch(self, prediction: Mapping[str, Any], *, batch: Mapping[str, Any] | None = None,
-                    trainer: pl.Trainer | None = None) -> list[dict[str, Path]]:
+    def write_batch(
+        self,
+        prediction: Mapping[str, Any],
+        *,
+        batch: Mapping[str, Any] | None = None,
+        trainer: pl.Trainer | None = None,
+    ) -> list[dict[str, Path]]:
         """Write every sample of one ``predict_step`` output; returns {format: path} per sample."""
         if not isinstance(prediction, Mapping) or self.key not in prediction:
             got = sorted(prediction) if isinstance(prediction, Mapping) else type(prediction).__name__
-            raise LightningDicomError(f"predict_step must return a dict with the prediction under {self.key!r} "
-                                      f"and 'meta' (got {got})")
+            raise LightningDicomError(
+                f"predict_step must return a dict with the prediction under {self.key!r} "
+                f"and 'meta' (got {got})"
+            )
         meta = prediction.get("meta")
         if meta is None and isinstance(batch, Mapping):
             meta = batch.get("meta")
         if meta is None:
-            raise LightningDicomError("predict_step's output has no 'meta': return {'mask': ..., 'meta': batch['meta']}")
+            raise LightningDicomError(
+                "predict_step's output has no 'meta': return {'mask': ..., 'meta': batch['meta']}"
+            )
         tensor = prediction[self.key]
         n = len(meta["series_id"])
         if tensor.shape[0] != n:
@@ -289,8 +322,9 @@ class PredictionWriter(BasePredictionWriter):
             out.append(self.write_sample(tensor[i], sm, record=self._record(trainer, str(sm["series_id"]))))
         return out
 
-    def write_sample(self, prediction: Any, meta: Mapping[str, Any], *,
-                     record: SeriesRecord | None = None) -> dict[str, Path]:
+    def write_sample(
+        self, prediction: Any, meta: Mapping[str, Any], *, record: SeriesRecord | None = None
+    ) -> dict[str, Path]:
         """Write one sample (``[C, D, H, W]`` or ``[D, H, W]`` on the grid of ``meta``); returns {format: path}.
 
         ``record`` (the series' :class:`~lightning_dicom.dicom.index.SeriesRecord`) is needed for 'seg',
@@ -310,7 +344,9 @@ class PredictionWriter(BasePredictionWriter):
             if record is None:
                 raise LightningDicomError(
                     "DICOM SEG output needs the source series' files: predict with a DicomDataModule "
-                    "(trainer.datamodule.series) or set PredictionWriter.series", series_uid=series_id)
+                    "(trainer.datamodule.series) or set PredictionWriter.series",
+                    series_uid=series_id,
+                )
             seg = build_seg(image, record, self.structure_names, algorithm_name=self.algorithm_name)
             path = self.output_dir / f"{stem}.seg.dcm"
             _replace_atomically(path, lambda tmp: seg.save_as(tmp))
@@ -349,8 +385,13 @@ def _segments(image: sitk.Image, names: Sequence[str] | None) -> tuple[list[str]
     return labels, stack
 
 
-def build_seg(image: sitk.Image, record: SeriesRecord, structure_names: Sequence[str] | None = None, *,
-              algorithm_name: str = "lightning_dicom") -> Any:
+def build_seg(
+    image: sitk.Image,
+    record: SeriesRecord,
+    structure_names: Sequence[str] | None = None,
+    *,
+    algorithm_name: str = "lightning_dicom",
+) -> Any:
     """A ``highdicom.seg.Segmentation`` (BINARY) of a source-grid label/channels image of ``record``.
 
     Slice ``k`` of the image (z-y-x) is the frame of ``record.files[k]``; for a multi-frame source,
@@ -368,16 +409,22 @@ def build_seg(image: sitk.Image, record: SeriesRecord, structure_names: Sequence
     sid = record.series_id
     size = tuple(image.GetSize())
     if size != (record.cols, record.rows, record.n_slices):
-        raise LightningDicomError(f"prediction grid {size} (x-y-z) is not the series' "
-                                  f"{(record.cols, record.rows, record.n_slices)}", series_uid=sid)
+        raise LightningDicomError(
+            f"prediction grid {size} (x-y-z) is not the series' "
+            f"{(record.cols, record.rows, record.n_slices)}",
+            series_uid=sid,
+        )
     if record.positions:
         last = np.asarray(image.TransformIndexToPhysicalPoint((0, 0, size[2] - 1)))
         first = np.asarray(image.GetOrigin())
         tol = 0.05 * float(min(image.GetSpacing()))
-        if (np.linalg.norm(first - np.asarray(record.positions[0])) > tol
-                or np.linalg.norm(last - np.asarray(record.positions[-1])) > tol):
-            raise LightningDicomError("the prediction's slices do not lie on the series' slice positions",
-                                      series_uid=sid)
+        if (
+            np.linalg.norm(first - np.asarray(record.positions[0])) > tol
+            or np.linalg.norm(last - np.asarray(record.positions[-1])) > tol
+        ):
+            raise LightningDicomError(
+                "the prediction's slices do not lie on the series' slice positions", series_uid=sid
+            )
     labels, stack = _segments(image, structure_names)
     heads = [pydicom.dcmread(f, stop_before_pixels=True) for f in record.files]
     if len(heads) == size[2]:
@@ -389,12 +436,17 @@ def build_seg(image: sitk.Image, record: SeriesRecord, structure_names: Sequence
     else:
         raise LightningDicomError(f"{len(heads)} files for {size[2]} slices", series_uid=sid)
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=algorithm_name[:64], family=codes.cid7162.ArtificialIntelligence, version=__version__)
+        name=algorithm_name[:64], family=codes.cid7162.ArtificialIntelligence, version=__version__
+    )
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=i, segment_label=name[:64],
-            segmented_property_category=codes.SCT.Tissue, segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm)
+            segment_number=i,
+            segment_label=name[:64],
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
         for i, name in enumerate(labels, start=1)
     ]
     return hd.seg.Segmentation(

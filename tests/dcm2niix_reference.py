@@ -68,8 +68,28 @@ REALDATA = _find_realdata()
 CORNER_TOL_MM = 0.01
 VALUE_RTOL = 1e-3
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-BASE_ARGS = ("-b", "y", "-ba", "n", "-z", "n", "-m", "n", "-i", "n", "-l", "o", "-x", "i", "-g", "i",
-             "-w", "2", "-f", "%s_%j_%e")
+BASE_ARGS = (
+    "-b",
+    "y",
+    "-ba",
+    "n",
+    "-z",
+    "n",
+    "-m",
+    "n",
+    "-i",
+    "n",
+    "-l",
+    "o",
+    "-x",
+    "i",
+    "-g",
+    "i",
+    "-w",
+    "2",
+    "-f",
+    "%s_%j_%e",
+)
 _VARIANCE_IGNORED = "slope/intercept is being ignored"
 
 
@@ -225,8 +245,10 @@ def _to_zyx_volumes(img: nib.Nifti1Image) -> list[np.ndarray]:
     elif spatial_nd > 4:
         raw = raw.reshape(*raw.shape[:3], -1, *raw.shape[spatial_nd:])
     chan = raw.shape[4:]
-    return [np.ascontiguousarray(raw[:, :, :, t].transpose(2, 1, 0, *range(3, 3 + len(chan))))
-            for t in range(raw.shape[3])]
+    return [
+        np.ascontiguousarray(raw[:, :, :, t].transpose(2, 1, 0, *range(3, 3 + len(chan))))
+        for t in range(raw.shape[3])
+    ]
 
 
 def load_nifti(path: str | Path) -> list[RefVolume]:
@@ -243,7 +265,7 @@ def _sidecar_for(nii: Path, jsons: dict[str, Path]) -> tuple[Path | None, str]:
     if not prefixes:
         return None, "?"
     best = max(prefixes, key=len)
-    return jsons[best], nii.stem[len(best) + 1:]
+    return jsons[best], nii.stem[len(best) + 1 :]
 
 
 def load_outputs(out_dir: str | Path, *, p_option: str = "n", log: str = "") -> list[RefSeries]:
@@ -254,12 +276,18 @@ def load_outputs(out_dir: str | Path, *, p_option: str = "n", log: str = "") -> 
     for nii in sorted(out_dir.glob("*.nii")):
         side, variant = _sidecar_for(nii, jsons)
         bval, bvec = nii.with_suffix(".bval"), nii.with_suffix(".bvec")
-        series.append(RefSeries(
-            nifti=nii, volumes=load_nifti(nii),
-            sidecar=json.loads(side.read_text()) if side else {},
-            bvals=np.loadtxt(bval, ndmin=1) if bval.exists() else None,
-            bvecs=np.loadtxt(bvec, ndmin=2) if bvec.exists() else None,
-            variant=variant, p_option=p_option, log=log))
+        series.append(
+            RefSeries(
+                nifti=nii,
+                volumes=load_nifti(nii),
+                sidecar=json.loads(side.read_text()) if side else {},
+                bvals=np.loadtxt(bval, ndmin=1) if bval.exists() else None,
+                bvecs=np.loadtxt(bvec, ndmin=2) if bvec.exists() else None,
+                variant=variant,
+                p_option=p_option,
+                log=log,
+            )
+        )
     return series
 
 
@@ -309,8 +337,9 @@ NOT_DICOM_SUFFIXES = (".md", ".txt", ".json")
 def realdata_folders(root: str | Path = REALDATA) -> list[Path]:
     """Every folder under ``root`` that directly holds DICOM files (not only README/notes), sorted."""
     root = Path(root)
-    return sorted({p.parent for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() not in NOT_DICOM_SUFFIXES})
+    return sorted(
+        {p.parent for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in NOT_DICOM_SUFFIXES}
+    )
 
 
 def _cache_key() -> str:
@@ -365,18 +394,27 @@ def source_files(ref: RefSeries, candidates: str | Path | Iterable[str | Path]) 
     """The DICOM files (among a folder's files, or a list) behind a dcm2niix output: same
     SeriesInstanceUID, same SeriesNumber and, when the sidecar has an EchoNumber, same EchoNumbers."""
     if isinstance(candidates, (str, os.PathLike)):
-        candidates = [p for p in Path(candidates).iterdir()
-                      if p.is_file() and p.suffix.lower() not in NOT_DICOM_SUFFIXES]
+        candidates = [
+            p
+            for p in Path(candidates).iterdir()
+            if p.is_file() and p.suffix.lower() not in NOT_DICOM_SUFFIXES
+        ]
     out = []
     for path in sorted(Path(p) for p in candidates):
         ds = _header(path)
         if ds is None or str(ds.get("SeriesInstanceUID", "")) != ref.series_uid:
             continue
-        if ref.series_number is not None and ds.get("SeriesNumber") is not None \
-                and int(ds.SeriesNumber) != int(ref.series_number):
+        if (
+            ref.series_number is not None
+            and ds.get("SeriesNumber") is not None
+            and int(ds.SeriesNumber) != int(ref.series_number)
+        ):
             continue
-        if ref.echo_number is not None and ds.get("EchoNumbers") is not None \
-                and int(ds.EchoNumbers) != int(ref.echo_number):
+        if (
+            ref.echo_number is not None
+            and ds.get("EchoNumbers") is not None
+            and int(ds.EchoNumbers) != int(ref.echo_number)
+        ):
             continue
         out.append(path)
     return out
@@ -402,8 +440,10 @@ class Comparison:
         return self.same_shape and self.values_close and self.max_corner_mm <= corner_tol_mm
 
     def __str__(self) -> str:
-        return (f"shape ours {self.shape_ours} ref {self.shape_ref}, max |diff| {self.max_abs_diff:.6g}, "
-                f"max corner distance {self.max_corner_mm:.6g} mm")
+        return (
+            f"shape ours {self.shape_ours} ref {self.shape_ref}, max |diff| {self.max_abs_diff:.6g}, "
+            f"max corner distance {self.max_corner_mm:.6g} mm"
+        )
 
 
 def _values_close(ours: np.ndarray, ref: np.ndarray, rtol: float) -> tuple[float, bool, bool]:
@@ -420,12 +460,20 @@ def _values_close(ours: np.ndarray, ref: np.ndarray, rtol: float) -> tuple[float
     return top, close, False
 
 
-def compare(ours_zyx: np.ndarray, ours_origin_xyz, ours_spacing_xyz, ours_direction_3x3,
-            ref: RefVolume, *, rtol: float = VALUE_RTOL) -> Comparison:
+def compare(
+    ours_zyx: np.ndarray,
+    ours_origin_xyz,
+    ours_spacing_xyz,
+    ours_direction_3x3,
+    ref: RefVolume,
+    *,
+    rtol: float = VALUE_RTOL,
+) -> Comparison:
     """Compare a volume in ITK geometry (z-y-x array; origin, spacing, direction in LPS) with a dcm2niix
     volume, both canonicalised: max |value difference| and max distance (mm) between corner voxels."""
-    ours_arr, ours_aff = canonical(np.asarray(ours_zyx),
-                                   itk_affine(ours_origin_xyz, ours_spacing_xyz, ours_direction_3x3))
+    ours_arr, ours_aff = canonical(
+        np.asarray(ours_zyx), itk_affine(ours_origin_xyz, ours_spacing_xyz, ours_direction_3x3)
+    )
     ref_arr, ref_aff = canonical(ref.array, ref.affine)
     if ours_arr.shape != ref_arr.shape:
         return Comparison(ours_arr.shape, ref_arr.shape, float("nan"), float("nan"), False, False)
@@ -438,13 +486,26 @@ def compare_sitk(image, ref: RefVolume, **kw) -> Comparison:
     """:func:`compare` for a SimpleITK image."""
     import SimpleITK as sitk
 
-    return compare(sitk.GetArrayFromImage(image), image.GetOrigin(), image.GetSpacing(),
-                   np.reshape(image.GetDirection(), (3, 3)), ref, **kw)
+    return compare(
+        sitk.GetArrayFromImage(image),
+        image.GetOrigin(),
+        image.GetSpacing(),
+        np.reshape(image.GetDirection(), (3, 3)),
+        ref,
+        **kw,
+    )
 
 
-def assert_same_volume(ours_zyx: np.ndarray, ours_origin_xyz, ours_spacing_xyz, ours_direction_3x3,
-                       ref: RefVolume, *, corner_tol_mm: float = CORNER_TOL_MM,
-                       rtol: float = VALUE_RTOL) -> Comparison:
+def assert_same_volume(
+    ours_zyx: np.ndarray,
+    ours_origin_xyz,
+    ours_spacing_xyz,
+    ours_direction_3x3,
+    ref: RefVolume,
+    *,
+    corner_tol_mm: float = CORNER_TOL_MM,
+    rtol: float = VALUE_RTOL,
+) -> Comparison:
     """Same shape after canonicalisation, corners within ``corner_tol_mm``, values exactly equal
     (integers) or within ``rtol`` relative (floats)."""
     report = compare(ours_zyx, ours_origin_xyz, ours_spacing_xyz, ours_direction_3x3, ref, rtol=rtol)

@@ -27,8 +27,13 @@ class Recorder(Classifier3D):
 
     def on_train_epoch_end(self) -> None:
         dm = self.trainer.datamodule
-        doc = {"rank": self.global_rank, "epoch": self.current_epoch, "seen": self.seen, "split": dm.split,
-               "failed": dm.report["series_failed"]}
+        doc = {
+            "rank": self.global_rank,
+            "epoch": self.current_epoch,
+            "seen": self.seen,
+            "split": dm.split,
+            "failed": dm.report["series_failed"],
+        }
         Path(self.out, f"rank{self.global_rank}_epoch{self.current_epoch}.json").write_text(json.dumps(doc))
         self.seen = []
 
@@ -36,11 +41,25 @@ class Recorder(Classifier3D):
 def main() -> None:
     root, work, out = sys.argv[1:4]
     pl.seed_everything(0)
-    dm = DicomDataModule(root=root, labels=Path(root) / "labels.csv", work_dir=work, progress=False,
-                         preprocessing={"spacing": [2.0, 2.0, 2.0], "window": [-200, 400], "size": [8, 16, 16]},
-                         split={"val": 0.25}, loader={"batch_size": 2, "num_workers": 1})
-    trainer = pl.Trainer(strategy="ddp", devices=2, accelerator="cpu", max_epochs=2, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    dm = DicomDataModule(
+        root=root,
+        labels=Path(root) / "labels.csv",
+        work_dir=work,
+        progress=False,
+        preprocessing={"spacing": [2.0, 2.0, 2.0], "window": [-200, 400], "size": [8, 16, 16]},
+        split={"val": 0.25},
+        loader={"batch_size": 2, "num_workers": 1},
+    )
+    trainer = pl.Trainer(
+        strategy="ddp",
+        devices=2,
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(Recorder(out), datamodule=dm)
 
 

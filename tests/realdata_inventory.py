@@ -108,11 +108,25 @@ def _is_mosaic(ds: pydicom.Dataset) -> int:
 
 
 #: Per-instance bookkeeping that always differs; left out of the "other attributes" list.
-ALWAYS_DIFFERENT = {"SOPInstanceUID", "MediaStorageSOPInstanceUID", "InstanceCreationTime",
-                    "ImagePositionPatient", "SliceLocation", "WindowCenter", "WindowWidth",
-                    "LargestImagePixelValue", "SmallestImagePixelValue", "FrameReferenceDateTime",
-                    "FrameAcquisitionDateTime", "FrameAcquisitionDuration", "AcquisitionDateTime",
-                    "ContentDate", "AcquisitionDate", "InstanceCreationDate", "SliceLocationVector"}
+ALWAYS_DIFFERENT = {
+    "SOPInstanceUID",
+    "MediaStorageSOPInstanceUID",
+    "InstanceCreationTime",
+    "ImagePositionPatient",
+    "SliceLocation",
+    "WindowCenter",
+    "WindowWidth",
+    "LargestImagePixelValue",
+    "SmallestImagePixelValue",
+    "FrameReferenceDateTime",
+    "FrameAcquisitionDateTime",
+    "FrameAcquisitionDuration",
+    "AcquisitionDateTime",
+    "ContentDate",
+    "AcquisitionDate",
+    "InstanceCreationDate",
+    "SliceLocationVector",
+}
 
 
 def _by_position(records: list[dict]) -> list[list[dict]]:
@@ -129,8 +143,7 @@ def _varies(groups: list[list[dict]], key) -> bool:
 def varying(records: list[dict]) -> dict[str, int]:
     """Watched attribute -> number of distinct values, for those that vary among frames at a position."""
     groups = _by_position(records)
-    return {label: len({_value(r.get(key)) for r in records})
-            for label, key in WATCH if _varies(groups, key)}
+    return {label: len({_value(r.get(key)) for r in records}) for label, key in WATCH if _varies(groups, key)}
 
 
 def other_varying(records: list[dict]) -> list[str]:
@@ -138,16 +151,22 @@ def other_varying(records: list[dict]) -> list[str]:
     groups = _by_position(records)
     watched = {key for _, key in WATCH}
     keys = dict.fromkeys(k for r in records for k in r)
-    return [str(k) for k in keys
-            if k not in watched and k not in ALWAYS_DIFFERENT and not (isinstance(k, BaseTag) and k.element == 0)
-            and _varies(groups, k)]
+    return [
+        str(k)
+        for k in keys
+        if k not in watched
+        and k not in ALWAYS_DIFFERENT
+        and not (isinstance(k, BaseTag) and k.element == 0)
+        and _varies(groups, k)
+    ]
 
 
 def header_series(folder: Path) -> dict[tuple[str, int | None], dict]:
     """Per (SeriesInstanceUID, SeriesNumber): files, frame records, mosaic tiles, transfer syntaxes."""
     series: dict = {}
-    for path in sorted(p for p in folder.iterdir()
-                       if p.is_file() and p.suffix.lower() not in ref.NOT_DICOM_SUFFIXES):
+    for path in sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in ref.NOT_DICOM_SUFFIXES
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -158,8 +177,9 @@ def header_series(folder: Path) -> dict[tuple[str, int | None], dict]:
             continue
         sn = ds.get("SeriesNumber")
         key = (str(ds.SeriesInstanceUID), int(sn) if sn is not None else None)
-        entry = series.setdefault(key, {"files": [], "records": [], "mosaic": 0, "enhanced": False,
-                                        "sop": set()})
+        entry = series.setdefault(
+            key, {"files": [], "records": [], "mosaic": 0, "enhanced": False, "sop": set()}
+        )
         entry["files"].append(path)
         entry["records"].extend(frame_records(ds))
         entry["mosaic"] = entry["mosaic"] or _is_mosaic(ds)
@@ -192,16 +212,25 @@ def describe_outputs(outs: list[ref.RefSeries], folder: Path) -> list[str]:
     for out in outs:
         lines.append(f"  dcm2niix {out.nifti.name}")
         bvals = "" if out.bvals is None else f" bvals={out.bvals.tolist()}"
-        lines.append(f"    series {out.series_number} uid {out.series_uid} shape {out.shape} "
-                     f"4th={out.fourth_dim or '-'}{bvals} -p {out.p_option}"
-                     f"{' variant=' + out.variant if out.variant else ''}")
-        lines.append(f"    ImageType {'/'.join(out.image_type)} EchoNumber {out.echo_number} "
-                     f"EchoTime {out.echo_time} AcquisitionNumber {out.acquisition_number}")
+        lines.append(
+            f"    series {out.series_number} uid {out.series_uid} shape {out.shape} "
+            f"4th={out.fourth_dim or '-'}{bvals} -p {out.p_option}"
+            f"{' variant=' + out.variant if out.variant else ''}"
+        )
+        lines.append(
+            f"    ImageType {'/'.join(out.image_type)} EchoNumber {out.echo_number} "
+            f"EchoTime {out.echo_time} AcquisitionNumber {out.acquisition_number}"
+        )
         if len(out.volumes) == 1 and not out.variant:
             lines.append(f"    {_sitk_check(out, folder)}")
-        notes = [ln.split("Convert ")[0].strip() for ln in out.log.splitlines()
-                 if ln.startswith("Warning") and "issue 642" not in ln and "manufacturer" not in ln
-                 and "protocol" not in ln.lower()]
+        notes = [
+            ln.split("Convert ")[0].strip()
+            for ln in out.log.splitlines()
+            if ln.startswith("Warning")
+            and "issue 642" not in ln
+            and "manufacturer" not in ln
+            and "protocol" not in ln.lower()
+        ]
         lines.extend(f"    ! {n}" for n in dict.fromkeys(notes))
     return lines
 
@@ -213,14 +242,19 @@ def describe_headers(folder: Path) -> list[str]:
         positions = {_position(r) for r in recs}
         kind = "enhanced" if entry["enhanced"] else "classic"
         mosaic = f" MOSAIC tiles={entry['mosaic']}" if entry["mosaic"] else ""
-        lines.append(f"  pydicom series {sn} uid {uid}: {len(entry['files'])} files, {len(recs)} frames, "
-                     f"{len(positions)} positions, {kind} SOP ...{'/'.join(sorted(entry['sop']))}{mosaic}")
+        lines.append(
+            f"  pydicom series {sn} uid {uid}: {len(entry['files'])} files, {len(recs)} frames, "
+            f"{len(positions)} positions, {kind} SOP ...{'/'.join(sorted(entry['sop']))}{mosaic}"
+        )
         var = varying(recs)
         lines.append("    varies at a position: " + (", ".join(f"{k}({n})" for k, n in var.items()) or "-"))
         other = other_varying(recs)
         if other:
-            lines.append("    other attributes varying at a position: " + ", ".join(other[:12])
-                         + (f" (+{len(other) - 12})" if len(other) > 12 else ""))
+            lines.append(
+                "    other attributes varying at a position: "
+                + ", ".join(other[:12])
+                + (f" (+{len(other) - 12})" if len(other) > 12 else "")
+            )
     return lines
 
 
@@ -228,8 +262,11 @@ _BOOKKEEPING = {"InstanceNumber", "DimensionIndexValues", "ContentTime", "Acquis
 
 
 def summary_line(rel: str, outs: list[ref.RefSeries], folder: Path) -> str:
-    shapes = ", ".join(f"{'x'.join(map(str, o.shape[:4]))}{' ' + o.fourth_dim if o.fourth_dim else ''}"
-                       f"{' (' + o.variant + ')' if o.variant else ''}" for o in outs)
+    shapes = ", ".join(
+        f"{'x'.join(map(str, o.shape[:4]))}{' ' + o.fourth_dim if o.fourth_dim else ''}"
+        f"{' (' + o.variant + ')' if o.variant else ''}"
+        for o in outs
+    )
     notes = []
     for entry in header_series(folder).values():
         var = [k for k in varying(entry["records"]) if k not in _BOOKKEEPING]
@@ -248,9 +285,12 @@ def inventory(cache_dir: Path) -> list[str]:
     start = time.perf_counter()
     converted = ref.convert_realdata(cache_dir)
     took = time.perf_counter() - start
-    lines = [f"dcm2niix {ref.dcm2niix_version()} args {' '.join(ref.BASE_ARGS)} -p n|y -d 0",
-             f"realdata {ref.REALDATA}: {len(converted)} folders converted and loaded in {took:.2f} s", "",
-             "SUMMARY: dcm2niix outputs (x*y*z*volumes, 4th dim) [what separates volumes at one position]"]
+    lines = [
+        f"dcm2niix {ref.dcm2niix_version()} args {' '.join(ref.BASE_ARGS)} -p n|y -d 0",
+        f"realdata {ref.REALDATA}: {len(converted)} folders converted and loaded in {took:.2f} s",
+        "",
+        "SUMMARY: dcm2niix outputs (x*y*z*volumes, 4th dim) [what separates volumes at one position]",
+    ]
     lines += [summary_line(rel, outs, ref.REALDATA / rel) for rel, outs in converted.items()]
     lines.append("")
     for rel, outs in converted.items():
@@ -265,7 +305,9 @@ def main(argv: list[str]) -> int:
     if ref.dcm2niix_path() is None:
         print("dcm2niix is not installed (pip install dcm2niix)")
         return 1
-    target = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1] / "realdata_inventory.txt"
+    target = (
+        Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1] / "realdata_inventory.txt"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import SimpleITK as sitk

@@ -94,7 +94,9 @@ def reference_read(paths: list[str | Path]) -> dict:
         row, col = np.array(iop[:3], float), np.array(iop[3:], float)
         normal = np.cross(row, col)
         if per:
-            ipps = np.array([[float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient] for f in per])
+            ipps = np.array(
+                [[float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient] for f in per]
+            )
         else:  # classic multi-frame: contiguous frames from IPP (or 0)
             gap = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1)
             start = first.get("ImagePositionPatient") or [0, 0, 0]
@@ -103,14 +105,21 @@ def reference_read(paths: list[str | Path]) -> dict:
         arr = frames[order] if colour else _modality(first, frames[order])
         ipps = ipps[order]
         sz = float((ipps[1] - ipps[0]) @ normal)
-        return {"array": arr, "origin": ipps[0], "direction": np.column_stack([row, col, normal]).ravel(),
-                "spacing": np.array([sx, sy, sz])}
+        return {
+            "array": arr,
+            "origin": ipps[0],
+            "direction": np.column_stack([row, col, normal]).ravel(),
+            "spacing": np.array([sx, sy, sz]),
+        }
     if iop is None or first.get("ImagePositionPatient") is None:  # 2D images without geometry
         assert len(dss) == 1
         frames = _frames(first)
-        return {"array": frames if colour else _modality(first, frames), "origin": np.zeros(3),
-                "direction": np.eye(3).ravel(),
-                "spacing": np.array([sx, sy, float(first.get("SliceThickness") or 1)])}
+        return {
+            "array": frames if colour else _modality(first, frames),
+            "origin": np.zeros(3),
+            "direction": np.eye(3).ravel(),
+            "spacing": np.array([sx, sy, float(first.get("SliceThickness") or 1)]),
+        }
     row, col = np.array([float(v) for v in iop[:3]]), np.array([float(v) for v in iop[3:]])
     normal = np.cross(row, col)
     ipps = [np.array([float(v) for v in ds.ImagePositionPatient]) for ds in dss]
@@ -120,12 +129,17 @@ def reference_read(paths: list[str | Path]) -> dict:
         sz = float((ipps[order[1]] - ipps[order[0]]) @ normal)
     else:
         sz = float(first.get("SliceThickness") or first.get("SpacingBetweenSlices") or 1)
-    return {"array": np.concatenate(slices), "origin": ipps[order[0]],
-            "direction": np.column_stack([row, col, normal]).ravel(), "spacing": np.array([sx, sy, sz])}
+    return {
+        "array": np.concatenate(slices),
+        "origin": ipps[order[0]],
+        "direction": np.column_stack([row, col, normal]).ravel(),
+        "spacing": np.array([sx, sy, sz]),
+    }
 
 
-def assert_matches_reference(image: sitk.Image, ref: dict, *, exact: bool = True, lossy: bool = False,
-                             lossy_atol: float = LOSSY_ATOL) -> None:
+def assert_matches_reference(
+    image: sitk.Image, ref: dict, *, exact: bool = True, lossy: bool = False, lossy_atol: float = LOSSY_ATOL
+) -> None:
     arr = sitk.GetArrayFromImage(image)
     assert arr.shape == ref["array"].shape
     if lossy:

@@ -16,7 +16,9 @@ def _batch(b: int = 6) -> dict[str, torch.Tensor]:
 
 def test_flips_and_rotations_permute_voxels_and_move_the_mask_with_the_image():
     batch = _batch()
-    out = augment_batch(batch, AugmentConfig(flip_axes=[0, 1, 2], rot90=True), generator=torch.Generator().manual_seed(0))
+    out = augment_batch(
+        batch, AugmentConfig(flip_axes=[0, 1, 2], rot90=True), generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal((out["image"] > 0.5).long(), out["mask"])
     changed = 0
     for i in range(6):
@@ -36,8 +38,11 @@ def test_each_sample_is_one_of_the_flips_drawn():
 
 def test_intensity_scale_and_shift_stay_in_range():
     image = torch.ones(64, 1, 2, 2, 2)
-    out = augment_batch({"image": image}, AugmentConfig(intensity_scale=0.1, intensity_shift=0.2),
-                        generator=torch.Generator().manual_seed(0))
+    out = augment_batch(
+        {"image": image},
+        AugmentConfig(intensity_scale=0.1, intensity_shift=0.2),
+        generator=torch.Generator().manual_seed(0),
+    )
     per = out["image"].flatten(1)
     assert torch.all(per == per[:, :1])  # one scale/shift per sample
     assert float(per.min()) >= 0.9 - 0.2 - 1e-6 and float(per.max()) <= 1.1 + 0.2 + 1e-6
@@ -55,8 +60,13 @@ def test_datamodule_augments_only_while_training(synthetic_dataset, tmp_path):
     from lightning_dicom import DicomDataModule
 
     root, _ = synthetic_dataset
-    dm = DicomDataModule(root=root, work_dir=tmp_path, progress=False, loader={"num_workers": 0},
-                         augment={"intensity_shift": 0.5})
+    dm = DicomDataModule(
+        root=root,
+        work_dir=tmp_path,
+        progress=False,
+        loader={"num_workers": 0},
+        augment={"intensity_shift": 0.5},
+    )
     batch = {"image": torch.zeros(2, 1, 2, 2, 2, dtype=torch.float16)}
     out = dm.on_after_batch_transfer(batch, 0)  # no trainer: not training
     assert out["image"].dtype == torch.float32 and float(out["image"].abs().max()) == 0.0

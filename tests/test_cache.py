@@ -31,7 +31,9 @@ def index(root: Path) -> list[SeriesRecord]:
 def dicom(tmp_path: Path) -> tuple[Path, list[SeriesRecord]]:
     """Three small CT series written into this test's own folder (tests may modify them)."""
     root = tmp_path / "dicom"
-    write_dataset(root, n_patients=3, shape_zyx=(8, 12, 12), spacing=(1.0, 1.0, 2.0), seed=3, labels_csv=False)
+    write_dataset(
+        root, n_patients=3, shape_zyx=(8, 12, 12), spacing=(1.0, 1.0, 2.0), seed=3, labels_csv=False
+    )
     series = index(root)
     assert len(series) == 3
     return root, series
@@ -47,10 +49,16 @@ def test_key_depends_on_preprocessing_dtype_and_files(tmp_path: Path, dicom: tup
     keys = [cache.key(s) for s in series]
     assert len(set(keys)) == 3
     assert all(len(k) == 32 for k in keys)
-    assert keys == [VolumeCache(tmp_path / "other", PreprocessingConfig(**PREP.model_dump())).key(s) for s in series]
+    assert keys == [
+        VolumeCache(tmp_path / "other", PreprocessingConfig(**PREP.model_dump())).key(s) for s in series
+    ]
     assert keys == [cache.key(s) for s in index(root)]  # re-index of unchanged files: same entries
-    for changed in (PREP.model_copy(update={"window": (-1000, 500)}), PREP.model_copy(update={"orientation": "RAS"}),
-                    PREP.model_copy(update={"size": None}), PREP.model_copy(update={"normalize": "zscore"})):
+    for changed in (
+        PREP.model_copy(update={"window": (-1000, 500)}),
+        PREP.model_copy(update={"orientation": "RAS"}),
+        PREP.model_copy(update={"size": None}),
+        PREP.model_copy(update={"normalize": "zscore"}),
+    ):
         assert not set(keys) & {VolumeCache(tmp_path / "c", changed).key(s) for s in series}
     assert not set(keys) & {VolumeCache(tmp_path / "c", PREP, dtype="float32").key(s) for s in series}
 

@@ -15,8 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "lightning_dicom.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_dicom.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -36,8 +42,11 @@ def test_index_lists_series_and_skipped_files_without_phi(synthetic_dataset, tmp
 
 
 def test_index_of_pydicom_dicomdir_tree(pydicom_files, tmp_path):
-    report = json.loads(run("index", str(pydicom_files / "dicomdirtests"), "--work-dir", str(tmp_path), "--json",
-                            cwd=tmp_path).stdout)
+    report = json.loads(
+        run(
+            "index", str(pydicom_files / "dicomdirtests"), "--work-dir", str(tmp_path), "--json", cwd=tmp_path
+        ).stdout
+    )
     reasons = " ".join(report["skipped"])
     assert "DICOMDIR" in reasons
     ct5 = [s for s in report["series"] if s["n_slices"] == 5 and s["modality"] == "CT"]
@@ -54,8 +63,17 @@ def test_schema_is_json_schema(tmp_path):
 
 def test_bad_override_names_the_key(synthetic_dataset, tmp_path):
     root, _ = synthetic_dataset
-    proc = run("cache", "--config", str(REPO / "configs" / "demo.yaml"), "--data.root", str(root),
-               "--data.preprocessing.window", "[300,-200]", cwd=tmp_path, check=False)
+    proc = run(
+        "cache",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--data.root",
+        str(root),
+        "--data.preprocessing.window",
+        "[300,-200]",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "window" in proc.stderr
 
@@ -63,11 +81,30 @@ def test_bad_override_names_the_key(synthetic_dataset, tmp_path):
 @pytest.mark.slow
 def test_fit_from_yaml_with_command_line_overrides(training_dataset, tmp_path):
     root, _ = training_dataset
-    proc = run("fit", "--config", str(REPO / "configs" / "demo.yaml"), "--data.root", str(root),
-               "--data.labels", str(root / "labels.csv"), "--data.work_dir", str(tmp_path / "work"),
-               "--data.preprocessing.spacing", "[2.0,2.0,2.0]", "--data.preprocessing.size", "[8,16,16]",
-               "--data.loader.num_workers", "0", "--trainer.max_epochs", "1",
-               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)
+    proc = run(
+        "fit",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--data.root",
+        str(root),
+        "--data.labels",
+        str(root / "labels.csv"),
+        "--data.work_dir",
+        str(tmp_path / "work"),
+        "--data.preprocessing.spacing",
+        "[2.0,2.0,2.0]",
+        "--data.preprocessing.size",
+        "[8,16,16]",
+        "--data.loader.num_workers",
+        "0",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
     assert "max_epochs=1" in proc.stderr + proc.stdout
     split = json.loads((tmp_path / "work" / "split.json").read_text())
     assert split["counts"]["train"] + split["counts"]["val"] == 12
@@ -77,8 +114,21 @@ def test_fit_from_yaml_with_command_line_overrides(training_dataset, tmp_path):
 
 def test_cache_command_builds_and_reports(training_dataset, tmp_path):
     root, _ = training_dataset
-    out = run("cache", "--config", str(REPO / "configs" / "demo.yaml"), "--data.root", str(root),
-              "--data.labels", str(root / "labels.csv"), "--data.work_dir", str(tmp_path / "w"),
-              "--data.preprocessing.size", "[8,16,16]", "--data.progress", "false", cwd=tmp_path).stdout
+    out = run(
+        "cache",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--data.root",
+        str(root),
+        "--data.labels",
+        str(root / "labels.csv"),
+        "--data.work_dir",
+        str(tmp_path / "w"),
+        "--data.preprocessing.size",
+        "[8,16,16]",
+        "--data.progress",
+        "false",
+        cwd=tmp_path,
+    ).stdout
     assert "12 series ready, 0 failed" in out
     assert len(list((tmp_path / "w" / "cache").rglob("*.json"))) == 12

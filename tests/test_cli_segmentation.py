@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_segmentation_config_fits_and_writes_predictions_back(tmp_path):
     root = tmp_path / "seg"
-    records = write_segmentation_dataset(root, n_patients=4, shape_zyx=(12, 24, 24), spacing=(1.0, 1.0, 2.0), seed=5)
+    records = write_segmentation_dataset(
+        root, n_patients=4, shape_zyx=(12, 24, 24), spacing=(1.0, 1.0, 2.0), seed=5
+    )
     cfg = yaml.safe_load((REPO / "configs" / "ct_segmentation.yaml").read_text())
     cfg["trainer"]["max_epochs"] = 1
     cfg["trainer"]["enable_progress_bar"] = False
@@ -33,9 +35,18 @@ def test_segmentation_config_fits_and_writes_predictions_back(tmp_path):
     config = tmp_path / "seg.yaml"
     config.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    for cmd in (["fit"], ["predict", "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt"), "--return_predictions", "false"]):
-        proc = subprocess.run([sys.executable, "-m", "lightning_dicom.cli", *cmd, "--config", str(config)], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=300)
+    for cmd in (
+        ["fit"],
+        ["predict", "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt"), "--return_predictions", "false"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "lightning_dicom.cli", *cmd, "--config", str(config)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     for r in records:
         nifti = tmp_path / "pred" / f"{r['series_uid']}.nii.gz"
@@ -45,7 +56,10 @@ def test_segmentation_config_fits_and_writes_predictions_back(tmp_path):
         assert pred.GetSize() == source.GetSize()
         assert pred.GetOrigin() == pytest.approx(source.GetOrigin(), abs=1e-4)
         assert pred.GetDirection() == pytest.approx(source.GetDirection(), abs=1e-6)
-        masks = read_mask(seg, read_series(r["files"]), series_uid=r["series_uid"]) if sitk.GetArrayViewFromImage(
-            pred).any() else {}
+        masks = (
+            read_mask(seg, read_series(r["files"]), series_uid=r["series_uid"])
+            if sitk.GetArrayViewFromImage(pred).any()
+            else {}
+        )
         for m in masks.values():
             assert m.GetSize() == source.GetSize()

@@ -82,8 +82,13 @@ def test_size_and_patch_validation(section: str, value: dict, key: str, needle: 
 
 
 def test_valid_sizes_are_tuples() -> None:
-    cfg = parse_config({"root": "x", "preprocessing": {"size": [16, 32, 48]},
-                        "patches": {"size": [8, 16, 16], "per_volume": 3}})
+    cfg = parse_config(
+        {
+            "root": "x",
+            "preprocessing": {"size": [16, 32, 48]},
+            "patches": {"size": [8, 16, 16], "per_volume": 3},
+        }
+    )
     assert cfg.preprocessing.size == (16, 32, 48)
     assert cfg.patches == PatchConfig(size=(8, 16, 16), per_volume=3)
     with pytest.raises(ConfigError, match="patches.size: Field required"):
@@ -137,8 +142,10 @@ def test_from_yaml_layouts(tmp_path: Path, layout: str) -> None:
     doc = {
         "whole": _BODY,
         "data": {"trainer": {"max_epochs": 1}, "data": _BODY},
-        "data_init_args": {"model": {"class_path": "M"},
-                           "data": {"class_path": "lightning_dicom.DicomDataModule", "init_args": _BODY}},
+        "data_init_args": {
+            "model": {"class_path": "M"},
+            "data": {"class_path": "lightning_dicom.DicomDataModule", "init_args": _BODY},
+        },
     }[layout]
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -210,7 +217,10 @@ def test_digest_tracks_preprocessing_fields() -> None:
     assert len(digests) == len(changed)
     assert base.digest() not in digests
     # equal values written differently give the same digest
-    assert PreprocessingConfig(window=(-1000, 400)).digest() == PreprocessingConfig(window=(-1000.0, 400.0)).digest()
+    assert (
+        PreprocessingConfig(window=(-1000, 400)).digest()
+        == PreprocessingConfig(window=(-1000.0, 400.0)).digest()
+    )
 
 
 def test_work_and_cache_dirs() -> None:

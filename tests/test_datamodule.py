@@ -24,8 +24,15 @@ def _labels(root: Path) -> dict[str, int]:
 
 def _dm(root: Path, work: Path, **kw) -> DicomDataModule:
     kw.setdefault("loader", {"batch_size": 2, "num_workers": 0})
-    return DicomDataModule(root=root, labels=root / "labels.csv", work_dir=work, preprocessing=PREP,
-                           split={"val": 0.34, "seed": 3}, progress=False, **kw)
+    return DicomDataModule(
+        root=root,
+        labels=root / "labels.csv",
+        work_dir=work,
+        preprocessing=PREP,
+        split={"val": 0.34, "seed": 3},
+        progress=False,
+        **kw,
+    )
 
 
 def test_setup_splits_by_patient_and_batches_carry_labels(synthetic_dataset, tmp_path):
@@ -71,8 +78,15 @@ def test_state_dict_restores_the_split(synthetic_dataset, tmp_path):
     dm = _dm(root, tmp_path)
     dm.setup("fit")
     state = dm.state_dict()
-    resumed = DicomDataModule(root=root, labels=root / "labels.csv", work_dir=tmp_path, preprocessing=PREP,
-                              split={"val": 0.5, "seed": 99}, progress=False, loader={"num_workers": 0})
+    resumed = DicomDataModule(
+        root=root,
+        labels=root / "labels.csv",
+        work_dir=tmp_path,
+        preprocessing=PREP,
+        split={"val": 0.5, "seed": 99},
+        progress=False,
+        loader={"num_workers": 0},
+    )
     resumed.load_state_dict(state)
     resumed.setup("fit")
     assert resumed.split == dm.split
@@ -131,8 +145,14 @@ def test_trainer_fit_with_two_workers(training_dataset, tmp_path):
     pl.seed_everything(0)
     dm = _dm(root, tmp_path, loader={"batch_size": 2, "num_workers": 2})
     model = Classifier3D(width=4)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=dm)
     assert trainer.state.finished
     assert np.isfinite(float(trainer.callback_metrics["val_loss"]))
@@ -150,8 +170,14 @@ def test_irregular_stacks_are_rejected_or_resampled_per_config(tmp_path):
     strict = _dm(root, tmp_path / "reject")
     strict.setup("fit")
     assert [sid for sid, _ in strict.report["series_failed"]] == [series[1].series_uid]
-    lenient = DicomDataModule(root=root, labels=root / "labels.csv", work_dir=tmp_path / "resample", progress=False,
-                              preprocessing={**PREP, "irregular_stacks": "resample"}, loader={"num_workers": 0})
+    lenient = DicomDataModule(
+        root=root,
+        labels=root / "labels.csv",
+        work_dir=tmp_path / "resample",
+        progress=False,
+        preprocessing={**PREP, "irregular_stacks": "resample"},
+        loader={"num_workers": 0},
+    )
     lenient.setup("fit")
     assert lenient.report["series_failed"] == []
     assert len(lenient.datasets["predict"]) == 3

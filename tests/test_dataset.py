@@ -119,7 +119,7 @@ def test_patches_are_regions_of_the_volume(cached) -> None:
         assert 0 <= y <= 8
         assert 0 <= x <= 10
         vol = np.load(volumes.paths[v])
-        np.testing.assert_array_equal(p["image"].numpy(), vol[:, z:z + 4, y:y + 8, x:x + 6])
+        np.testing.assert_array_equal(p["image"].numpy(), vol[:, z : z + 4, y : y + 8, x : x + 6])
         vmeta = volumes[v]["meta"]
         expected = world(vmeta["origin"], vmeta["direction"], vmeta["spacing"], (z, y, x))
         np.testing.assert_allclose(p["meta"]["origin"].numpy(), expected, atol=1e-9)
@@ -155,13 +155,20 @@ def test_volume_smaller_than_patch_is_padded(cached) -> None:
         assert (z, x) == (0, 0)
         assert 0 <= y <= 8
         vol = np.load(volumes.paths[v])
-        region = vol[:, :, y:y + 8, :]
+        region = vol[:, :, y : y + 8, :]
         np.testing.assert_array_equal(img[:, :8, :, :16], region)
         assert np.all(img[:, 8:] == region.min())
         assert np.all(img[:, :, :, 16:] == region.min())
-        np.testing.assert_allclose(p["meta"]["origin"].numpy(),
-                                   world(volumes[v]["meta"]["origin"], volumes[v]["meta"]["direction"],
-                                         volumes[v]["meta"]["spacing"], (0, y, 0)), atol=1e-9)
+        np.testing.assert_allclose(
+            p["meta"]["origin"].numpy(),
+            world(
+                volumes[v]["meta"]["origin"],
+                volumes[v]["meta"]["direction"],
+                volumes[v]["meta"]["spacing"],
+                (0, y, 0),
+            ),
+            atol=1e-9,
+        )
 
 
 def test_patch_origin_with_oblique_direction(tmp_path: Path) -> None:
@@ -170,8 +177,13 @@ def test_patch_origin_with_oblique_direction(tmp_path: Path) -> None:
     npy = tmp_path / "vol.npy"
     np.save(npy, vol, allow_pickle=False)
     direction = direction_from_orientation("coronal", 30.0)
-    meta = {"series_id": "1.2.3", "spacing": [0.7, 1.3, 2.1], "origin": [11.0, -7.5, 42.0],
-            "direction": list(direction), "shape": [1, 6, 7, 8]}
+    meta = {
+        "series_id": "1.2.3",
+        "spacing": [0.7, 1.3, 2.1],
+        "origin": [11.0, -7.5, 42.0],
+        "direction": list(direction),
+        "shape": [1, 6, 7, 8],
+    }
     img = sitk.GetImageFromArray(vol[0])
     img.SetSpacing(meta["spacing"])
     img.SetOrigin(meta["origin"])
@@ -191,8 +203,9 @@ def test_patch_workers_draw_different_positions(cached) -> None:
     _, volumes, _ = cached
     patches = PatchDataset(volumes, (2, 4, 4), per_volume=8)
     patches[0]  # the parent draws first (e.g. a sanity check), then workers fork
-    loader = DataLoader(patches, batch_size=None, num_workers=2, shuffle=False,
-                        multiprocessing_context="fork")
+    loader = DataLoader(
+        patches, batch_size=None, num_workers=2, shuffle=False, multiprocessing_context="fork"
+    )
     starts = [tuple(s["meta"]["patch_start"].tolist()) for _, s in zip(range(16), loader, strict=False)]
     worker0, worker1 = starts[0::2], starts[1::2]  # round-robin: worker k gets samples k, k+2, ...
     assert worker0 != worker1

@@ -15,7 +15,9 @@ import pytest
 import SimpleITK as sitk
 
 pytestmark = [
-    pytest.mark.skipif(ref.dcm2niix_path() is None, reason="dcm2niix is not installed (pip install dcm2niix)"),
+    pytest.mark.skipif(
+        ref.dcm2niix_path() is None, reason="dcm2niix is not installed (pip install dcm2niix)"
+    ),
     pytest.mark.skipif(not ref.REALDATA.is_dir(), reason=f"real data not found at {ref.REALDATA}"),
 ]
 
@@ -34,18 +36,31 @@ def _sorted_series_files(folder: Path) -> list[Path]:
 
 
 def _assert_matches_sitk(image: sitk.Image, volume: ref.RefVolume) -> ref.Comparison:
-    return ref.assert_same_volume(sitk.GetArrayFromImage(image), image.GetOrigin(), image.GetSpacing(),
-                                  np.reshape(image.GetDirection(), (3, 3)), volume)
+    return ref.assert_same_volume(
+        sitk.GetArrayFromImage(image),
+        image.GetOrigin(),
+        image.GetSpacing(),
+        np.reshape(image.GetDirection(), (3, 3)),
+        volume,
+    )
 
 
-@pytest.mark.parametrize("rel", ["dicom2nifti/ge/anatomical/001", "dicom2nifti/generic/anatomical/001",
-                                 "dicom2nifti/hitachi/anatomical/001", "dicom2nifti/generic/rgb/001"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "dicom2nifti/ge/anatomical/001",
+        "dicom2nifti/generic/anatomical/001",
+        "dicom2nifti/hitachi/anatomical/001",
+        "dicom2nifti/generic/rgb/001",
+    ],
+)
 def test_plain_3d_series_equals_sitk(rel: str, tmp_path: Path) -> None:
     folder = ref.REALDATA / rel
     (out,) = ref.convert(folder, tmp_path)
     assert len(out.volumes) == 1 and out.fourth_dim == "" and out.variant == ""
-    assert out.series_uid == str(pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True)
-                                 .SeriesInstanceUID)
+    assert out.series_uid == str(
+        pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True).SeriesInstanceUID
+    )
     files = ref.source_files(out, folder)
     assert sorted(files) == sorted(_sorted_series_files(folder))
     report = _assert_matches_sitk(_sitk_series(_sorted_series_files(folder)), out.volumes[0])
@@ -81,7 +96,7 @@ def test_ge_fmri_is_10_volumes_of_15_slices_in_instance_order(tmp_path: Path) ->
     assert len(files) == 150
     by_instance = sorted(files, key=lambda f: int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber))
     for t in (0, 9):  # InstanceNumber is time-major: 15 slices of time point 1, then time point 2...
-        _assert_matches_sitk(_sitk_series(by_instance[15 * t:15 * t + 15]), out.volumes[t])
+        _assert_matches_sitk(_sitk_series(by_instance[15 * t : 15 * t + 15]), out.volumes[t])
 
 
 def test_convert_a_file_list(tmp_path: Path) -> None:
@@ -116,8 +131,11 @@ def test_canonical_is_invariant_to_flips_and_permutations() -> None:
         np.testing.assert_array_equal(can_arr, base_arr)
         np.testing.assert_allclose(can_aff, base_aff, atol=1e-9)
     # corners are the same world points, in canonical order
-    np.testing.assert_allclose(np.sort(ref.corners(arr.shape, affine), axis=0),
-                               np.sort(ref.corners(base_arr.shape, base_aff), axis=0), atol=1e-9)
+    np.testing.assert_allclose(
+        np.sort(ref.corners(arr.shape, affine), axis=0),
+        np.sort(ref.corners(base_arr.shape, base_aff), axis=0),
+        atol=1e-9,
+    )
 
 
 def test_assert_same_volume_catches_a_shift_and_a_value(tmp_path: Path) -> None:

@@ -17,16 +17,28 @@ from lightning_dicom.demo.synthetic import make_phantom, write_dataset, write_se
 def test_ddp_two_ranks_split_and_see_each_sample_once(tmp_path):
     root = tmp_path / "data"
     series = write_dataset(root, n_patients=11, shape_zyx=(8, 16, 16), spacing=(1.0, 1.0, 2.0), seed=7)
-    bad = write_series(root / "bad", make_phantom((8, 16, 16), seed=1), spacing=(1.0, 1.0, 2.0),
-                       patient_id="SYNBAD", seed=1)
+    bad = write_series(
+        root / "bad", make_phantom((8, 16, 16), seed=1), spacing=(1.0, 1.0, 2.0), patient_id="SYNBAD", seed=1
+    )
     bad.files[4].unlink()  # a gap: this series must be skipped on both ranks, without a deadlock
     with open(root / "labels.csv", "a") as fh:
         fh.write(f"{bad.series_uid},1\n")
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("ddp_fit.py")), str(root),
-                           str(tmp_path / "work"), str(out)], env=env, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("ddp_fit.py")),
+            str(root),
+            str(tmp_path / "work"),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     docs = {(d["rank"], d["epoch"]): d for d in (json.loads(p.read_text()) for p in out.glob("*.json"))}
     assert set(docs) == {(0, 0), (1, 0), (0, 1), (1, 1)}

@@ -23,8 +23,9 @@ from lightning_dicom.dicom.index import DicomIndex
 from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import LightningDicomError
 
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                derandomize=True)
+FUZZ = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
 
 
 def _template() -> list[bytes]:
@@ -45,7 +46,7 @@ def _find(blob: bytes, group: int, elem: int) -> int:
     key = struct.pack("<HH", group, elem)
     start = blob.index(b"DICM") + 4
     pos = blob.find(key, start)
-    while pos >= 0 and group != 0x7FE0 and not blob[pos + 4:pos + 6].isalpha():
+    while pos >= 0 and group != 0x7FE0 and not blob[pos + 4 : pos + 6].isalpha():
         pos = blob.find(key, pos + 1)
     return pos
 
@@ -55,18 +56,18 @@ def _patch(blob: bytes, group: int, elem: int, value: bytes | None) -> bytes:
     pos = _find(blob, group, elem)
     assert pos >= 0, f"({group:04X},{elem:04X}) not in template"
     if group == 0x7FE0:  # OW: 4-byte length after 2 reserved bytes
-        (length,) = struct.unpack("<I", blob[pos + 8:pos + 12])
+        (length,) = struct.unpack("<I", blob[pos + 8 : pos + 12])
         end = pos + 12 + length
         if value is None:
             return blob[:pos] + blob[end:]
-        return blob[:pos + 8] + struct.pack("<I", len(value)) + value + blob[end:]
-    (length,) = struct.unpack("<H", blob[pos + 6:pos + 8])
+        return blob[: pos + 8] + struct.pack("<I", len(value)) + value + blob[end:]
+    (length,) = struct.unpack("<H", blob[pos + 6 : pos + 8])
     end = pos + 8 + length
     if value is None:
         return blob[:pos] + blob[end:]
     if len(value) % 2:
-        value += b"\0" if blob[pos + 4:pos + 6] in (b"UI", b"OB") else b" "
-    return blob[:pos + 6] + struct.pack("<H", len(value)) + value + blob[end:]
+        value += b"\0" if blob[pos + 4 : pos + 6] in (b"UI", b"OB") else b" "
+    return blob[: pos + 6] + struct.pack("<H", len(value)) + value + blob[end:]
 
 
 def _check(folder: Path) -> str:
@@ -115,33 +116,90 @@ def _run(blobs: list[bytes]) -> str:
         return _check(folder)
 
 
-DS_ATOMS = ["0", "-1", "-0.5", "nan", "NaN", "inf", "-inf", "1e308", "1e-300", "1e400", "abc", "", " ", "0.5",
-            "1", "2.0", "1e6", "99999999999999"]
+DS_ATOMS = [
+    "0",
+    "-1",
+    "-0.5",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e308",
+    "1e-300",
+    "1e400",
+    "abc",
+    "",
+    " ",
+    "0.5",
+    "1",
+    "2.0",
+    "1e6",
+    "99999999999999",
+]
 ds_value = st.lists(st.sampled_from(DS_ATOMS), min_size=0, max_size=7).map(lambda v: "\\".join(v).encode())
 iop_value = st.one_of(
     ds_value,
-    st.sampled_from([b"1\\0\\0\\1\\0\\0", b"2\\0\\0\\0\\2\\0", b"0.7\\0.7\\0\\0\\1\\0", b"0\\0\\0\\0\\0\\0",
-                     b"1\\0\\0\\0\\0.999\\0.01", b"1\\0\\0\\0\\1\\0\\0", b"1\\0\\0"]),
+    st.sampled_from(
+        [
+            b"1\\0\\0\\1\\0\\0",
+            b"2\\0\\0\\0\\2\\0",
+            b"0.7\\0.7\\0\\0\\1\\0",
+            b"0\\0\\0\\0\\0\\0",
+            b"1\\0\\0\\0\\0.999\\0.01",
+            b"1\\0\\0\\0\\1\\0\\0",
+            b"1\\0\\0",
+        ]
+    ),
     st.lists(st.floats(-2, 2, allow_nan=False), min_size=6, max_size=6).map(
-        lambda v: "\\".join(f"{x:.6g}" for x in v).encode()),
+        lambda v: "\\".join(f"{x:.6g}" for x in v).encode()
+    ),
 )
 us_value = st.integers(0, 65535).map(lambda v: struct.pack("<H", v))
 is_value = st.sampled_from([b"0", b"-1", b"2", b"2147483647", b"99999999999", b"1A", b"", b"3"])
 cs_value = st.sampled_from([b"MONOCHROME1", b"RGB", b"PALETTE COLOR", b"YBR_FULL_422", b"", b"XYZ"])
 
-GEOMETRY = {(0x0028, 0x0030): ds_value, (0x0020, 0x0037): iop_value, (0x0020, 0x0032): ds_value,
-            (0x0018, 0x0050): ds_value, (0x0028, 0x1053): ds_value, (0x0028, 0x1052): ds_value}
-PIXEL_MODULE = {(0x0028, 0x0010): us_value, (0x0028, 0x0011): us_value, (0x0028, 0x0100): us_value,
-                (0x0028, 0x0101): us_value, (0x0028, 0x0103): us_value, (0x0028, 0x0002): us_value,
-                (0x0028, 0x0008): is_value, (0x0028, 0x0004): cs_value}
-MANDATORY = [(0x0028, 0x0010), (0x0028, 0x0011), (0x0028, 0x0100), (0x0028, 0x0101), (0x0028, 0x0103),
-             (0x0028, 0x0002), (0x0028, 0x0004), (0x0020, 0x0032), (0x0020, 0x0037), (0x0028, 0x0030),
-             (0x0020, 0x000E), (0x0008, 0x0018), (0x0028, 0x1053), (0x7FE0, 0x0010)]
+GEOMETRY = {
+    (0x0028, 0x0030): ds_value,
+    (0x0020, 0x0037): iop_value,
+    (0x0020, 0x0032): ds_value,
+    (0x0018, 0x0050): ds_value,
+    (0x0028, 0x1053): ds_value,
+    (0x0028, 0x1052): ds_value,
+}
+PIXEL_MODULE = {
+    (0x0028, 0x0010): us_value,
+    (0x0028, 0x0011): us_value,
+    (0x0028, 0x0100): us_value,
+    (0x0028, 0x0101): us_value,
+    (0x0028, 0x0103): us_value,
+    (0x0028, 0x0002): us_value,
+    (0x0028, 0x0008): is_value,
+    (0x0028, 0x0004): cs_value,
+}
+MANDATORY = [
+    (0x0028, 0x0010),
+    (0x0028, 0x0011),
+    (0x0028, 0x0100),
+    (0x0028, 0x0101),
+    (0x0028, 0x0103),
+    (0x0028, 0x0002),
+    (0x0028, 0x0004),
+    (0x0020, 0x0032),
+    (0x0020, 0x0037),
+    (0x0028, 0x0030),
+    (0x0020, 0x000E),
+    (0x0008, 0x0018),
+    (0x0028, 0x1053),
+    (0x7FE0, 0x0010),
+]
 
 
 def _mutations(table: dict) -> st.SearchStrategy:
-    return st.lists(st.sampled_from(sorted(table)).flatmap(lambda t: st.tuples(st.just(t), table[t])),
-                    min_size=1, max_size=4)
+    return st.lists(
+        st.sampled_from(sorted(table)).flatmap(lambda t: st.tuples(st.just(t), table[t])),
+        min_size=1,
+        max_size=4,
+    )
 
 
 def _apply(blob: bytes, mutations) -> bytes:
@@ -191,14 +249,21 @@ def test_fuzz_random_bytes_and_truncation(data):
     _run([bytes(blob[:cut] if cut is not None else blob), TEMPLATE[1]])
 
 
-@pytest.mark.parametrize(("tag", "value", "expect"), [
-    ((0x0028, 0x0030), b"0\\0", "PixelSpacing .* must be 2 positive numbers"),
-    ((0x0028, 0x0030), b"nan\\1", "PixelSpacing .* must be 2 positive numbers"),
-    ((0x0028, 0x0030), b"-1\\-1", "PixelSpacing .* must be 2 positive numbers"),
-    ((0x0020, 0x0037), b"0.7\\0.7\\0\\0\\1\\0", "ImageOrientationPatient .* not two orthogonal unit vectors"),
-    ((0x0020, 0x0032), b"1e300\\0\\0", "ImagePositionPatient .* must be 3 finite numbers"),
-    ((0x0028, 0x1053), b"0", "RescaleSlope .* finite non-zero"),
-])
+@pytest.mark.parametrize(
+    ("tag", "value", "expect"),
+    [
+        ((0x0028, 0x0030), b"0\\0", "PixelSpacing .* must be 2 positive numbers"),
+        ((0x0028, 0x0030), b"nan\\1", "PixelSpacing .* must be 2 positive numbers"),
+        ((0x0028, 0x0030), b"-1\\-1", "PixelSpacing .* must be 2 positive numbers"),
+        (
+            (0x0020, 0x0037),
+            b"0.7\\0.7\\0\\0\\1\\0",
+            "ImageOrientationPatient .* not two orthogonal unit vectors",
+        ),
+        ((0x0020, 0x0032), b"1e300\\0\\0", "ImagePositionPatient .* must be 3 finite numbers"),
+        ((0x0028, 0x1053), b"0", "RescaleSlope .* finite non-zero"),
+    ],
+)
 def test_invalid_geometry_is_skipped_with_a_precise_reason(tmp_path, tag, value, expect):
     (tmp_path / "x.dcm").write_bytes(_patch(TEMPLATE[0], *tag, value))
     with DicomIndex([tmp_path]) as idx:

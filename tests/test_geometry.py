@@ -19,15 +19,22 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module", params=["axial", "sagittal", "oblique"])
 def source(request, tmp_path_factory) -> sitk.Image:
-    orient = {"axial": ("axial", 0.0), "sagittal": ("sagittal", 0.0), "oblique": ("axial", 20.0)}[request.param]
+    orient = {"axial": ("axial", 0.0), "sagittal": ("sagittal", 0.0), "oblique": ("axial", 20.0)}[
+        request.param
+    ]
     hu = make_phantom((20, 32, 28), lesion=True, seed=4)
-    s = write_series(tmp_path_factory.mktemp(request.param), hu, spacing=(1.0, 1.0, 1.0),
-                     direction=direction_from_orientation(*orient), seed=2)
+    s = write_series(
+        tmp_path_factory.mktemp(request.param),
+        hu,
+        spacing=(1.0, 1.0, 1.0),
+        direction=direction_from_orientation(*orient),
+        seed=2,
+    )
     return read_series(s.files)
 
 
 def _ball(img: sitk.Image) -> np.ndarray:
-    z, y, x = np.mgrid[:img.GetSize()[2], :img.GetSize()[1], :img.GetSize()[0]]
+    z, y, x = np.mgrid[: img.GetSize()[2], : img.GetSize()[1], : img.GetSize()[0]]
     return ((z - 9) ** 2 / 36 + (y - 15) ** 2 / 64 + (x - 12) ** 2 / 49 <= 1).astype(np.uint8)
 
 
@@ -47,8 +54,13 @@ def test_resample_reorient_crop_round_trip_dice(source, orientation):
     mask = _ball(source)
     m = sitk.GetImageFromArray(mask.astype(np.float32))
     m.CopyInformation(source)
-    cfg = PreprocessingConfig(orientation=orientation, spacing=(1.5, 1.5, 1.5), interpolation="linear",
-                              normalize="none", size=(18, 22, 20))
+    cfg = PreprocessingConfig(
+        orientation=orientation,
+        spacing=(1.5, 1.5, 1.5),
+        interpolation="linear",
+        normalize="none",
+        size=(18, 22, 20),
+    )
     arr, meta = preprocess(m, cfg)
     assert arr.shape[1:] == (18, 22, 20)
     back = to_source_geometry(arr, meta)  # linear on the float mask, then threshold

@@ -110,14 +110,23 @@ BASE = {
 }
 
 
-def _blob(elements: dict[int, tuple[bytes, bytes]] | None = None, *, syntax: str = EXPLICIT,
-          extra: bytes = b"", pixels: bytes | None = None) -> bytes:
+def _blob(
+    elements: dict[int, tuple[bytes, bytes]] | None = None,
+    *,
+    syntax: str = EXPLICIT,
+    extra: bytes = b"",
+    pixels: bytes | None = None,
+) -> bytes:
     """A Part-10 file of ``elements`` (tag -> (VR, value)); ``extra`` is inserted before (0018,0050)."""
     implicit = syntax == IMPLICIT
     elements = BASE if elements is None else elements
     ts = _pad(syntax.encode(), b"UI")
-    meta = (_el(0x00020001, b"OB", b"\0\1") + _el(0x00020002, b"UI", _pad(elements.get(0x00080016, BASE[0x00080016])[1], b"UI"))
-            + _el(0x00020003, b"UI", b"1.2.3.4.5.6\0") + _el(0x00020010, b"UI", ts))
+    meta = (
+        _el(0x00020001, b"OB", b"\0\1")
+        + _el(0x00020002, b"UI", _pad(elements.get(0x00080016, BASE[0x00080016])[1], b"UI"))
+        + _el(0x00020003, b"UI", b"1.2.3.4.5.6\0")
+        + _el(0x00020010, b"UI", ts)
+    )
     out = bytes(128) + b"DICM" + _el(0x00020000, b"UL", struct.pack("<I", len(meta))) + meta
     for tag in sorted(elements):
         if tag == 0x00180050:
@@ -169,9 +178,45 @@ ODD_VALUES = {
     b"UI": [b"", b" ", b"1.2.3 ", b"1.2.3\0", b"1.2\\3.4", b"1.2.\xe93", b" 1.2"],
     b"CS": [b"", b"  ", b"ct", b"CT\\MR", b" CT", b"CT\0", b"C\xc9"],
     b"LO": [b"", b"  ", b"a\\b", b"caf\xe9", b"x\x1b$B", b" lead", b"tr\0"],
-    b"DS": [b"", b" ", b"1", b" 1.5 ", b"1e2", b"-.5", b"1.", b"nan", b"inf", b"1e400", b"abc", b"1\\2", b"1\\\\2",
-            b"1_0", b"0x10", b"1\0", b"\t1", b"1\\2\\3", b"1\\0\\0\\0\\1\\0", b"0\\0", b"-1\\-1", b"+1.5E-3"],
-    b"IS": [b"", b" ", b"1", b" 12 ", b"-3", b"1.0", b"1.5", b"1A", b"99999999999", b"1\\2", b"\t1", b"007", b"+4"],
+    b"DS": [
+        b"",
+        b" ",
+        b"1",
+        b" 1.5 ",
+        b"1e2",
+        b"-.5",
+        b"1.",
+        b"nan",
+        b"inf",
+        b"1e400",
+        b"abc",
+        b"1\\2",
+        b"1\\\\2",
+        b"1_0",
+        b"0x10",
+        b"1\0",
+        b"\t1",
+        b"1\\2\\3",
+        b"1\\0\\0\\0\\1\\0",
+        b"0\\0",
+        b"-1\\-1",
+        b"+1.5E-3",
+    ],
+    b"IS": [
+        b"",
+        b" ",
+        b"1",
+        b" 12 ",
+        b"-3",
+        b"1.0",
+        b"1.5",
+        b"1A",
+        b"99999999999",
+        b"1\\2",
+        b"\t1",
+        b"007",
+        b"+4",
+    ],
     b"US": [b"", struct.pack("<H", 0), struct.pack("<H", 65535), struct.pack("<HH", 1, 2), b"\x01"],
 }
 
@@ -193,7 +238,9 @@ def test_every_decoded_element_with_odd_values_reads_the_same(tmp_path, tag, syn
         assert not _assert_same(_write(tmp_path, "vr.dcm", _blob(elements)))
 
 
-@pytest.mark.parametrize("charset", [b"", b"ISO_IR 192", b"\\ISO 2022 IR 87", b"ISO_IR 999", b"GB18030", b"ISO_IR 100\\x"])
+@pytest.mark.parametrize(
+    "charset", [b"", b"ISO_IR 192", b"\\ISO 2022 IR 87", b"ISO_IR 999", b"GB18030", b"ISO_IR 100\\x"]
+)
 def test_character_sets_read_the_same(tmp_path, charset):
     for pid in (b"PID-0001", "Jérôme".encode("latin-1"), "山田".encode()):
         elements = dict(BASE)
@@ -205,12 +252,17 @@ def test_character_sets_read_the_same(tmp_path, charset):
 def _sequences(implicit: bool) -> bytes:
     inner = _el(0x00081150, b"UI", b"1.2.3\0", implicit) + _el(0x00081155, b"UI", b"1.2.4\0", implicit)
     nested = _sequence(0x00082112, [_item(inner, False)], implicit)
-    private = (_el(0x00090010, b"LO", b"ACME 1.0", implicit)
-               + _sequence(0x00091001, [_item(inner, True), _item(inner, False)], implicit)
-               + _el(0x00091002, b"OB", bytes(300), implicit))
-    return (_sequence(0x00081140, [_item(inner, False), _item(inner + nested, True)], implicit)
-            + _sequence(0x00081250, [], implicit, defined=True) + private
-            + _sequence(0x00089215, [_item(nested, False)], implicit))
+    private = (
+        _el(0x00090010, b"LO", b"ACME 1.0", implicit)
+        + _sequence(0x00091001, [_item(inner, True), _item(inner, False)], implicit)
+        + _el(0x00091002, b"OB", bytes(300), implicit)
+    )
+    return (
+        _sequence(0x00081140, [_item(inner, False), _item(inner + nested, True)], implicit)
+        + _sequence(0x00081250, [], implicit, defined=True)
+        + private
+        + _sequence(0x00089215, [_item(nested, False)], implicit)
+    )
 
 
 @pytest.mark.parametrize("syntax", [EXPLICIT, IMPLICIT])
@@ -235,9 +287,17 @@ def test_long_headers_cross_read_chunks(tmp_path, syntax):
 
 def test_header_only_and_missing_or_short_pixel_data_read_the_same(tmp_path):
     blob = _blob()
-    cut = blob[:-48 - 12]  # no Pixel Data element at all
-    for k, b in enumerate([cut, cut + b"\xe0\x7f", blob[:-10], _blob(pixels=bytes(10)), _blob(pixels=bytes(49)),
-                           blob + b"\0" * 3]):
+    cut = blob[: -48 - 12]  # no Pixel Data element at all
+    for k, b in enumerate(
+        [
+            cut,
+            cut + b"\xe0\x7f",
+            blob[:-10],
+            _blob(pixels=bytes(10)),
+            _blob(pixels=bytes(49)),
+            blob + b"\0" * 3,
+        ]
+    ):
         _assert_same(_write(tmp_path, f"{k}.dcm", b))
 
 
@@ -255,13 +315,19 @@ TEMPLATE = _blob(extra=_sequences(False))
 TEMPLATE_IMPLICIT = _blob(extra=_sequences(True), syntax=IMPLICIT)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
-                                                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data(), implicit=st.booleans())
 def test_random_corruption_reads_the_same(tmp_path, data, implicit):
     blob = bytearray(TEMPLATE_IMPLICIT if implicit else TEMPLATE)
     for _ in range(data.draw(st.integers(1, 6), label="flips")):
         pos = data.draw(st.integers(128, len(blob) - 1), label="pos")
-        blob[pos] = data.draw(st.sampled_from([0, 1, 0xFF, 0xFE, 0x5C, 0x20, 0x41, 0xE0, data.draw(st.integers(0, 255))]))
+        blob[pos] = data.draw(
+            st.sampled_from([0, 1, 0xFF, 0xFE, 0x5C, 0x20, 0x41, 0xE0, data.draw(st.integers(0, 255))])
+        )
     cut = data.draw(st.one_of(st.none(), st.integers(130, len(blob))), label="cut")
     _assert_same(_write(tmp_path, "f.dcm", bytes(blob[:cut] if cut is not None else blob)))

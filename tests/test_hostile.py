@@ -44,9 +44,15 @@ def _snapshot(root: Path) -> dict[str, tuple]:
 def hostile(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     good_dir = root / "Ünïcødé" / "患者 1" / "série"
-    good = write_series(good_dir, make_phantom((6, 12, 10), seed=9), spacing=(0.9, 0.8, 2.0),
-                        direction=direction_from_orientation("coronal", 20), patient_id="PID-4242",
-                        patient_name="SECRET^NAME", seed=3)
+    good = write_series(
+        good_dir,
+        make_phantom((6, 12, 10), seed=9),
+        spacing=(0.9, 0.8, 2.0),
+        direction=direction_from_orientation("coronal", 20),
+        patient_id="PID-4242",
+        patient_name="SECRET^NAME",
+        seed=3,
+    )
     junk = root / "junk"
     junk.mkdir()
     expected: dict[str, str] = {}
@@ -100,8 +106,13 @@ def scanned(hostile, tmp_path_factory):
     db = tmp_path_factory.mktemp("work") / "index.sqlite"
     idx = DicomIndex([hostile["root"]], db)
     report = idx.scan(workers=1)
-    yield {"idx": idx, "report": report, "before": before, "series": idx.series(),
-           "skipped": dict(idx.skipped())}
+    yield {
+        "idx": idx,
+        "report": report,
+        "before": before,
+        "series": idx.series(),
+        "skipped": dict(idx.skipped()),
+    }
     idx.close()
 
 
@@ -127,9 +138,23 @@ def test_valid_series_reads_correctly_among_junk(scanned, hostile):
     np.testing.assert_array_equal(to_array(again), good.hu)
 
 
-@pytest.mark.parametrize("name", ["empty.dcm", "random.dcm", "fake_preamble.dcm", "header_cut.dcm", "DICOMDIR",
-                                  "plan.dcm", "report", "dose.dcm", "raw_rtstruct", "notes.txt", "selfloop.dcm",
-                                  "bad\udcff\udcfename.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "empty.dcm",
+        "random.dcm",
+        "fake_preamble.dcm",
+        "header_cut.dcm",
+        "DICOMDIR",
+        "plan.dcm",
+        "report",
+        "dose.dcm",
+        "raw_rtstruct",
+        "notes.txt",
+        "selfloop.dcm",
+        "bad\udcff\udcfename.dcm",
+    ],
+)
 def test_each_bad_file_is_skipped_with_a_reason(scanned, hostile, name):
     import re
 

@@ -52,9 +52,15 @@ def test_dicomdirtests_volume_and_series_counts(dicomdir_volumes):
     folders = _by_folder(dicomdir_volumes)
     counts = {k: len(v) for k, v in folders.items()}
     assert counts == {
-        "77654033/CR1": 1, "77654033/CR2": 1, "77654033/CR3": 1, "77654033/CT2": 1,
-        "98892001/CT2N": 2, "98892001/CT5N": 1,
-        "98892003/MR1": 3, "98892003/MR2": 7, "98892003/MR700": 7,
+        "77654033/CR1": 1,
+        "77654033/CR2": 1,
+        "77654033/CR3": 1,
+        "77654033/CT2": 1,
+        "98892001/CT2N": 2,
+        "98892001/CT5N": 1,
+        "98892003/MR1": 3,
+        "98892003/MR2": 7,
+        "98892003/MR700": 7,
     }
     assert len(dicomdir_volumes) == 24
     assert len({v.series_uid for v in dicomdir_volumes}) == 13
@@ -88,8 +94,15 @@ def test_dicomdirtests_mr700_splits_by_orientation(dicomdir_volumes):
     assert sorted(v.series_id for v in mr700) == sorted(f"{uid}#{k}" for k in range(1, 8))  # ... 7 volumes
     assert all(v.n_slices == 1 for v in mr700)
     assert len({tuple(np.round(v.orientation, 3)) for v in mr700}) == 7
-    assert sorted(v.plane for v in mr700) == ["coronal", "oblique", "oblique", "oblique", "oblique",
-                                               "sagittal", "sagittal"]
+    assert sorted(v.plane for v in mr700) == [
+        "coronal",
+        "oblique",
+        "oblique",
+        "oblique",
+        "oblique",
+        "sagittal",
+        "sagittal",
+    ]
     for v in mr700:  # IOPs written with 6 digits are re-orthonormalised
         row, col = np.array(v.orientation[:3]), np.array(v.orientation[3:])
         assert np.linalg.norm(row) == pytest.approx(1, abs=1e-9)
@@ -104,7 +117,10 @@ def test_dicomdirtests_scouts_and_localizers(dicomdir_volumes):
     for v in mr2:
         per_uid.setdefault(v.series_uid, []).append(v.plane)
     assert sorted(sorted(p) for p in per_uid.values()) == [
-        ["axial", "coronal", "sagittal"], ["axial", "coronal", "sagittal"], ["sagittal"]]
+        ["axial", "coronal", "sagittal"],
+        ["axial", "coronal", "sagittal"],
+        ["sagittal"],
+    ]
     (ct2,) = folders["77654033/CT2"]
     assert ct2.n_slices == 4
     assert ct2.spacing[2] == pytest.approx(1.25)
@@ -121,8 +137,15 @@ def test_dicomdirtests_skips_dicomdir_and_header_only_files():
     assert report.n_files == 30 + 50 + 8 + 3  # images, TINY_ALPHA stubs, DICOMDIRs, READMEs
     dicomdirs = [p for p, r in skipped.items() if r.startswith("DICOMDIR")]
     assert sorted(Path(p).name for p in dicomdirs) == [
-        "DICOMDIR", "DICOMDIR", "DICOMDIR-bigEnd", "DICOMDIR-empty.dcm", "DICOMDIR-implicit",
-        "DICOMDIR-nooffset", "DICOMDIR-nopatient", "DICOMDIR-reordered"]
+        "DICOMDIR",
+        "DICOMDIR",
+        "DICOMDIR-bigEnd",
+        "DICOMDIR-empty.dcm",
+        "DICOMDIR-implicit",
+        "DICOMDIR-nooffset",
+        "DICOMDIR-nopatient",
+        "DICOMDIR-reordered",
+    ]
     tiny = [r for p, r in skipped.items() if "TINY_ALPHA" in p and "/IM" in p]
     assert len(tiny) == 50
     assert set(tiny) == {"no image pixel module: Rows/Columns missing (CT Image Storage)"}
@@ -143,7 +166,7 @@ NON_IMAGE = {
     "dicomdirtests/DICOMDIR": "DICOMDIR",
     "README.txt": "not a DICOM file",
     "zipMR.gz": "not a DICOM file",
-    "no_meta.dcm": "not a DICOM file",           # not a dataset even without the Part 10 header
+    "no_meta.dcm": "not a DICOM file",  # not a dataset even without the Part 10 header
     "rtstruct.dcm": "no image pixel module: Rows/Columns missing (RT Structure Set Storage)",  # raw dataset
     "ExplVR_BigEndNoMeta.dcm": "RT Ion Plan Storage",
     "ExplVR_LitEndNoMeta.dcm": "RT Ion Plan Storage",
@@ -178,10 +201,19 @@ def test_same_instance_in_many_transfer_syntaxes_counts_once(all_test_files):
     assert mr.n_slices == 1
     assert mr.problems == ()
     assert sorted(Path(f).name for f in mr.duplicates) == [
-        "MR_small_RLE.dcm", "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_implicit.dcm",
-        "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_padded.dcm", "MR_truncated.dcm"]
+        "MR_small_RLE.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_expb.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_padded.dcm",
+        "MR_truncated.dcm",
+    ]
     report = all_test_files.report()
-    assert report["duplicates"][str(PYDICOM_FILES / "MR_truncated.dcm")] == str(PYDICOM_FILES / "MR_small.dcm")
+    assert report["duplicates"][str(PYDICOM_FILES / "MR_truncated.dcm")] == str(
+        PYDICOM_FILES / "MR_small.dcm"
+    )
     (truncated,) = [p for reason, paths in report["problems"].items() for p in paths if "truncated" in reason]
     assert truncated == str(PYDICOM_FILES / "MR_truncated.dcm")
 
@@ -191,8 +223,12 @@ def test_truncated_file_alone_is_a_volume_with_a_problem(tmp_path):
     with DicomIndex([tmp_path]) as idx:
         idx.scan(workers=1)
         (rec,) = idx.series()
-    assert rec.problems == ((str(tmp_path / "x.dcm"),
-                             "file truncated: Pixel Data needs 8192 bytes, the file ends 62 bytes short"),)
+    assert rec.problems == (
+        (
+            str(tmp_path / "x.dcm"),
+            "file truncated: Pixel Data needs 8192 bytes, the file ends 62 bytes short",
+        ),
+    )
 
 
 def test_multiframe_and_2d_images_are_volumes_of_their_own(all_test_files):
@@ -254,8 +290,9 @@ def test_files_without_suffix_in_nested_folders_are_found(tmp_path):
     assert all(Path(f).suffix == "" for f in series[s1.series_uid].files)
     assert series[s1.series_uid].n_slices == 4
     assert series[s2.series_uid].n_slices == 3
-    assert skipped == {str(tmp_path / "x" / "notes.txt"): "not a DICOM file (no DICM preamble or valid header)"}
-
+    assert skipped == {
+        str(tmp_path / "x" / "notes.txt"): "not a DICOM file (no DICM preamble or valid header)"
+    }
 
 
 def test_raw_dataset_without_preamble_is_recognised_and_junk_is_not(tmp_path):
@@ -275,15 +312,16 @@ def test_raw_dataset_without_preamble_is_recognised_and_junk_is_not(tmp_path):
     for name in ("random.bin", "group8.bin", "notes.txt", "short.bin"):
         assert skipped[str(tmp_path / name)] == "not a DICOM file (no DICM preamble or valid header)", name
 
+
 def test_symlink_loops_do_not_hang_and_links_do_not_duplicate(tmp_path):
     root = tmp_path / "root"
     s = write_series(root / "series", make_phantom((3, 8, 8)), seed=1)
     (root / "series" / "loop").symlink_to(root, target_is_directory=True)  # root/series/loop -> root
-    (root / "self").symlink_to(root / "self")                              # a link to itself
+    (root / "self").symlink_to(root / "self")  # a link to itself
     (root / "a").symlink_to(root / "b")
-    (root / "b").symlink_to(root / "a")                                    # a <-> b
+    (root / "b").symlink_to(root / "a")  # a <-> b
     (root / "dangling").symlink_to(tmp_path / "nowhere")
-    (root / "copy.dcm").symlink_to(s.files[0])                             # a link to a slice
+    (root / "copy.dcm").symlink_to(s.files[0])  # a link to a slice
     t0 = time.perf_counter()
     with DicomIndex([root]) as idx:
         idx.scan(workers=1)
@@ -302,11 +340,22 @@ def test_symlink_loops_do_not_hang_and_links_do_not_duplicate(tmp_path):
 def test_one_uid_with_two_orientations_and_multiframe_files(tmp_path):
     uid = "1.2.826.0.1.3680043.8.498.1"
     write_series(tmp_path / "ax", make_phantom((5, 8, 8)), series_uid=uid, seed=1)
-    write_series(tmp_path / "sag", make_phantom((2, 8, 8)), series_uid=uid, seed=2,
-                 direction=direction_from_orientation("sagittal"))
+    write_series(
+        tmp_path / "sag",
+        make_phantom((2, 8, 8)),
+        series_uid=uid,
+        seed=2,
+        direction=direction_from_orientation("sagittal"),
+    )
     order = [2, 0, 3, 1]
-    mf = write_multiframe(tmp_path / "mf" / "one.dcm", make_phantom((4, 6, 6)), series_uid=uid,
-                          frame_order=order, spacing=(1, 1, 3), direction=direction_from_orientation("coronal"))
+    mf = write_multiframe(
+        tmp_path / "mf" / "one.dcm",
+        make_phantom((4, 6, 6)),
+        series_uid=uid,
+        frame_order=order,
+        spacing=(1, 1, 3),
+        direction=direction_from_orientation("coronal"),
+    )
     with DicomIndex([tmp_path]) as idx:
         idx.scan(workers=1)
         vols = {s.series_id: s for s in idx.series()}
@@ -355,27 +404,39 @@ def test_old_schema_is_rebuilt(tmp_path):
 
 def test_select_series_rules(dicomdir_volumes):
     kept, dropped = select_series(dicomdir_volumes, SelectionConfig(modalities=["CT"]))
-    assert sorted(_folder(s) for s in kept) == ["77654033/CT2", "98892001/CT2N", "98892001/CT2N", "98892001/CT5N"]
+    assert sorted(_folder(s) for s in kept) == [
+        "77654033/CT2",
+        "98892001/CT2N",
+        "98892001/CT2N",
+        "98892001/CT5N",
+    ]
     assert len(dropped) == 20
     assert all(r.startswith("modality") for _, r in dropped)
     assert "modality CR not in ['CT']" in {r for _, r in dropped}
 
     kept, dropped = select_series(dicomdir_volumes, SelectionConfig(modalities=["ct", "MR"], min_slices=4))
     assert sorted(_folder(s) for s in kept) == ["77654033/CT2", "98892001/CT5N"]
-    assert ("1 slices < min_slices 4" in {r for _, r in dropped})
+    assert "1 slices < min_slices 4" in {r for _, r in dropped}
 
     kept, _ = select_series(dicomdir_volumes, SelectionConfig(modalities=None, description="smartscore"))
     assert [_folder(s) for s in kept] == ["98892001/CT5N"]
 
-    kept, dropped = select_series(dicomdir_volumes, SelectionConfig(modalities=["MR"], exclude_description="LOCALIZER|PILOT"))
+    kept, dropped = select_series(
+        dicomdir_volumes, SelectionConfig(modalities=["MR"], exclude_description="LOCALIZER|PILOT")
+    )
     assert {_folder(s) for s in kept} == {"98892003/MR700"}
     assert sum(r == "description excluded" for _, r in dropped) == 10
 
-    kept, dropped = select_series(dicomdir_volumes, SelectionConfig(modalities=["MR"], orientations=["oblique"]))
+    kept, dropped = select_series(
+        dicomdir_volumes, SelectionConfig(modalities=["MR"], orientations=["oblique"])
+    )
     assert len(kept) == 4
     assert {_folder(s) for s in kept} == {"98892003/MR700"}
     assert {r for _, r in dropped if r.startswith("plane")} == {
-        "plane sagittal not in ['oblique']", "plane coronal not in ['oblique']", "plane axial not in ['oblique']"}
+        "plane sagittal not in ['oblique']",
+        "plane coronal not in ['oblique']",
+        "plane axial not in ['oblique']",
+    }
 
 
 # -- speed (correctness asserts only; the rate is printed) ------------------------------------------
@@ -391,7 +452,9 @@ def _clone_series(template: list[Path], out: Path, n: int) -> int:
         d.mkdir(parents=True)
         tag = f"{k:06d}".encode()
         for i, (blob, sop) in enumerate(zip(blobs, sops, strict=True)):
-            new = blob.replace(series, series[:-6] + tag).replace(study, study[:-6] + f"{k // 4:06d}".encode())
+            new = blob.replace(series, series[:-6] + tag).replace(
+                study, study[:-6] + f"{k // 4:06d}".encode()
+            )
             new = new.replace(sop, sop[:-6] + tag)
             (d / f"{i:03d}").write_bytes(new)
             written += 1
@@ -414,5 +477,7 @@ def test_index_rate_on_a_2000_file_tree(tmp_path):
         assert all(v.spacing == pytest.approx(s.spacing) for v in series)
         again = idx.scan(workers=2)
         assert again.n_read == 0
-    print(f"\nindexed {report.n_files} files in {report.seconds:.2f} s = {report.files_per_second:.0f} files/s "
-          f"(2 workers); unchanged re-scan {again.seconds:.3f} s")
+    print(
+        f"\nindexed {report.n_files} files in {report.seconds:.2f} s = {report.files_per_second:.0f} files/s "
+        f"(2 workers); unchanged re-scan {again.seconds:.3f} s"
+    )

@@ -122,8 +122,13 @@ def test_generated_rgb_series_is_a_vector_volume(tmp_path):
 
 def test_multiframe_with_shuffled_frames_is_put_in_slice_order(tmp_path):
     hu = make_phantom((5, 9, 7), seed=6)
-    s = write_multiframe(tmp_path / "mf.dcm", hu, frame_order=[3, 1, 4, 0, 2], spacing=(0.5, 0.6, 1.5),
-                         direction=direction_from_orientation("sagittal", 20))
+    s = write_multiframe(
+        tmp_path / "mf.dcm",
+        hu,
+        frame_order=[3, 1, 4, 0, 2],
+        spacing=(0.5, 0.6, 1.5),
+        direction=direction_from_orientation("sagittal", 20),
+    )
     image = read_series(s.files[0])
     assert image.GetPixelID() == sitk.sitkInt16
     assert image.GetSize() == (7, 9, 5)
@@ -197,7 +202,9 @@ def test_file_changed_after_indexing_asks_to_reindex(tmp_path):
     read_series(rec)  # fine while unchanged
     st = s.files[1].stat()
     os.utime(s.files[1], ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
-    with pytest.raises(SeriesError, match=r"changed since it was indexed \(modification time\); re-index") as info:
+    with pytest.raises(
+        SeriesError, match=r"changed since it was indexed \(modification time\); re-index"
+    ) as info:
         read_series(rec)
     assert info.value.path == str(s.files[1])
     with open(s.files[3], "ab") as fh:
@@ -243,7 +250,6 @@ def test_known_gdcm_misdecodes_are_refused(tmp_path):
         read_series(PYDICOM_FILES / "SC_rgb_rle_16bit.dcm")
 
 
-
 def _strip_file_meta(path: Path, *, implicit_vr: bool, little_endian: bool) -> None:
     """Rewrite a file as a raw dataset: no 128-byte preamble, no DICM, no file meta group."""
     ds = pydicom.dcmread(path)
@@ -252,7 +258,9 @@ def _strip_file_meta(path: Path, *, implicit_vr: bool, little_endian: bool) -> N
         ds.PixelData = arr.astype(arr.dtype.newbyteorder(">")).tobytes()
     del ds.file_meta
     ds.preamble = None
-    pydicom.dcmwrite(path, ds, implicit_vr=implicit_vr, little_endian=little_endian, enforce_file_format=False)
+    pydicom.dcmwrite(
+        path, ds, implicit_vr=implicit_vr, little_endian=little_endian, enforce_file_format=False
+    )
     assert path.read_bytes()[128:132] != b"DICM"
 
 
@@ -282,6 +290,7 @@ def test_big_endian_raw_dataset_is_refused_with_a_reason(tmp_path):
         read_series(rec)
     assert info.value.path == str(s.files[0])
 
+
 def test_truncated_raw_dataset_fails_naming_the_file(tmp_path):
     s = write_series(tmp_path, make_phantom((2, 8, 8)), seed=5)
     for f in s.files:
@@ -291,6 +300,7 @@ def test_truncated_raw_dataset_fails_naming_the_file(tmp_path):
     with pytest.raises(SeriesError, match="file truncated") as info:
         read_series(rec)
     assert info.value.path == str(s.files[1])
+
 
 def test_errors_never_contain_patient_name_or_id(tmp_path):
     s = write_series(tmp_path, make_phantom((4, 8, 8)), patient_id="PID777", patient_name="DOE^JANE", seed=1)
@@ -365,14 +375,23 @@ RAW_VARIANTS = [  # (bits_stored, pixel_representation, slope, intercept, orient
 
 
 @pytest.mark.parametrize(("bits_stored", "signed", "slope", "intercept", "orientation"), RAW_VARIANTS)
-def test_raw_pixel_reader_equals_gdcm_on_generated_series(tmp_path, bits_stored, signed, slope, intercept,
-                                                          orientation):
+def test_raw_pixel_reader_equals_gdcm_on_generated_series(
+    tmp_path, bits_stored, signed, slope, intercept, orientation
+):
     base = 0.0 if signed else -1024.0  # written with slope 1 and this intercept, then relabelled
     lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
     hu = np.clip(make_phantom((5, 12, 10), seed=3), lo + base, min(hi + base, 32767))
     name, _, deg = orientation.partition(":")
-    s = write_series(tmp_path, hu, rescale_intercept=base, bits_stored=bits_stored, pixel_representation=signed,
-                     direction=direction_from_orientation(name, float(deg or 0)), spacing=(0.7, 0.8, 1.5), seed=9)
+    s = write_series(
+        tmp_path,
+        hu,
+        rescale_intercept=base,
+        bits_stored=bits_stored,
+        pixel_representation=signed,
+        direction=direction_from_orientation(name, float(deg or 0)),
+        spacing=(0.7, 0.8, 1.5),
+        seed=9,
+    )
     if (slope, intercept) != (1.0, base):
         for f in s.files:
             _rewrite(f, RescaleSlope=f"{slope:.10g}", RescaleIntercept=f"{intercept:.10g}")
@@ -385,8 +404,14 @@ def test_raw_pixel_reader_equals_gdcm_on_generated_series(tmp_path, bits_stored,
 
 @pytest.mark.parametrize(("bits_stored", "signed"), [(12, 0), (12, 1), (10, 1), (15, 0), (8, 0), (9, 1)])
 def test_raw_pixel_reader_ignores_garbage_in_unused_high_bits_as_gdcm_does(tmp_path, bits_stored, signed):
-    write_series(tmp_path, make_phantom((3, 8, 9), seed=2) * 0, rescale_intercept=0.0, bits_stored=bits_stored,
-                 pixel_representation=signed, seed=1)
+    write_series(
+        tmp_path,
+        make_phantom((3, 8, 9), seed=2) * 0,
+        rescale_intercept=0.0,
+        bits_stored=bits_stored,
+        pixel_representation=signed,
+        seed=1,
+    )
     rng = np.random.default_rng(bits_stored)
     for f in sorted(tmp_path.iterdir()):
         values = rng.integers(0, 2**16, size=(8, 9), dtype=np.uint16)  # every bit random, overlays too
@@ -394,13 +419,21 @@ def test_raw_pixel_reader_ignores_garbage_in_unused_high_bits_as_gdcm_does(tmp_p
     _assert_raw_equals_gdcm(_record(tmp_path))
 
 
-@pytest.mark.parametrize(("bits_stored", "signed", "slope", "intercept"), [
-    (1, 0, "1", "-7"), (7, 1, "1", "-7"), (12, 1, "1", "2048"), (12, 1, "-1", "40000"), (8, 0, "1", "-128")])
+@pytest.mark.parametrize(
+    ("bits_stored", "signed", "slope", "intercept"),
+    [(1, 0, "1", "-7"), (7, 1, "1", "-7"), (12, 1, "1", "2048"), (12, 1, "-1", "40000"), (8, 0, "1", "-128")],
+)
 def test_rescale_gdcm_refuses_is_refused_alike(tmp_path, bits_stored, signed, slope, intercept):
     """ITK's GDCM reader refuses an integral rescale into a type smaller than the stored one ("Pixel
     type larger than output type"): the raw pixel reader leaves those series to it."""
-    s = write_series(tmp_path, make_phantom((2, 6, 5)) * 0, rescale_intercept=0.0, bits_stored=bits_stored,
-                     pixel_representation=signed, seed=1)
+    s = write_series(
+        tmp_path,
+        make_phantom((2, 6, 5)) * 0,
+        rescale_intercept=0.0,
+        bits_stored=bits_stored,
+        pixel_representation=signed,
+        seed=1,
+    )
     for f in s.files:
         _rewrite(f, RescaleSlope=slope, RescaleIntercept=intercept)
     rec = _record(tmp_path)
@@ -440,7 +473,7 @@ def _set_pixel_length(path: Path, rec_offset: int, n: int) -> None:
     """Rewrite the Pixel Data element (explicit VR, value at ``rec_offset``) to hold n bytes (odd allowed)."""
     data = bytearray(path.read_bytes())
     value = bytes(data[rec_offset:]) + bytes(max(0, n - (len(data) - rec_offset)))
-    data[rec_offset - 4:rec_offset] = n.to_bytes(4, "little")
+    data[rec_offset - 4 : rec_offset] = n.to_bytes(4, "little")
     path.write_bytes(bytes(data[:rec_offset]) + value[:n])
 
 

@@ -43,8 +43,11 @@ def _world_phantom(positions, direction, spacing_xy, shape_yx, f) -> np.ndarray:
     jj, ii = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     planes = []
     for p in positions:
-        pts = (np.asarray(p, dtype=float)[None, None, :] + ii[..., None] * spacing_xy[0] * row
-               + jj[..., None] * spacing_xy[1] * col)
+        pts = (
+            np.asarray(p, dtype=float)[None, None, :]
+            + ii[..., None] * spacing_xy[0] * row
+            + jj[..., None] * spacing_xy[1] * col
+        )
         planes.append(np.rint(f(pts)))
     return np.stack(planes).astype(np.int16)
 
@@ -52,8 +55,13 @@ def _world_phantom(positions, direction, spacing_xy, shape_yx, f) -> np.ndarray:
 def _tilted_positions(origin, direction, depths, tilt_deg):
     mat = np.asarray(direction, dtype=float).reshape(3, 3)
     shear = math.tan(math.radians(tilt_deg))
-    return [tuple(float(pydicom.valuerep.DSfloat(pydicom.valuerep.format_number_as_ds(float(v)))) for v in
-                  np.asarray(origin) + d * mat[:, 2] + d * shear * mat[:, 1]) for d in depths]
+    return [
+        tuple(
+            float(pydicom.valuerep.DSfloat(pydicom.valuerep.format_number_as_ds(float(v))))
+            for v in np.asarray(origin) + d * mat[:, 2] + d * shear * mat[:, 1]
+        )
+        for d in depths
+    ]
 
 
 def _world_points(image: sitk.Image) -> np.ndarray:
@@ -77,11 +85,16 @@ def _assert_same_image(a: sitk.Image, b: sitk.Image) -> None:
 # -- (1) missing slices ---------------------------------------------------------------------------
 def test_missing_slice_rejected_by_default_and_interpolated_on_resample(tmp_path, caplog):
     hu = _linear_in_z(7, 10)
-    s = write_series(tmp_path, hu, spacing=(0.7, 0.8, 2.5), patient_id="PID4242", patient_name="DOE^JOHN", seed=2)
+    s = write_series(
+        tmp_path, hu, spacing=(0.7, 0.8, 2.5), patient_id="PID4242", patient_name="DOE^JOHN", seed=2
+    )
     s.files[3].unlink()
     rec = _record(tmp_path)
-    with pytest.raises(SeriesError, match=r"non-uniform slice spacing.*1 missing slice \(the widest hole: 5.000 mm "
-                                          r"after slice 3 of 6\).*irregular='resample'") as info:
+    with pytest.raises(
+        SeriesError,
+        match=r"non-uniform slice spacing.*1 missing slice \(the widest hole: 5.000 mm "
+        r"after slice 3 of 6\).*irregular='resample'",
+    ) as info:
         read_series(rec)
     assert info.value.series_uid == s.series_uid
     assert s.series_uid in str(info.value)
@@ -122,11 +135,16 @@ def test_non_uniform_gaps_resample_onto_the_median_gap(tmp_path):
     in_plane = _linear_in_z(1, 0)[0].astype(np.int32)
     hu = np.stack([in_plane + 8 * d for d in depths]).astype(np.int16)  # 8 HU/mm along the normal
     direction = direction_from_orientation("coronal", 12)
-    s = write_irregular_series(tmp_path, hu, depths=depths, spacing=(0.9, 0.6, 2.0), direction=direction, seed=1)
+    s = write_irregular_series(
+        tmp_path, hu, depths=depths, spacing=(0.9, 0.6, 2.0), direction=direction, seed=1
+    )
     rec = _record(tmp_path)
     assert list(map(str, rec.files)) == list(map(str, s.files))
-    with pytest.raises(SeriesError, match=r"gaps from 2.000 to 2.500 mm \(median 2.000\); a missing slice or a "
-                                          "variable-spacing acquisition") as info:
+    with pytest.raises(
+        SeriesError,
+        match=r"gaps from 2.000 to 2.500 mm \(median 2.000\); a missing slice or a "
+        "variable-spacing acquisition",
+    ) as info:
         read_series(rec)
     assert info.value.series_uid == s.series_uid
     image = read_series(rec, irregular="resample", gap_tolerance=0.05)
@@ -172,11 +190,16 @@ def test_gantry_tilted_stack_is_resampled_in_world_coordinates(tmp_path, orienta
 
     positions = _tilted_positions(origin, direction, depths, tilt)
     hu = _world_phantom(positions, direction, spacing, shape_yx, f)
-    s = write_irregular_series(tmp_path, hu, positions=positions, spacing=spacing, direction=direction, seed=4)
+    s = write_irregular_series(
+        tmp_path, hu, positions=positions, spacing=spacing, direction=direction, seed=4
+    )
     np.testing.assert_allclose(s.positions, positions, atol=1e-9)
     rec = _record(tmp_path)
-    with pytest.raises(SeriesError, match=r"not stacked along their normal .*gantry tilt \(about "
-                                          rf"{abs(tilt):.1f} degrees\)") as info:
+    with pytest.raises(
+        SeriesError,
+        match=r"not stacked along their normal .*gantry tilt \(about "
+        rf"{abs(tilt):.1f} degrees\)",
+    ) as info:
         read_series(rec)
     assert info.value.series_uid == s.series_uid
 
@@ -201,17 +224,27 @@ def test_gantry_tilted_stack_is_resampled_in_world_coordinates(tmp_path, orienta
     outside = np.zeros(arr.shape, dtype=bool)
     for m in range(n_out):
         z = 2.0 * m
-        brackets = {max(k for k in range(len(depth)) if depth[k] <= z + tol),
-                    min(k for k in range(len(depth)) if depth[k] >= z - tol)}
+        brackets = {
+            max(k for k in range(len(depth)) if depth[k] <= z + tol),
+            min(k for k in range(len(depth)) if depth[k] >= z - tol),
+        }
         u = np.stack([((world[m] - positions[k]) @ row) / spacing[0] for k in brackets])
         v = np.stack([((world[m] - positions[k]) @ col) / spacing[1] for k in brackets])
-        inside[m] = ((u >= -tol) & (u <= shape_yx[1] - 1 + tol) & (v >= -tol) & (v <= shape_yx[0] - 1 + tol)).all(0)
-        outside[m] = ((u < -0.5 - tol) | (u > shape_yx[1] - 0.5 + tol) | (v < -0.5 - tol)
-                      | (v > shape_yx[0] - 0.5 + tol)).any(0)
+        inside[m] = (
+            (u >= -tol) & (u <= shape_yx[1] - 1 + tol) & (v >= -tol) & (v <= shape_yx[0] - 1 + tol)
+        ).all(0)
+        outside[m] = (
+            (u < -0.5 - tol)
+            | (u > shape_yx[1] - 0.5 + tol)
+            | (v < -0.5 - tol)
+            | (v > shape_yx[0] - 0.5 + tol)
+        ).any(0)
     assert inside.sum() > 0.7 * arr.size and outside.sum() > 0.05 * arr.size
     err = np.abs(arr - f(world))[inside]
     assert err.max() <= 0.5 + 1e-3  # linear interpolation of a linear function: only the HU rounding is left
-    assert np.all(arr[outside] == s.hu.min())  # outside the acquired field of view: the smallest acquired value
+    assert np.all(
+        arr[outside] == s.hu.min()
+    )  # outside the acquired field of view: the smallest acquired value
     assert np.all(arr >= s.hu.min()) and np.all(arr <= s.hu.max())
 
     # the test can tell: the acquired slices stacked as if they were not sheared are off by far more
@@ -251,8 +284,13 @@ def test_in_plane_shift_along_both_axes_is_undone(tmp_path):
 def test_regular_stacks_are_the_same_image_in_both_modes(tmp_path, monkeypatch, orientation, force_gdcm):
     monkeypatch.setattr(lio, "_FORCE_GDCM", force_gdcm)
     name, _, deg = orientation.partition(":")
-    s = write_series(tmp_path, make_phantom((6, 10, 9), seed=7), spacing=(0.7, 0.9, 1.5),
-                     direction=direction_from_orientation(name, float(deg or 0)), seed=3)
+    s = write_series(
+        tmp_path,
+        make_phantom((6, 10, 9), seed=7),
+        spacing=(0.7, 0.9, 1.5),
+        direction=direction_from_orientation(name, float(deg or 0)),
+        seed=3,
+    )
     rec = _record(tmp_path)
     plain = read_series(rec)
     np.testing.assert_array_equal(to_array(plain), s.hu)
@@ -270,8 +308,9 @@ def test_regular_multiframe_and_single_files_are_the_same_in_both_modes(tmp_path
 def test_deviations_below_the_tolerances_take_the_regular_path(tmp_path):
     depths = [0.0, 2.0, 4.04, 6.0, 7.98]  # at most 2 % off
     positions = [(-5.0 + 0.01 * k, -5.0, -3.0 + d) for k, d in enumerate(depths)]  # 0.04 mm of shear
-    s = write_irregular_series(tmp_path, make_phantom((5, 8, 8), seed=1), positions=positions,
-                               spacing=(1.0, 1.0, 2.0), seed=1)
+    s = write_irregular_series(
+        tmp_path, make_phantom((5, 8, 8), seed=1), positions=positions, spacing=(1.0, 1.0, 2.0), seed=1
+    )
     plain = read_series(tmp_path)
     assert plain.GetPixelID() == sitk.sitkInt16
     np.testing.assert_array_equal(to_array(plain), s.hu)

@@ -14,7 +14,9 @@ from lightning_dicom.errors import LabelError, LightningDicomError
 
 
 @pytest.fixture(scope="module")
-def indexed(synthetic_dataset: tuple[Path, list[SyntheticSeries]]) -> tuple[list[SeriesRecord], list[SyntheticSeries]]:
+def indexed(
+    synthetic_dataset: tuple[Path, list[SyntheticSeries]],
+) -> tuple[list[SeriesRecord], list[SyntheticSeries]]:
     root, written = synthetic_dataset
     with DicomIndex([root]) as idx:
         idx.scan(workers=1)
@@ -31,7 +33,11 @@ def write_csv(tmp_path: Path, text: str, name: str = "labels.csv") -> Path:
 
 @pytest.mark.parametrize(
     ("header", "key"),
-    [("SeriesInstanceUID", "SeriesInstanceUID"), ("StudyInstanceUID", "StudyInstanceUID"), ("PatientID", "PatientID")],
+    [
+        ("SeriesInstanceUID", "SeriesInstanceUID"),
+        ("StudyInstanceUID", "StudyInstanceUID"),
+        ("PatientID", "PatientID"),
+    ],
 )
 def test_key_detected_from_header(tmp_path: Path, header: str, key: str) -> None:
     table = read_labels(write_csv(tmp_path, f"label,{header}\n1,a\n0,b\n"))
@@ -58,7 +64,9 @@ def test_integer_classes(tmp_path: Path) -> None:
 
 
 def test_string_classes_mapped_in_sorted_order(tmp_path: Path) -> None:
-    table = read_labels(write_csv(tmp_path, "SeriesInstanceUID,dx\n1.1,malignant\n1.2,benign\n1.3,normal\n1.4,benign\n"))
+    table = read_labels(
+        write_csv(tmp_path, "SeriesInstanceUID,dx\n1.1,malignant\n1.2,benign\n1.3,normal\n1.4,benign\n")
+    )
     assert table.kind == "class"
     assert table.classes == ["benign", "malignant", "normal"]
     assert {k: int(v) for k, v in table.values.items()} == {"1.1": 1, "1.2": 0, "1.3": 2, "1.4": 0}
@@ -177,9 +185,13 @@ def test_unknown_label_column(tmp_path: Path) -> None:
 
 
 def test_other_malformed_files(tmp_path: Path) -> None:
-    assert "empty SeriesInstanceUID" in _label_error(write_csv(tmp_path, "SeriesInstanceUID,label\n,1\n", "a.csv"))
+    assert "empty SeriesInstanceUID" in _label_error(
+        write_csv(tmp_path, "SeriesInstanceUID,label\n,1\n", "a.csv")
+    )
     assert "no label column" in _label_error(write_csv(tmp_path, "SeriesInstanceUID\n1.2\n", "b.csv"))
-    assert "more values than header" in _label_error(write_csv(tmp_path, "SeriesInstanceUID,y\n1.2,1,7\n", "c.csv"))
+    assert "more values than header" in _label_error(
+        write_csv(tmp_path, "SeriesInstanceUID,y\n1.2,1,7\n", "c.csv")
+    )
     assert "cannot read" in _label_error(tmp_path / "missing.csv")
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("SeriesInstanceUID,dx\n1.2,l\xe9sion\n".encode("latin-1"))

@@ -18,18 +18,33 @@ import pytest
 import lightning_dicom
 
 PACKAGE = Path(lightning_dicom.__file__).parent
-BOUNDARY_CALLS = {"ReadImage", "WriteImage", "ImageSeriesReader", "ImageFileReader", "ImageFileWriter",
-                  "GetArrayFromImage", "GetArrayViewFromImage", "GetImageFromArray"}
+BOUNDARY_CALLS = {
+    "ReadImage",
+    "WriteImage",
+    "ImageSeriesReader",
+    "ImageFileReader",
+    "ImageFileWriter",
+    "GetArrayFromImage",
+    "GetArrayViewFromImage",
+    "GetImageFromArray",
+}
 
 #: Lower number = lower layer. A module may import modules of its own layer or below, never above.
 LAYERS = [
-    ("lightning_dicom._version", 0), ("lightning_dicom.errors", 0), ("lightning_dicom.typing", 0),
-    ("lightning_dicom.io", 1), ("lightning_dicom.config", 1),
+    ("lightning_dicom._version", 0),
+    ("lightning_dicom.errors", 0),
+    ("lightning_dicom.typing", 0),
+    ("lightning_dicom.io", 1),
+    ("lightning_dicom.config", 1),
     ("lightning_dicom.dicom", 2),
-    ("lightning_dicom.masks", 3), ("lightning_dicom.data.preprocess", 3), ("lightning_dicom.data.workers", 3),
+    ("lightning_dicom.masks", 3),
+    ("lightning_dicom.data.preprocess", 3),
+    ("lightning_dicom.data.workers", 3),
     ("lightning_dicom.inference", 3),
-    ("lightning_dicom.data", 4), ("lightning_dicom.geometry", 4),
-    ("lightning_dicom.writer", 5), ("lightning_dicom.render", 5),
+    ("lightning_dicom.data", 4),
+    ("lightning_dicom.geometry", 4),
+    ("lightning_dicom.writer", 5),
+    ("lightning_dicom.render", 5),
     ("lightning_dicom.datamodule", 6),
     ("lightning_dicom.demo", 7),
     ("lightning_dicom.cli", 8),
@@ -78,8 +93,11 @@ def test_simpleitk_reads_writes_and_array_conversions_happen_only_in_io() -> Non
             if isinstance(node, ast.Attribute) and node.attr in BOUNDARY_CALLS:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.attr}")
             if isinstance(node, ast.ImportFrom) and node.module == "SimpleITK":
-                offenders += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} from SimpleITK import {a.name}"
-                              for a in node.names if a.name in BOUNDARY_CALLS]
+                offenders += [
+                    f"{path.relative_to(PACKAGE.parent)}:{node.lineno} from SimpleITK import {a.name}"
+                    for a in node.names
+                    if a.name in BOUNDARY_CALLS
+                ]
     assert not offenders, "SimpleITK I/O outside lightning_dicom/io.py:\n" + "\n".join(offenders)
 
 
@@ -141,7 +159,9 @@ def test_label_map_seg_is_linked_to_its_series_and_read(label_map_seg, tmp_path:
     from lightning_dicom.masks.association import find_mask_objects, link_masks
 
     root, series, seg, lesion = label_map_seg
-    assert str(pydicom.dcmread(seg, stop_before_pixels=True).SOPClassUID) == uids.LABEL_MAP_SEGMENTATION_STORAGE
+    assert (
+        str(pydicom.dcmread(seg, stop_before_pixels=True).SOPClassUID) == uids.LABEL_MAP_SEGMENTATION_STORAGE
+    )
     with DicomIndex([root], db_path=tmp_path / "index.sqlite") as idx:
         idx.scan(workers=1)
         records = idx.series()
@@ -151,7 +171,7 @@ def test_label_map_seg_is_linked_to_its_series_and_read(label_map_seg, tmp_path:
     assert not orphans
     assert [str(p) for p in linked[records[0].series_uid]] == [str(seg)]
     masks = read_mask(seg, records[0])
-    (name, image), = masks.items()
+    ((name, image),) = masks.items()
     from lightning_dicom.io import to_array
 
     assert name == "lesion"

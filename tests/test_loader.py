@@ -29,8 +29,10 @@ class Squares(Dataset):
 def _loaders(n: int, **kw):
     ds = BatchDataset(Squares(n, **kw), torch.utils.data.default_collate, threads=3)
     sampler = ShardBatchSampler(n, 4, shuffle=True, seed=1)
-    return (ThreadedDataLoader(ds, sampler=sampler, batch_size=None, prefetch=2),
-            DataLoader(ds, sampler=sampler, batch_size=None))
+    return (
+        ThreadedDataLoader(ds, sampler=sampler, batch_size=None, prefetch=2),
+        DataLoader(ds, sampler=sampler, batch_size=None),
+    )
 
 
 def test_same_batches_as_a_plain_dataloader():
@@ -80,8 +82,15 @@ def test_a_batch_of_one_equals_default_collate_without_copying_the_image():
 
     from lightning_dicom.data.dataset import collate
 
-    sample = {"image": torch.rand(1, 3, 4, 5), "label": torch.tensor(1),
-              "meta": {"series_id": "1.2.3", "spacing": torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64), "index": 7}}
+    sample = {
+        "image": torch.rand(1, 3, 4, 5),
+        "label": torch.tensor(1),
+        "meta": {
+            "series_id": "1.2.3",
+            "spacing": torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64),
+            "index": 7,
+        },
+    }
     ours, ref = collate([sample]), default_collate([sample])
     assert ours["image"].data_ptr() == sample["image"].data_ptr()
     assert torch.equal(ours["image"], ref["image"]) and ours["image"].shape == (1, 1, 3, 4, 5)
@@ -103,8 +112,15 @@ def test_memory_maps_are_reused_bounded_and_not_pickled(tmp_path):
         p = tmp_path / f"v{i}.npy"
         np.save(p, np.full((1, 2, 3, 4), i, np.float16))
         paths.append(str(p))
-        metas.append({"series_id": f"1.{i}", "spacing": [1, 1, 1], "origin": [0, 0, 0],
-                      "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1], "shape": [1, 2, 3, 4]})
+        metas.append(
+            {
+                "series_id": f"1.{i}",
+                "spacing": [1, 1, 1],
+                "origin": [0, 0, 0],
+                "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1],
+                "shape": [1, 2, 3, 4],
+            }
+        )
     ds = CachedVolumeDataset(paths, metas)
     ds.max_open_maps = 2
     assert ds.volume(0) is ds.volume(0)  # reused while open

@@ -15,8 +15,14 @@ from lightning_dicom.masks.pipeline import foreground_coords, mask_on_grid, matc
 
 def _ellipsoid(shape, centre, radii) -> np.ndarray:
     z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
-    return ((((z - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2
-             + ((x - centre[2]) / radii[2]) ** 2) <= 1).astype(np.uint8)
+    return (
+        (
+            ((z - centre[0]) / radii[0]) ** 2
+            + ((y - centre[1]) / radii[1]) ** 2
+            + ((x - centre[2]) / radii[2]) ** 2
+        )
+        <= 1
+    ).astype(np.uint8)
 
 
 def _on(img: sitk.Image, arr: np.ndarray) -> sitk.Image:
@@ -41,7 +47,9 @@ def reference(request) -> sitk.Image:
 def test_unchanged_grid_is_identical(reference, interpolation):
     m = _ellipsoid((80, 112, 96), (40, 50, 47), (9, 11, 8))
     arr, meta = preprocess(reference, PreprocessingConfig(orientation="none", normalize="none"))
-    lab = mask_on_grid([_on(reference, m)], meta, arr.shape[1:], MaskConfig(structures=["a"], interpolation=interpolation))
+    lab = mask_on_grid(
+        [_on(reference, m)], meta, arr.shape[1:], MaskConfig(structures=["a"], interpolation=interpolation)
+    )
     np.testing.assert_array_equal(lab[0], m)
     back = sitk.GetArrayFromImage(to_source_geometry(lab.astype(np.int64), meta))
     np.testing.assert_array_equal(back, m)
@@ -56,7 +64,9 @@ def test_round_trip_through_1_5_mm_ras_and_crop(reference):
     arr, meta = preprocess(reference, cfg)
     dice = {}
     for interp in ("nearest", "linear"):
-        lab = mask_on_grid([_on(reference, m)], meta, arr.shape[1:], MaskConfig(structures=["a"], interpolation=interp))
+        lab = mask_on_grid(
+            [_on(reference, m)], meta, arr.shape[1:], MaskConfig(structures=["a"], interpolation=interp)
+        )
         back = sitk.GetArrayFromImage(to_source_geometry(lab.astype(np.int64), meta)) > 0
         dice[interp] = _dice(back, m > 0)
     assert dice["linear"] >= dice["nearest"]
@@ -67,7 +77,9 @@ def test_labels_priority_channels_and_missing_structures(reference):
     a = _ellipsoid((80, 112, 96), (40, 50, 47), (10, 10, 10))
     b = _ellipsoid((80, 112, 96), (40, 50, 55), (10, 10, 10))  # overlaps a
     found = {"Liver": _on(reference, a), "Tumour 1": _on(reference, b), "other": _on(reference, b)}
-    cfg = MaskConfig(structures={"tumour": "(?i)tumou?r", "liver": "(?i)liver", "lung": "lung"}, interpolation="nearest")
+    cfg = MaskConfig(
+        structures={"tumour": "(?i)tumou?r", "liver": "(?i)liver", "lung": "lung"}, interpolation="nearest"
+    )
     images, missing = match_structures(found, cfg)
     assert missing == ["lung"] and images[2] is None
     arr, meta = preprocess(reference, PreprocessingConfig(orientation="none", normalize="none"))

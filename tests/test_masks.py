@@ -101,8 +101,14 @@ def record_of(folder: Path) -> SeriesRecord:
 def series(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     name, deg = ORIENTATIONS[request.param]
     folder = tmp_path_factory.mktemp(f"ct_{request.param}")
-    s = write_series(folder, make_phantom(SHAPE, seed=3), spacing=SPACING, origin=(-21.3, 14.2, -40.7),
-                     direction=direction_from_orientation(name, deg), seed=3)
+    s = write_series(
+        folder,
+        make_phantom(SHAPE, seed=3),
+        spacing=SPACING,
+        origin=(-21.3, 14.2, -40.7),
+        direction=direction_from_orientation(name, deg),
+        seed=3,
+    )
     return s, read_series(s.files), folder
 
 
@@ -211,8 +217,12 @@ def _rt_rois(s: SyntheticSeries) -> tuple[dict, dict[str, dict[int, list[np.ndar
     polys = {}
     while len(polys) < 4:  # polygons whose edges stay clear of every pixel centre (no ties)
         name = ["outer", "hole", "over", "partly"][len(polys)]
-        centre, radius = {"outer": ((20.4, 19.7), 15.0), "hole": ((20.4, 19.7), 5.5),
-                          "over": ((31.2, 22.6), 9.0), "partly": ((12.3, 11.8), 6.0)}[name]
+        centre, radius = {
+            "outer": ((20.4, 19.7), 15.0),
+            "hole": ((20.4, 19.7), 5.5),
+            "over": ((31.2, 22.6), 9.0),
+            "partly": ((12.3, 11.8), 6.0),
+        }[name]
         p = star(rng, 24, centre, radius)
         if min_centre_edge_distance(p, shape_yx) > 1e-3:
             polys[name] = p
@@ -304,10 +314,14 @@ def test_rtstruct_referenced_series_is_checked(axial, other_series, tmp_path):
 
 def test_read_mask_logs_the_report(axial, tmp_path, caplog):
     s, ref, _ = axial
-    path = write_rtstruct(tmp_path / "rt.dcm", s, {
-        "box": [to_lps(s, np.array([[3.3, 4.2], [20.6, 4.4], [19.7, 17.1]]), 5)],
-        "marker": [to_lps(s, np.array([[4.0, 4.0]]), 5)],
-    })
+    path = write_rtstruct(
+        tmp_path / "rt.dcm",
+        s,
+        {
+            "box": [to_lps(s, np.array([[3.3, 4.2], [20.6, 4.4], [19.7, 17.1]]), 5)],
+            "marker": [to_lps(s, np.array([[4.0, 4.0]]), 5)],
+        },
+    )
     with caplog.at_level(logging.WARNING, logger="lightning_dicom.masks.read"):
         masks = read_mask(path, ref)
     assert list(masks) == ["box"]
@@ -327,11 +341,16 @@ def _known_masks() -> dict[str, np.ndarray]:
 
 def _frame_order(path: Path) -> np.ndarray:
     ds = pydicom.dcmread(path)
-    iop = np.asarray(ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient,
-                     dtype=float)
+    iop = np.asarray(
+        ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float
+    )
     normal = np.cross(iop[:3], iop[3:])
-    return np.array([np.dot(np.asarray(f.PlanePositionSequence[0].ImagePositionPatient, dtype=float), normal)
-                     for f in ds.PerFrameFunctionalGroupsSequence])
+    return np.array(
+        [
+            np.dot(np.asarray(f.PlanePositionSequence[0].ImagePositionPatient, dtype=float), normal)
+            for f in ds.PerFrameFunctionalGroupsSequence
+        ]
+    )
 
 
 def test_seg_binary_read_back_exactly_with_shuffled_frames(series, tmp_path):

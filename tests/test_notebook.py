@@ -21,7 +21,11 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # noqa: E
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
 #: jupyter_client replaces these argv[0] values with ``sys.executable`` when it launches a kernel.
-_NATIVE_PYTHON = {"python", f"python{sys.version_info[0]}", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+_NATIVE_PYTHON = {
+    "python",
+    f"python{sys.version_info[0]}",
+    f"python{sys.version_info[0]}.{sys.version_info[1]}",
+}
 
 
 def _uses_this_python(argv0: str) -> bool:
@@ -46,12 +50,18 @@ def _kernel_manager(tmp_path: Path):
         return None
     spec_dir = tmp_path / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (test)", "language": "python",
-    }))
-    return AsyncKernelManager(kernel_name="python3",
-                              kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (test)",
+                "language": "python",
+            }
+        )
+    )
+    return AsyncKernelManager(
+        kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+    )
 
 
 def _text(output) -> str:
@@ -80,7 +90,10 @@ def test_quickstart_notebook_runs(tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     client = nbclient.NotebookClient(
-        nb, km=_kernel_manager(tmp_path), kernel_name="python3", timeout=300,
+        nb,
+        km=_kernel_manager(tmp_path),
+        kernel_name="python3",
+        timeout=300,
         resources={"metadata": {"path": str(run_dir)}},
     )
     t0 = time.perf_counter()

@@ -16,8 +16,12 @@ from lightning_dicom.demo.synthetic import direction_from_orientation, write_ser
 from lightning_dicom.dicom.series import read_series
 
 
-def make_image(arr_zyx: np.ndarray, spacing: Sequence[float], origin: Sequence[float],
-               direction: Sequence[float] = (1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:
+def make_image(
+    arr_zyx: np.ndarray,
+    spacing: Sequence[float],
+    origin: Sequence[float],
+    direction: Sequence[float] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
+) -> sitk.Image:
     img = sitk.GetImageFromArray(arr_zyx)
     img.SetSpacing(tuple(float(s) for s in spacing))
     img.SetOrigin(tuple(float(o) for o in origin))
@@ -100,7 +104,9 @@ def test_reorientation_keeps_world_positions(tmp_path: Path, oblique: float) -> 
         ((1.0, 1.0, 1.0), (1.0, 1.0, 1.0), (5, 6, 7), (5, 6, 7)),
     ],
 )
-def test_resampling_size_extent_origin(spacing: tuple, target: tuple, size_xyz: tuple, expected: tuple) -> None:
+def test_resampling_size_extent_origin(
+    spacing: tuple, target: tuple, size_xyz: tuple, expected: tuple
+) -> None:
     direction = direction_from_orientation("coronal", 10.0)
     zz, yy, xx = np.indices(size_xyz[::-1], dtype=np.float32)
     # a field that is linear in world coordinates: linear interpolation must reproduce it exactly
@@ -132,7 +138,9 @@ def test_nearest_resampling_keeps_values() -> None:
     rng = np.random.default_rng(0)
     vals = rng.integers(-1000, 1000, (6, 7, 8)).astype(np.int16)
     img = make_image(vals, (1.0, 1.0, 2.0), (0, 0, 0))
-    arr, meta = preprocess(img, PreprocessingConfig(normalize="none", spacing=(0.5, 0.5, 1.0), interpolation="nearest"))
+    arr, meta = preprocess(
+        img, PreprocessingConfig(normalize="none", spacing=(0.5, 0.5, 1.0), interpolation="nearest")
+    )
     assert arr.shape == (1, 12, 14, 16)
     assert set(np.unique(arr)) <= set(np.unique(vals).astype(np.float32))
     assert arr[0, 0, 0, 0] == vals[0, 0, 0]
@@ -172,7 +180,9 @@ def test_minmax_never_leaves_unit_interval(seed: int) -> None:
 
 
 def test_constant_image_minmax_is_zero() -> None:
-    a, _ = preprocess(make_image(np.full((2, 3, 4), 7, np.int16), (1, 1, 1), (0, 0, 0)), PreprocessingConfig())
+    a, _ = preprocess(
+        make_image(np.full((2, 3, 4), 7, np.int16), (1, 1, 1), (0, 0, 0)), PreprocessingConfig()
+    )
     assert np.all(a == 0.0)
 
 
@@ -187,7 +197,13 @@ def test_zscore() -> None:
 
 @pytest.mark.parametrize(
     ("shape", "size"),
-    [((5, 6, 7), (3, 8, 7)), ((4, 4, 4), (1, 2, 3)), ((2, 3, 1), (5, 4, 1)), ((3, 5, 6), (4, 2, 9)), ((1, 1, 1), (2, 3, 4))],
+    [
+        ((5, 6, 7), (3, 8, 7)),
+        ((4, 4, 4), (1, 2, 3)),
+        ((2, 3, 1), (5, 4, 1)),
+        ((3, 5, 6), (4, 2, 9)),
+        ((1, 1, 1), (2, 3, 4)),
+    ],
 )
 def test_crop_or_pad(shape: tuple, size: tuple) -> None:
     arr = (np.arange(np.prod(shape) * 2, dtype=np.float32) + 1).reshape(2, *shape)

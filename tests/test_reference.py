@@ -40,15 +40,27 @@ from lightning_dicom.errors import SeriesError
 from lightning_dicom.io import to_array
 
 # -- generated series -----------------------------------------------------------------------------
-ORIENTATIONS = [("axial", 0.0), ("sagittal", 0.0), ("coronal", 0.0), ("axial", 20.0), ("sagittal", 20.0),
-                ("coronal", -20.0)]
+ORIENTATIONS = [
+    ("axial", 0.0),
+    ("sagittal", 0.0),
+    ("coronal", 0.0),
+    ("axial", 20.0),
+    ("sagittal", 20.0),
+    ("coronal", -20.0),
+]
 
 
 @pytest.mark.parametrize(("orientation", "degrees"), ORIENTATIONS, ids=lambda v: str(v))
 def test_generated_orientations_match_reference(tmp_path, orientation, degrees):
     hu = make_phantom((7, 12, 10), seed=3)
-    s = write_series(tmp_path, hu, spacing=(0.7, 0.9, 1.5), origin=(-12.5, 33.25, 101.0),
-                     direction=direction_from_orientation(orientation, degrees), seed=11)
+    s = write_series(
+        tmp_path,
+        hu,
+        spacing=(0.7, 0.9, 1.5),
+        origin=(-12.5, 33.25, 101.0),
+        direction=direction_from_orientation(orientation, degrees),
+        seed=11,
+    )
     assert sorted(s.files) != s.files  # names do not follow slice order
     image = read_series(tmp_path)
     assert image.GetPixelID() == sitk.sitkInt16
@@ -60,10 +72,10 @@ def test_generated_orientations_match_reference(tmp_path, orientation, degrees):
 
 ENCODINGS = [
     # slope, intercept, bits_stored, pixel_representation, expected SimpleITK pixel type
-    (1.0, -1024.0, 16, 0, sitk.sitkInt16),   # uint16 + intercept: values fit int16 after the read
-    (1.0, -1024.0, 12, 0, sitk.sitkInt16),   # 12-bit unsigned CT
-    (1.0, 0.0, 16, 1, sitk.sitkInt16),       # signed 16-bit, no rescale
-    (1.0, 0.0, 12, 1, sitk.sitkInt16),       # signed 12-bit
+    (1.0, -1024.0, 16, 0, sitk.sitkInt16),  # uint16 + intercept: values fit int16 after the read
+    (1.0, -1024.0, 12, 0, sitk.sitkInt16),  # 12-bit unsigned CT
+    (1.0, 0.0, 16, 1, sitk.sitkInt16),  # signed 16-bit, no rescale
+    (1.0, 0.0, 12, 1, sitk.sitkInt16),  # signed 12-bit
     (2.0, -2048.0, 16, 0, sitk.sitkInt16),
     (0.5, -1024.0, 16, 0, sitk.sitkFloat32),  # fractional slope: float
     (1.0, -1024.5, 16, 0, sitk.sitkFloat32),  # fractional intercept: float
@@ -75,8 +87,16 @@ def test_generated_encodings_match_reference(tmp_path, slope, intercept, bits, s
     hu = make_phantom((5, 9, 11), seed=4)
     if intercept == 0.0 and not signed:
         hu = hu - hu.min()
-    s = write_series(tmp_path, hu, rescale_slope=slope, rescale_intercept=intercept, bits_stored=bits,
-                     pixel_representation=signed, direction=direction_from_orientation("coronal", 10), seed=2)
+    s = write_series(
+        tmp_path,
+        hu,
+        rescale_slope=slope,
+        rescale_intercept=intercept,
+        bits_stored=bits,
+        pixel_representation=signed,
+        direction=direction_from_orientation("coronal", 10),
+        seed=2,
+    )
     image = read_series(tmp_path)
     assert image.GetPixelID() == ptype, image.GetPixelIDTypeAsString()
     ref = reference_read(s.files)
@@ -87,8 +107,14 @@ def test_generated_encodings_match_reference(tmp_path, slope, intercept, bits, s
 def test_generated_multiframe_matches_reference(tmp_path, per_frame):
     hu = make_phantom((6, 10, 8), seed=5)
     order = [4, 1, 5, 0, 3, 2] if per_frame else None
-    s = write_multiframe(tmp_path / "mf.dcm", hu, spacing=(0.6, 0.8, 2.5), frame_order=order,
-                         per_frame_positions=per_frame, direction=direction_from_orientation("axial", 15))
+    s = write_multiframe(
+        tmp_path / "mf.dcm",
+        hu,
+        spacing=(0.6, 0.8, 2.5),
+        frame_order=order,
+        per_frame_positions=per_frame,
+        direction=direction_from_orientation("axial", 15),
+    )
     image = read_series(s.files[0])
     ref = reference_read(s.files)
     assert_matches_reference(image, ref)
@@ -114,9 +140,13 @@ def _headers() -> dict[str, pydicom.Dataset]:
 
 def _is_grayscale_single_frame_image(ds: pydicom.Dataset) -> bool:
     try:
-        return ("Rows" in ds and ds.get("SamplesPerPixel", 1) == 1
-                and str(ds.get("PhotometricInterpretation", "")).startswith("MONOCHROME")
-                and int(ds.get("NumberOfFrames") or 1) == 1 and "SeriesInstanceUID" in ds)
+        return (
+            "Rows" in ds
+            and ds.get("SamplesPerPixel", 1) == 1
+            and str(ds.get("PhotometricInterpretation", "")).startswith("MONOCHROME")
+            and int(ds.get("NumberOfFrames") or 1) == 1
+            and "SeriesInstanceUID" in ds
+        )
     except (TypeError, ValueError):
         return False
 
@@ -125,23 +155,26 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # badVR.dcm: NumberOfFrames '1A'
     _HEADERS = _headers()
     GRAYSCALE = sorted(k for k, ds in _HEADERS.items() if _is_grayscale_single_frame_image(ds))
-    COLOUR = sorted(k for k, ds in _HEADERS.items()
-                    if "Rows" in ds and "SeriesInstanceUID" in ds and (
-                        ds.get("SamplesPerPixel", 1) > 1 or ds.get("PhotometricInterpretation") == "PALETTE COLOR"))
-
+    COLOUR = sorted(
+        k
+        for k, ds in _HEADERS.items()
+        if "Rows" in ds
+        and "SeriesInstanceUID" in ds
+        and (ds.get("SamplesPerPixel", 1) > 1 or ds.get("PhotometricInterpretation") == "PALETTE COLOR")
+    )
 
 
 #: Files read_series rejects on purpose (regex of the SeriesError reason), with why.
 REJECTED = {
-    "MR_truncated.dcm": "file truncated",                     # header fine, pixel data cut
-    "rtdose_1frame.dcm": "no readable image series",          # RT Dose: not an image volume
+    "MR_truncated.dcm": "file truncated",  # header fine, pixel data cut
+    "rtdose_1frame.dcm": "no readable image series",  # RT Dose: not an image volume
     "rtdose_expb_1frame.dcm": "no readable image series",
     "rtdose_rle_1frame.dcm": "no readable image series",
-    "badVR.dcm": "no readable image series",                  # RT Dose with NumberOfFrames '1A'
-    "liver_1frame.dcm": "no readable image series",           # Segmentation
+    "badVR.dcm": "no readable image series",  # RT Dose with NumberOfFrames '1A'
+    "liver_1frame.dcm": "no readable image series",  # Segmentation
     "liver_expb_1frame.dcm": "no readable image series",
     "JPEG2000-embedded-sequence-delimiter.dcm": "cannot decode",  # corrupt J2K codestream
-    "SC_rgb_rle_16bit.dcm": "RLE Lossless colour",            # GDCM mis-decodes: rejected
+    "SC_rgb_rle_16bit.dcm": "RLE Lossless colour",  # GDCM mis-decodes: rejected
     "SC_rgb_rle_16bit_2frame.dcm": "RLE Lossless colour",
     "SC_rgb_rle_32bit.dcm": "RLE Lossless colour",
     "SC_rgb_rle_32bit_2frame.dcm": "RLE Lossless colour",
@@ -152,8 +185,10 @@ def _reference_or_skip(rel: str) -> dict:
     try:
         return reference_read([PYDICOM_FILES / rel])
     except (RuntimeError, NotImplementedError, ValueError) as err:
-        pytest.skip(f"pydicom cannot decode {rel} without extra plugins "
-                    f"(pylibjpeg / pylibjpeg-libjpeg / pylibjpeg-openjpeg / python-gdcm): {str(err)[:80]}")
+        pytest.skip(
+            f"pydicom cannot decode {rel} without extra plugins "
+            f"(pylibjpeg / pylibjpeg-libjpeg / pylibjpeg-openjpeg / python-gdcm): {str(err)[:80]}"
+        )
 
 
 def test_pydicom_file_lists_are_not_empty():
@@ -239,12 +274,19 @@ def test_monochrome1_values_are_modality_values_not_inverted():
     assert image.GetPixelID() == sitk.sitkFloat32
 
 
-@pytest.mark.parametrize(("pr", "bits", "slope", "intercept"), [(0, 12, 1.0, 0.0), (1, 16, 1.0, -100.0),
-                                                               (0, 16, 0.5, 10.0)])
+@pytest.mark.parametrize(
+    ("pr", "bits", "slope", "intercept"), [(0, 12, 1.0, 0.0), (1, 16, 1.0, -100.0), (0, 16, 0.5, 10.0)]
+)
 def test_generated_monochrome1_matches_reference(tmp_path, pr, bits, slope, intercept):
     stored = (np.arange(2 * 8 * 8).reshape(2, 8, 8) * 7 - (200 if pr else 0)).astype(np.float64)
-    s = write_series(tmp_path, stored * slope + intercept, rescale_slope=slope, rescale_intercept=intercept,
-                     bits_stored=bits, pixel_representation=pr)
+    s = write_series(
+        tmp_path,
+        stored * slope + intercept,
+        rescale_slope=slope,
+        rescale_intercept=intercept,
+        bits_stored=bits,
+        pixel_representation=pr,
+    )
     for f in s.files:
         ds = pydicom.dcmread(f)
         ds.PhotometricInterpretation = "MONOCHROME1"

@@ -33,13 +33,17 @@ from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import SeriesError
 
 data_store = pytest.importorskip(
-    "data_store", reason="pydicom-data is not installed (pip install pydicom-data, part of the dev extra): "
-                         "no larger DICOM test files to compare with the reference reader")
+    "data_store",
+    reason="pydicom-data is not installed (pip install pydicom-data, part of the dev extra): "
+    "no larger DICOM test files to compare with the reference reader",
+)
 
 DATA = Path(data_store.DataStore().data_path)
 FILES = sorted(str(p.relative_to(DATA)) for p in DATA.rglob("*") if p.is_file()) if DATA.is_dir() else []
 if not FILES:
-    pytest.skip(f"pydicom-data is installed but its data folder {DATA} holds no files", allow_module_level=True)
+    pytest.skip(
+        f"pydicom-data is installed but its data folder {DATA} holds no files", allow_module_level=True
+    )
 
 #: Lossy transfer syntaxes: JPEG baseline/extended, and JPEG 2000 irreversible (OpenJPEG in both
 #: pylibjpeg-openjpeg and GDCM: equal today, but the 9/7 wavelet is floating point).
@@ -117,8 +121,13 @@ def _reference_or_skip(path: Path) -> dict:
 
 def test_data_folder_holds_the_pydicom_data_files():
     assert len(FILES) >= 60
-    for name in ("emri_small.dcm", "color3d_jpeg_baseline.dcm", "MR2_J2KR.dcm", "OT-PAL-8-face.dcm",
-                 "gdcm-US-ALOKA-16.dcm"):
+    for name in (
+        "emri_small.dcm",
+        "color3d_jpeg_baseline.dcm",
+        "MR2_J2KR.dcm",
+        "OT-PAL-8-face.dcm",
+        "gdcm-US-ALOKA-16.dcm",
+    ):
         assert name in FILES
 
 
@@ -170,8 +179,9 @@ def test_data_file_matches_reference(data_index, name):
     header = _header(path)
     integral = bool(np.all(ref["array"] % 1 == 0))
     lossy = header.file_meta.get("TransferSyntaxUID") in LOSSY
-    assert_matches_reference(image, ref, exact=integral, lossy=lossy,
-                             lossy_atol=LOSSY_ATOL_FOR.get(name, LOSSY_ATOL))
+    assert_matches_reference(
+        image, ref, exact=integral, lossy=lossy, lossy_atol=LOSSY_ATOL_FOR.get(name, LOSSY_ATOL)
+    )
     assert image.GetDimension() == 3
     if ref["array"].ndim == 4:  # colour: RGB vector image
         assert image.GetNumberOfComponentsPerPixel() == 3

@@ -147,7 +147,9 @@ def _batch(n: int) -> dict:
     }
 
 
-@pytest.mark.parametrize(("n", "max_items", "shape"), [(2, 8, (320, 720)), (6, 8, (640, 1320)), (6, 3, (320, 1020))])
+@pytest.mark.parametrize(
+    ("n", "max_items", "shape"), [(2, 8, (320, 720)), (6, 8, (640, 1320)), (6, 3, (320, 1020))]
+)
 def test_save_batch_png(tmp_path: Path, n: int, max_items: int, shape: tuple[int, int]) -> None:
     img = _read_png(save_batch_png(_batch(n), tmp_path / "batch.png", max_items=max_items))
     assert img.shape[:2] == shape  # 4 panels per row, 3 in x 3.2 in each, plus the colorbar
@@ -158,9 +160,15 @@ def test_save_batch_png_from_datamodule(tmp_path: Path, synthetic_dataset) -> No
     from lightning_dicom import DicomDataModule
 
     root, _ = synthetic_dataset
-    dm = DicomDataModule(root=root, labels=root / "labels.csv", work_dir=tmp_path / "work", progress=False,
-                         preprocessing={"window": [-1000, 400], "spacing": [2.0, 2.0, 2.0], "size": [8, 12, 12]},
-                         loader={"num_workers": 0, "batch_size": 3}, cache={"workers": 1})
+    dm = DicomDataModule(
+        root=root,
+        labels=root / "labels.csv",
+        work_dir=tmp_path / "work",
+        progress=False,
+        preprocessing={"window": [-1000, 400], "spacing": [2.0, 2.0, 2.0], "size": [8, 12, 12]},
+        loader={"num_workers": 0, "batch_size": 3},
+        cache={"workers": 1},
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     img = _read_png(save_batch_png(batch, tmp_path / "batch.png"))
@@ -170,7 +178,9 @@ def test_save_batch_png_from_datamodule(tmp_path: Path, synthetic_dataset) -> No
 
 
 def test_save_batch_png_without_labels_or_meta(tmp_path: Path) -> None:
-    img = _read_png(save_batch_png({"image": np.random.default_rng(0).random((1, 2, 4, 8, 8))}, tmp_path / "b.png"))
+    img = _read_png(
+        save_batch_png({"image": np.random.default_rng(0).random((1, 2, 4, 8, 8))}, tmp_path / "b.png")
+    )
     assert img.shape[:2] == (320, 420)
 
 
@@ -185,8 +195,14 @@ def test_short_id_and_label_text() -> None:
 
 # -- save_split_png -----------------------------------------------------------------------------------
 def test_save_split_png_from_json_and_dict(tmp_path: Path) -> None:
-    doc = {"config": {}, "counts": {"train": 6, "val": 2, "test": 1}, "patients": {"train": 5, "val": 2, "test": 1},
-           "train": [f"s{i}" for i in range(6)], "val": ["s6", "s7"], "test": ["s8"]}
+    doc = {
+        "config": {},
+        "counts": {"train": 6, "val": 2, "test": 1},
+        "patients": {"train": 5, "val": 2, "test": 1},
+        "train": [f"s{i}" for i in range(6)],
+        "val": ["s6", "s7"],
+        "test": ["s8"],
+    }
     (tmp_path / "split.json").write_text(json.dumps(doc))
     a = _read_png(save_split_png(tmp_path / "split.json", tmp_path / "a.png"))
     b = _read_png(save_split_png(str(tmp_path / "split.json"), tmp_path / "b.png"))

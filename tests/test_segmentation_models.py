@@ -10,11 +10,14 @@ from torch.utils.data import DataLoader
 from lightning_dicom.demo.segmentation_models import UNet3D, dice_per_class, soft_dice_loss
 
 
-@pytest.mark.parametrize(("size", "depth", "classes"), [
-    ((7, 9, 11), 3, 2),
-    ((1, 5, 3), 3, 3),  # smaller than 2**depth along every axis
-    ((13, 6, 17), 2, 4),
-])
+@pytest.mark.parametrize(
+    ("size", "depth", "classes"),
+    [
+        ((7, 9, 11), 3, 2),
+        ((1, 5, 3), 3, 3),  # smaller than 2**depth along every axis
+        ((13, 6, 17), 2, 4),
+    ],
+)
 def test_forward_shapes_on_odd_sizes(size, depth, classes):
     torch.manual_seed(0)
     model = UNet3D(in_channels=2, num_classes=classes, width=4, depth=depth)
@@ -41,8 +44,12 @@ def _blob_batch(n: int = 2, size: tuple[int, int, int] = (8, 10, 7)) -> dict:
     mask[0, 0, 2:6, 3:8, 2:6] = 1
     mask[1, 0, 3:7, 1:5, 3:7] = 1
     image = image + 2.0 * mask  # the structure is brighter
-    meta = {"series_id": [f"1.2.3.{i}" for i in range(n)], "spacing": torch.ones(n, 3, dtype=torch.float64),
-            "origin": torch.zeros(n, 3, dtype=torch.float64), "direction": torch.eye(3).reshape(1, 9).repeat(n, 1)}
+    meta = {
+        "series_id": [f"1.2.3.{i}" for i in range(n)],
+        "spacing": torch.ones(n, 3, dtype=torch.float64),
+        "origin": torch.zeros(n, 3, dtype=torch.float64),
+        "direction": torch.eye(3).reshape(1, 9).repeat(n, 1),
+    }
     return {"image": image, "mask": mask, "meta": meta}
 
 
@@ -89,12 +96,25 @@ def test_soft_dice_loss_is_zero_for_a_confident_perfect_prediction_and_one_for_t
 def test_trainer_fit_validate_predict_contract(tmp_path):
     pl.seed_everything(0)
     batch = _blob_batch()
-    samples = [{"image": batch["image"][i], "mask": batch["mask"][i],
-                "meta": {k: v[i] for k, v in batch["meta"].items()}} for i in range(2)]
+    samples = [
+        {
+            "image": batch["image"][i],
+            "mask": batch["mask"][i],
+            "meta": {k: v[i] for k, v in batch["meta"].items()},
+        }
+        for i in range(2)
+    ]
     loader = DataLoader(samples, batch_size=2)
     model = UNet3D(width=4, lr=1e-2)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader)
     for key in ("train_loss", "val_loss", "val_dice"):
         assert key in trainer.callback_metrics, key

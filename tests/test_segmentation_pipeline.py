@@ -16,7 +16,9 @@ PREP = {"spacing": [1.5, 1.5, 2.0], "window": [-200, 400], "size": [12, 24, 24]}
 @pytest.fixture(scope="module")
 def seg_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("segdata")
-    records = write_segmentation_dataset(root, n_patients=4, shape_zyx=(12, 32, 32), spacing=(1.0, 1.0, 2.0), seed=3)
+    records = write_segmentation_dataset(
+        root, n_patients=4, shape_zyx=(12, 32, 32), spacing=(1.0, 1.0, 2.0), seed=3
+    )
     return root, records
 
 
@@ -38,10 +40,20 @@ def test_index_links_seg_and_rtstruct_to_their_series(seg_data, tmp_path):
 @pytest.mark.parametrize("source", ["seg", "rtstruct", "nifti"])
 def test_batches_carry_masks_aligned_with_the_lesion(seg_data, tmp_path, source):
     root, records = seg_data
-    masks = {"structures": {"lesion": "(?i)lesion|label_1"}, "sources": ["csv" if source == "nifti" else source],
-             "csv": str(root / "masks.csv")}
-    dm = DicomDataModule(root=root, work_dir=tmp_path, preprocessing=PREP, progress=False, masks=masks,
-                         loader={"batch_size": 2, "num_workers": 0}, split={"val": 0.25})
+    masks = {
+        "structures": {"lesion": "(?i)lesion|label_1"},
+        "sources": ["csv" if source == "nifti" else source],
+        "csv": str(root / "masks.csv"),
+    }
+    dm = DicomDataModule(
+        root=root,
+        work_dir=tmp_path,
+        preprocessing=PREP,
+        progress=False,
+        masks=masks,
+        loader={"batch_size": 2, "num_workers": 0},
+        split={"val": 0.25},
+    )
     dm.prepare_data()
     dm.setup("fit")
     assert dm.report["series_missing_structures"] == {}
@@ -63,10 +75,20 @@ def test_batches_carry_masks_aligned_with_the_lesion(seg_data, tmp_path, source)
 def test_channels_mode_missing_structure_and_foreground_patches(seg_data, tmp_path):
     root, _ = seg_data
     dm = DicomDataModule(
-        root=root, work_dir=tmp_path, preprocessing=PREP, progress=False,
-        masks={"structures": {"lesion": "(?i)lesion", "liver": "(?i)liver"}, "mode": "channels",
-               "require_all": False, "foreground_fraction": 1.0},
-        patches={"size": [4, 8, 8], "per_volume": 4}, loader={"batch_size": 4, "num_workers": 0}, split={"val": 0.25})
+        root=root,
+        work_dir=tmp_path,
+        preprocessing=PREP,
+        progress=False,
+        masks={
+            "structures": {"lesion": "(?i)lesion", "liver": "(?i)liver"},
+            "mode": "channels",
+            "require_all": False,
+            "foreground_fraction": 1.0,
+        },
+        patches={"size": [4, 8, 8], "per_volume": 4},
+        loader={"batch_size": 4, "num_workers": 0},
+        split={"val": 0.25},
+    )
     dm.prepare_data()
     dm.setup("fit")
     assert list(dm.report["series_missing_structures"].values()) == [["liver"]] * 4
@@ -76,7 +98,13 @@ def test_channels_mode_missing_structure_and_foreground_patches(seg_data, tmp_pa
         assert int(b["mask"][:, 1].sum()) == 0  # no liver anywhere
         per_patch = b["mask"][:, 0].flatten(1).sum(1)
         assert bool((per_patch > 0).all())  # every patch centred on lesion voxels
-    strict = DicomDataModule(root=root, work_dir=tmp_path, preprocessing=PREP, progress=False,
-                             masks={"structures": ["lesion", "liver"]}, loader={"num_workers": 0})
+    strict = DicomDataModule(
+        root=root,
+        work_dir=tmp_path,
+        preprocessing=PREP,
+        progress=False,
+        masks={"structures": ["lesion", "liver"]},
+        loader={"num_workers": 0},
+    )
     strict.setup("fit")
     assert len(strict.datasets["train"]) == 0 and len(strict.datasets["predict"]) == 4

@@ -17,10 +17,22 @@ PARTS = ("train", "val", "test")
 
 def record(series_uid: str, study_uid: str, patient_id: str, modality: str = "CT") -> SeriesRecord:
     return SeriesRecord(
-        series_id=series_uid, series_uid=series_uid, study_uid=study_uid, patient_id=patient_id,
-        frame_uid="", modality=modality, description="", series_number=1, n_instances=1, n_slices=1,
-        rows=4, cols=4, spacing=(1.0, 1.0, 1.0), orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
-        plane="axial", files=(f"/nowhere/{series_uid}.dcm",),
+        series_id=series_uid,
+        series_uid=series_uid,
+        study_uid=study_uid,
+        patient_id=patient_id,
+        frame_uid="",
+        modality=modality,
+        description="",
+        series_number=1,
+        n_instances=1,
+        n_slices=1,
+        rows=4,
+        cols=4,
+        spacing=(1.0, 1.0, 1.0),
+        orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+        plane="axial",
+        files=(f"/nowhere/{series_uid}.dcm",),
     )
 
 
@@ -163,10 +175,24 @@ def test_series_without_patient_id_fall_back_to_their_study() -> None:
     from lightning_dicom.dicom.index import SeriesRecord
 
     def rec(i: int) -> SeriesRecord:
-        return SeriesRecord(series_id=f"1.2.{i}", series_uid=f"1.2.{i}", study_uid=f"9.{i}", patient_id="",
-                            frame_uid="", modality="CT", description="", series_number=1, n_instances=1,
-                            n_slices=1, rows=1, cols=1, spacing=(1.0, 1.0, 1.0), orientation=(1, 0, 0, 0, 1, 0),
-                            plane="axial", files=())
+        return SeriesRecord(
+            series_id=f"1.2.{i}",
+            series_uid=f"1.2.{i}",
+            study_uid=f"9.{i}",
+            patient_id="",
+            frame_uid="",
+            modality="CT",
+            description="",
+            series_number=1,
+            n_instances=1,
+            n_slices=1,
+            rows=1,
+            cols=1,
+            spacing=(1.0, 1.0, 1.0),
+            orientation=(1, 0, 0, 0, 1, 0),
+            plane="axial",
+            files=(),
+        )
 
     split = split_series([rec(i) for i in range(20)], SplitConfig(val=0.25))
     assert len(split["val"]) == 5 and len(split["train"]) == 15

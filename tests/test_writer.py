@@ -37,8 +37,9 @@ from lightning_dicom.masks.read import read_mask
 from lightning_dicom.writer import PredictionWriter, prediction_to_source, record_geometry, safe_filename
 
 PREP = {"orientation": "RAS", "spacing": [1.5, 1.5, 1.5], "window": [-200, 400], "size": [36, 32, 40]}
-MASK_PREP = PreprocessingConfig(orientation="RAS", spacing=(1.5, 1.5, 1.5), size=(36, 32, 40),
-                                interpolation="linear", normalize="none")
+MASK_PREP = PreprocessingConfig(
+    orientation="RAS", spacing=(1.5, 1.5, 1.5), size=(36, 32, 40), interpolation="linear", normalize="none"
+)
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,9 +51,16 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def dataset(tmp_path_factory):
     """Two series (axial; sagittal tilted 15 degrees), each with a known ~17 mm lesion."""
     root = tmp_path_factory.mktemp("seg_ct")
-    items = write_segmentation_dataset(root, n_patients=2, shape_zyx=(28, 52, 52), spacing=(1.0, 1.0, 2.0),
-                                       seed=3, formats=(), orientations=("axial", "sagittal:15"),
-                                       lesion_radius_mm=17)
+    items = write_segmentation_dataset(
+        root,
+        n_patients=2,
+        shape_zyx=(28, 52, 52),
+        spacing=(1.0, 1.0, 2.0),
+        seed=3,
+        formats=(),
+        orientations=("axial", "sagittal:15"),
+        lesion_radius_mm=17,
+    )
     return root, items
 
 
@@ -100,21 +108,36 @@ def work_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("seg_work")  # shared: the cache is built once
 
 
-@pytest.mark.parametrize(("kind", "interpolation", "min_dice"), [
-    ("probabilities", "nearest", 0.99),  # probabilities: always linear + argmax
-    ("labels", "linear", 0.98),
-    ("labels", "nearest", 0.96),  # intrinsic loss of a 1.5 mm label map, see the module docstring
-])
-def test_trainer_predict_writes_nifti_and_seg_on_the_source_grid(dataset, soft_predictions, work_dir, tmp_path,
-                                                                   kind, interpolation, min_dice):
+@pytest.mark.parametrize(
+    ("kind", "interpolation", "min_dice"),
+    [
+        ("probabilities", "nearest", 0.99),  # probabilities: always linear + argmax
+        ("labels", "linear", 0.98),
+        ("labels", "nearest", 0.96),  # intrinsic loss of a 1.5 mm label map, see the module docstring
+    ],
+)
+def test_trainer_predict_writes_nifti_and_seg_on_the_source_grid(
+    dataset, soft_predictions, work_dir, tmp_path, kind, interpolation, min_dice
+):
     root, items = dataset
-    dm = DicomDataModule(root=root, work_dir=work_dir, preprocessing=PREP, progress=False,
-                         loader={"batch_size": 2, "num_workers": 0})
-    writer = PredictionWriter(tmp_path / "out", formats=["nifti", "seg"], structure_names=["lesion"],
-                              interpolation=interpolation)
+    dm = DicomDataModule(
+        root=root,
+        work_dir=work_dir,
+        preprocessing=PREP,
+        progress=False,
+        loader={"batch_size": 2, "num_workers": 0},
+    )
+    writer = PredictionWriter(
+        tmp_path / "out", formats=["nifti", "seg"], structure_names=["lesion"], interpolation=interpolation
+    )
     model = _Oracle(soft_predictions, kind)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, callbacks=[writer], enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[writer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     assert trainer.predict(model, datamodule=dm, return_predictions=False) is None
     assert sorted(model.seen) == sorted(it["series_uid"] for it in items)
 
@@ -139,7 +162,10 @@ def test_trainer_predict_writes_nifti_and_seg_on_the_source_grid(dataset, soft_p
         assert seg.SegmentationType == "BINARY"
         assert [s.SegmentLabel for s in seg.SegmentSequence] == ["lesion"]
         assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
-        assert seg.FrameOfReferenceUID == pydicom.dcmread(it["files"][0], stop_before_pixels=True).FrameOfReferenceUID
+        assert (
+            seg.FrameOfReferenceUID
+            == pydicom.dcmread(it["files"][0], stop_before_pixels=True).FrameOfReferenceUID
+        )
         masks = read_mask(seg_path, reference=ref, series_uid=uid)
         assert list(masks) == ["lesion"]
         back = sitk.GetArrayFromImage(masks["lesion"])
@@ -155,8 +181,9 @@ def test_write_sample_with_preprocess_meta(dataset, soft_predictions, tmp_path):
     it = items[1]
     frac, meta = soft_predictions[it["series_uid"]]
     writer = PredictionWriter(tmp_path, formats=["nifti"])
-    paths = writer.write_sample(torch.from_numpy(np.concatenate([1 - frac, frac])),
-                                {**meta, "series_id": it["series_uid"]})
+    paths = writer.write_sample(
+        torch.from_numpy(np.concatenate([1 - frac, frac])), {**meta, "series_id": it["series_uid"]}
+    )
     img = sitk.ReadImage(str(paths["nifti"]))
     assert geometry(img)["size"] == meta["source"]["size"]
     assert _dice(sitk.GetArrayFromImage(img), it["mask"]) >= 0.99
@@ -168,8 +195,12 @@ def test_flat_source_keys_and_record_fallback_give_the_same_grid(dataset, soft_p
     frac, meta = soft_predictions[it["series_uid"]]
     src = meta["source"]
     flat = {k: v for k, v in meta.items() if k != "source"}
-    flat.update(source_size=torch.tensor(src["size"]), source_spacing=torch.tensor(src["spacing"]),
-                source_origin=torch.tensor(src["origin"]), source_direction=torch.tensor(src["direction"]))
+    flat.update(
+        source_size=torch.tensor(src["size"]),
+        source_spacing=torch.tensor(src["spacing"]),
+        source_origin=torch.tensor(src["origin"]),
+        source_direction=torch.tensor(src["direction"]),
+    )
     with DicomIndex(it["files"]) as idx:
         idx.scan(workers=1)
         rec = idx.series()[0]
@@ -177,8 +208,12 @@ def test_flat_source_keys_and_record_fallback_give_the_same_grid(dataset, soft_p
     lab = (frac >= 0.5).astype(np.int64)
     a = prediction_to_source(lab, flat)
     b = prediction_to_source(lab, {k: v for k, v in meta.items() if k != "source"}, record=rec)
-    for x, y in ((a.GetOrigin(), src["origin"]), (b.GetOrigin(), src["origin"]),
-                 (a.GetDirection(), src["direction"]), (b.GetDirection(), src["direction"])):
+    for x, y in (
+        (a.GetOrigin(), src["origin"]),
+        (b.GetOrigin(), src["origin"]),
+        (a.GetDirection(), src["direction"]),
+        (b.GetDirection(), src["direction"]),
+    ):
         np.testing.assert_allclose(x, y, atol=1e-6)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
     with pytest.raises(LightningDicomError, match="no source grid"):
@@ -189,8 +224,14 @@ def test_multiframe_source_maps_slices_to_frames_by_frame_order(tmp_path):
     """A multi-frame source whose frames are stored out of slice order: frame i gets its own slice."""
     hu = make_phantom((10, 24, 20), seed=1)
     order = [int(k) for k in np.random.default_rng(0).permutation(10)]
-    s = write_multiframe(tmp_path / "mf.dcm", hu, spacing=(1.0, 1.0, 2.0),
-                         direction=direction_from_orientation("axial", 10.0), frame_order=order, modality="CT")
+    s = write_multiframe(
+        tmp_path / "mf.dcm",
+        hu,
+        spacing=(1.0, 1.0, 2.0),
+        direction=direction_from_orientation("axial", 10.0),
+        frame_order=order,
+        modality="CT",
+    )
     with DicomIndex(s.files) as idx:
         idx.scan(workers=1)
         rec = idx.series()[0]
@@ -199,10 +240,16 @@ def test_multiframe_source_maps_slices_to_frames_by_frame_order(tmp_path):
     mask = np.zeros((10, 24, 20), dtype=np.int64)
     mask[2:7, 5:15, 4:12] = 1
     mask[3, 6:9, 5] = 2  # differs from slice to slice
-    meta = {"series_id": rec.series_id, "spacing": g["spacing"], "origin": g["origin"],
-            "direction": g["direction"], "source": g}
+    meta = {
+        "series_id": rec.series_id,
+        "spacing": g["spacing"],
+        "origin": g["origin"],
+        "direction": g["direction"],
+        "source": g,
+    }
     paths = PredictionWriter(tmp_path / "out", formats=["seg"], structure_names=["box", "dot"]).write_sample(
-        torch.from_numpy(mask)[None], meta, record=rec)
+        torch.from_numpy(mask)[None], meta, record=rec
+    )
     back = read_mask(paths["seg"], rec)
     assert list(back) == ["box", "dot"]
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back["box"]), mask == 1)
@@ -219,8 +266,12 @@ def test_channels_mode_overlapping_structures_and_safe_names(dataset, tmp_path):
     a = it["mask"]
     b = np.zeros_like(a)
     b[5:9, 10:30, 10:30] = True  # overlaps the lesion
-    meta = {"series_id": f"{rec.series_id}#2", "spacing": g["spacing"], "origin": g["origin"],
-            "direction": g["direction"]}
+    meta = {
+        "series_id": f"{rec.series_id}#2",
+        "spacing": g["spacing"],
+        "origin": g["origin"],
+        "direction": g["direction"],
+    }
     writer = PredictionWriter(tmp_path, formats=["nifti", "seg"], structure_names=["lesion", "slab"])
     paths = writer.write_sample(torch.from_numpy(np.stack([a, b])), meta, record=rec)
     assert paths["seg"].name == f"{rec.series_id}_2.seg.dcm"
@@ -237,7 +288,12 @@ def test_empty_prediction_still_writes_a_valid_seg(dataset, tmp_path):
         idx.scan(workers=1)
         rec = idx.series()[0]
     g = record_geometry(rec)
-    meta = {"series_id": rec.series_id, "spacing": g["spacing"], "origin": g["origin"], "direction": g["direction"]}
+    meta = {
+        "series_id": rec.series_id,
+        "spacing": g["spacing"],
+        "origin": g["origin"],
+        "direction": g["direction"],
+    }
     writer = PredictionWriter(tmp_path, formats=["seg"], structure_names=["lesion"])
     paths = writer.write_sample(np.zeros(g["size"][::-1], dtype=np.int64), meta, record=rec)
     seg = pydicom.dcmread(paths["seg"])
@@ -246,10 +302,16 @@ def test_empty_prediction_still_writes_a_valid_seg(dataset, tmp_path):
 
 def test_contract_errors(tmp_path):
     writer = PredictionWriter(tmp_path, formats=["seg"])
-    meta = {"series_id": ["1.2.3"], "spacing": torch.ones(1, 3), "origin": torch.zeros(1, 3),
-            "direction": torch.eye(3).reshape(1, 9), "source_size": torch.tensor([[4, 4, 4]]),
-            "source_spacing": torch.ones(1, 3), "source_origin": torch.zeros(1, 3),
-            "source_direction": torch.eye(3).reshape(1, 9)}
+    meta = {
+        "series_id": ["1.2.3"],
+        "spacing": torch.ones(1, 3),
+        "origin": torch.zeros(1, 3),
+        "direction": torch.eye(3).reshape(1, 9),
+        "source_size": torch.tensor([[4, 4, 4]]),
+        "source_spacing": torch.ones(1, 3),
+        "source_origin": torch.zeros(1, 3),
+        "source_direction": torch.eye(3).reshape(1, 9),
+    }
     with pytest.raises(LightningDicomError, match="predict_step must return a dict"):
         writer.write_batch(torch.zeros(1, 1, 4, 4, 4))
     with pytest.raises(LightningDicomError, match="no 'meta'"):
@@ -272,10 +334,18 @@ def test_safe_filename():
 
 
 def test_epoch_interval_writes_nested_predictions(tmp_path):
-    meta = {"series_id": ["1.2.3", "1.2.4"], "spacing": torch.ones(2, 3), "origin": torch.zeros(2, 3),
+    meta = {
+        "series_id": ["1.2.3", "1.2.4"],
+        "spacing": torch.ones(2, 3),
+        "origin": torch.zeros(2, 3),
+        "direction": torch.eye(3).reshape(1, 9).repeat(2, 1),
+        "source": {
+            "size": torch.tensor([[4, 5, 6]] * 2),
+            "spacing": torch.full((2, 3), 0.5),
+            "origin": torch.full((2, 3), -0.25),
             "direction": torch.eye(3).reshape(1, 9).repeat(2, 1),
-            "source": {"size": torch.tensor([[4, 5, 6]] * 2), "spacing": torch.full((2, 3), 0.5),
-                       "origin": torch.full((2, 3), -0.25), "direction": torch.eye(3).reshape(1, 9).repeat(2, 1)}}
+        },
+    }
     mask = torch.zeros(2, 1, 3, 3, 2, dtype=torch.long)
     mask[1, 0, 0, 0, 0] = 1
     writer = PredictionWriter(tmp_path, write_interval="epoch")
@@ -292,8 +362,9 @@ def test_epoch_interval_writes_nested_predictions(tmp_path):
 def test_segmentation_dataset_masks_agree_in_every_format(tmp_path):
     import csv
 
-    (it,) = write_segmentation_dataset(tmp_path, n_patients=1, shape_zyx=(12, 24, 20), seed=5,
-                                       orientations=(("coronal", 10.0),))
+    (it,) = write_segmentation_dataset(
+        tmp_path, n_patients=1, shape_zyx=(12, 24, 20), seed=5, orientations=(("coronal", 10.0),)
+    )
     ref = read_series(it["files"])
     hu = sitk.GetArrayFromImage(ref)
     assert it["mask"].any()
@@ -301,8 +372,12 @@ def test_segmentation_dataset_masks_agree_in_every_format(tmp_path):
     for kind in ("seg", "rtstruct", "nifti"):
         masks = read_mask(it[kind], ref, series_uid=it["series_uid"])
         assert len(masks) == 1, kind
-        np.testing.assert_array_equal(sitk.GetArrayFromImage(next(iter(masks.values()))), it["mask"], err_msg=kind)
+        np.testing.assert_array_equal(
+            sitk.GetArrayFromImage(next(iter(masks.values()))), it["mask"], err_msg=kind
+        )
     assert "lesion" in read_mask(it["rtstruct"], ref, series_uid=it["series_uid"])
     with open(tmp_path / "masks.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows == [{"SeriesInstanceUID": it["series_uid"], "mask": it["nifti"].relative_to(tmp_path).as_posix()}]
+    assert rows == [
+        {"SeriesInstanceUID": it["series_uid"], "mask": it["nifti"].relative_to(tmp_path).as_posix()}
+    ]

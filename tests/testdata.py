@@ -28,5 +28,7 @@ def get_realdata(name: str) -> Path:
     """Path of a file or folder of ``../shared/realdata``; the calling test is skipped when it is absent."""
     path = REALDATA / name
     if not path.exists():
-        pytest.skip(f"real data {name!r} not found under {REALDATA} (the shared/ folder beside the repository)")
+        pytest.skip(
+            f"real data {name!r} not found under {REALDATA} (the shared/ folder beside the repository)"
+        )
     return path

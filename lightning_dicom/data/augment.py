@@ -18,8 +18,13 @@ from lightning_dicom.config import AugmentConfig
 __all__ = ["augment_batch"]
 
 
-def augment_batch(batch: dict[str, Any], cfg: AugmentConfig, *, spatial_keys: tuple[str, ...] = ("image", "mask"),
-                  generator: torch.Generator | None = None) -> dict[str, Any]:
+def augment_batch(
+    batch: dict[str, Any],
+    cfg: AugmentConfig,
+    *,
+    spatial_keys: tuple[str, ...] = ("image", "mask"),
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:
     """Return ``batch`` with ``image`` (and other ``spatial_keys``) augmented per sample."""
     image = batch["image"]
     b = image.shape[0]
@@ -38,7 +43,9 @@ def augment_batch(batch: dict[str, Any], cfg: AugmentConfig, *, spatial_keys: tu
     if cfg.rot90 and image.shape[-1] == image.shape[-2]:
         turns = (draw(b) * 4).long().clamp(max=3).tolist()
         for k in keys:
-            out[k] = torch.stack([torch.rot90(t, n, dims=(-2, -1)) for t, n in zip(out[k], turns, strict=True)])
+            out[k] = torch.stack(
+                [torch.rot90(t, n, dims=(-2, -1)) for t, n in zip(out[k], turns, strict=True)]
+            )
     if cfg.intensity_scale > 0 or cfg.intensity_shift > 0:
         view = (b, *[1] * (image.dim() - 1))
         scale = 1 + (draw(b) * 2 - 1) * cfg.intensity_scale

@@ -57,8 +57,14 @@ class VolumeCache:
         dtype: stored dtype of images, 'float16' (default) or 'float32'.
     """
 
-    def __init__(self, directory: str | Path, preprocessing: PreprocessingConfig, dtype: str = "float16",
-                 masks: MaskConfig | None = None, mask_sources: Mapping[str, Sequence[str]] | None = None):
+    def __init__(
+        self,
+        directory: str | Path,
+        preprocessing: PreprocessingConfig,
+        dtype: str = "float16",
+        masks: MaskConfig | None = None,
+        mask_sources: Mapping[str, Sequence[str]] | None = None,
+    ):
         from lightning_dicom._version import __version__
 
         self.dir = Path(directory)
@@ -66,8 +72,15 @@ class VolumeCache:
         self.dtype = np.dtype(dtype)
         self.masks = masks
         self.mask_sources = {k: tuple(v) for k, v in (mask_sources or {}).items()}
-        self._salt = json.dumps([CACHE_FORMAT, __version__.split(".")[:2], preprocessing.digest(), self.dtype.str,
-                                 masks.digest() if masks else None])
+        self._salt = json.dumps(
+            [
+                CACHE_FORMAT,
+                __version__.split(".")[:2],
+                preprocessing.digest(),
+                self.dtype.str,
+                masks.digest() if masks else None,
+            ]
+        )
 
     def _mask_fingerprint(self, rec: SeriesRecord) -> str:
         if self.masks is None:
@@ -111,8 +124,11 @@ class VolumeCache:
             meta = json.loads(side.read_text())
             arr = np.load(npy, mmap_mode="r", allow_pickle=False)
             expected = int(np.prod(meta["shape"])) * np.dtype(meta["dtype"]).itemsize
-            ok = list(arr.shape) == meta["shape"] and arr.dtype.str == np.dtype(meta["dtype"]).str and (
-                arr.nbytes == expected and npy.stat().st_size >= expected)
+            ok = (
+                list(arr.shape) == meta["shape"]
+                and arr.dtype.str == np.dtype(meta["dtype"]).str
+                and (arr.nbytes == expected and npy.stat().st_size >= expected)
+            )
             if ok and "mask" in meta:
                 mask = np.load(npy.with_name(npy.stem + ".mask.npy"), mmap_mode="r", allow_pickle=False)
                 np.load(npy.with_name(npy.stem + ".fg.npy"), mmap_mode="r", allow_pickle=False)
@@ -128,8 +144,11 @@ class VolumeCache:
             meta = json.loads(side.read_text())
             return np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False), meta
         except (OSError, ValueError) as err:
-            raise CacheError(f"cannot read cache entry ({err}); delete it or rebuild the cache",
-                             path=npy, series_uid=rec.series_uid) from None
+            raise CacheError(
+                f"cannot read cache entry ({err}); delete it or rebuild the cache",
+                path=npy,
+                series_uid=rec.series_uid,
+            ) from None
 
     def error(self, rec: SeriesRecord) -> str | None:
         """The recorded failure reason of a series, if any."""
@@ -148,8 +167,11 @@ class VolumeCache:
         npy, side, err = self.paths(rec)
         npy.parent.mkdir(parents=True, exist_ok=True)
         try:
-            image = read_series(rec, irregular=self.preprocessing.irregular_stacks,
-                                gap_tolerance=self.preprocessing.gap_tolerance)
+            image = read_series(
+                rec,
+                irregular=self.preprocessing.irregular_stacks,
+                gap_tolerance=self.preprocessing.gap_tolerance,
+            )
             array, meta = preprocess(image, self.preprocessing)
             array = self._cast(array, rec)
             mask = self._mask(rec, image, meta, array.shape[1:]) if self.masks is not None else None
@@ -160,11 +182,18 @@ class VolumeCache:
             _atomic_write(err, lambda fh: fh.write(marker))
             log.warning("skipping series %s: %s", rec.series_id, e.reason)
             return "error"
-        meta.update({
-            "series_id": rec.series_id, "series_uid": rec.series_uid, "study_uid": rec.study_uid,
-            "shape": list(array.shape), "dtype": array.dtype.str, "preprocessing": self.preprocessing.model_dump(mode="json"),
-            "cache_format": CACHE_FORMAT, "lightning_dicom": self._salt,
-        })
+        meta.update(
+            {
+                "series_id": rec.series_id,
+                "series_uid": rec.series_uid,
+                "study_uid": rec.study_uid,
+                "shape": list(array.shape),
+                "dtype": array.dtype.str,
+                "preprocessing": self.preprocessing.model_dump(mode="json"),
+                "cache_format": CACHE_FORMAT,
+                "lightning_dicom": self._salt,
+            }
+        )
         if mask is not None:
             labels, missing = mask
             from lightning_dicom.masks.pipeline import foreground_coords
@@ -173,21 +202,29 @@ class VolumeCache:
             mpath, fpath = self.mask_paths(rec)
             _atomic_write(mpath, lambda fh: np.save(fh, labels, allow_pickle=False))
             _atomic_write(fpath, lambda fh: np.save(fh, fg, allow_pickle=False))
-            meta["mask"] = {"structures": list(self.masks.structures), "missing": missing,  # type: ignore[union-attr]
-                            "mode": self.masks.mode, "shape": list(labels.shape),  # type: ignore[union-attr]
-                            "foreground_voxels": int(len(fg))}
+            meta["mask"] = {
+                "structures": list(self.masks.structures),
+                "missing": missing,  # type: ignore[union-attr]
+                "mode": self.masks.mode,
+                "shape": list(labels.shape),  # type: ignore[union-attr]
+                "foreground_voxels": int(len(fg)),
+            }
         _atomic_write(npy, lambda fh: np.save(fh, array, allow_pickle=False))
         _atomic_write(side, lambda fh: fh.write(json.dumps(meta).encode()))
         err.unlink(missing_ok=True)  # a failure recorded earlier no longer holds
         return "ok"
 
-    def _mask(self, rec: SeriesRecord, image: Any, meta: dict[str, Any], shape: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+    def _mask(
+        self, rec: SeriesRecord, image: Any, meta: dict[str, Any], shape: Sequence[int]
+    ) -> tuple[np.ndarray, list[str]]:
         from lightning_dicom.masks.pipeline import mask_on_grid, match_structures
         from lightning_dicom.masks.read import read_mask
 
         found: dict[str, Any] = {}
         for src in self.mask_sources.get(rec.series_id, ()):
-            found.update(read_mask(src, image, series_uid=rec.series_uid, frame_of_reference_uid=rec.frame_uid or None))
+            found.update(
+                read_mask(src, image, series_uid=rec.series_uid, frame_of_reference_uid=rec.frame_uid or None)
+            )
         structures, missing = match_structures(found, self.masks)  # type: ignore[arg-type]
         return mask_on_grid(structures, meta, shape, self.masks), missing  # type: ignore[arg-type]
 
@@ -200,17 +237,28 @@ class VolumeCache:
             raise CacheError(
                 f"values up to {big:g} overflow the cache dtype {self.dtype.name} (max "
                 f"{float(np.finfo(self.dtype).max):g}); set cache.dtype: float32, or a window or normalisation",
-                series_uid=rec.series_uid)
+                series_uid=rec.series_uid,
+            )
         return out
 
-    def build(self, series: Sequence[SeriesRecord], *, workers: int | None = None, progress: bool = False,
-              raise_errors: bool = False) -> dict[str, int]:
+    def build(
+        self,
+        series: Sequence[SeriesRecord],
+        *,
+        workers: int | None = None,
+        progress: bool = False,
+        raise_errors: bool = False,
+    ) -> dict[str, int]:
         """Build every missing entry in parallel processes. Returns counts by final status."""
         from tqdm import tqdm
 
         status = {s.series_id: self.status(s) for s in series}
-        todo = [s for s in series if status[s.series_id] in ("missing", "corrupt")
-                or (raise_errors and status[s.series_id] == "error")]
+        todo = [
+            s
+            for s in series
+            if status[s.series_id] in ("missing", "corrupt")
+            or (raise_errors and status[s.series_id] == "error")
+        ]
         workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
         bar = tqdm(total=len(todo), desc="caching", unit="series", disable=not progress or not todo)
         if workers <= 1:
@@ -219,8 +267,18 @@ class VolumeCache:
                 bar.update()
         else:
             with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-                jobs = [(self.dir, self.preprocessing, self.dtype.name, self.masks,
-                         {s.series_id: self.mask_sources.get(s.series_id, ())}, s, raise_errors) for s in todo]
+                jobs = [
+                    (
+                        self.dir,
+                        self.preprocessing,
+                        self.dtype.name,
+                        self.masks,
+                        {s.series_id: self.mask_sources.get(s.series_id, ())},
+                        s,
+                        raise_errors,
+                    )
+                    for s in todo
+                ]
                 for s, result in zip(todo, pool.map(_build_entry, jobs), strict=True):
                     status[s.series_id] = result
                     bar.update()

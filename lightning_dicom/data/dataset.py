@@ -46,7 +46,9 @@ class _MetaTable:
         if self.has_source:  # the source series' grid, for to_source_geometry
             self.source_spacing = np.array([m["source"]["spacing"] for m in metas], np.float64).reshape(-1, 3)
             self.source_origin = np.array([m["source"]["origin"] for m in metas], np.float64).reshape(-1, 3)
-            self.source_direction = np.array([m["source"]["direction"] for m in metas], np.float64).reshape(-1, 9)
+            self.source_direction = np.array([m["source"]["direction"] for m in metas], np.float64).reshape(
+                -1, 9
+            )
             self.source_size = np.array([m["source"]["size"] for m in metas], np.int64).reshape(-1, 3)
 
     def get(self, i: int) -> dict[str, Any]:
@@ -88,11 +90,19 @@ def _labels(labels: Sequence[np.ndarray] | None) -> np.ndarray | None:
 class CachedVolumeDataset(Dataset):
     """Whole volumes read from cache entries (``.npy`` paths) with their sidecar geometry."""
 
-    def __init__(self, paths: Sequence[str], metas: Sequence[dict[str, Any]],
-                 labels: Sequence[np.ndarray] | None = None, shared: Sequence[torch.Tensor] | None = None,
-                 mask_paths: Sequence[str] | None = None, foreground: Sequence[np.ndarray] | None = None):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        metas: Sequence[dict[str, Any]],
+        labels: Sequence[np.ndarray] | None = None,
+        shared: Sequence[torch.Tensor] | None = None,
+        mask_paths: Sequence[str] | None = None,
+        foreground: Sequence[np.ndarray] | None = None,
+    ):
         self.paths = np.array([str(p) for p in paths], dtype=np.str_)
-        self.mask_paths = np.array([str(p) for p in mask_paths], dtype=np.str_) if mask_paths is not None else None
+        self.mask_paths = (
+            np.array([str(p) for p in mask_paths], dtype=np.str_) if mask_paths is not None else None
+        )
         fg = list(foreground) if foreground is not None else [np.zeros((0, 3), np.int32)] * len(self.paths)
         self.fg_offsets = np.cumsum([0] + [len(f) for f in fg]).astype(np.int64)
         self.fg_coords = np.concatenate(fg).astype(np.int32) if fg else np.zeros((0, 3), np.int32)
@@ -147,7 +157,7 @@ class CachedVolumeDataset(Dataset):
 
     def foreground(self, i: int) -> np.ndarray:
         """Sampled foreground voxel indices (z-y-x) of sample i's mask."""
-        return self.fg_coords[self.fg_offsets[i]:self.fg_offsets[i + 1]]
+        return self.fg_coords[self.fg_offsets[i] : self.fg_offsets[i + 1]]
 
     def _sample(self, i: int, image: torch.Tensor, mask: np.ndarray | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"image": image, "meta": self.meta.get(i)}
@@ -170,8 +180,13 @@ class PatchDataset(Dataset):
     the DataLoader vary per worker and per epoch (``seed_everything`` makes it reproducible).
     """
 
-    def __init__(self, volumes: CachedVolumeDataset, size: tuple[int, int, int], per_volume: int,
-                 foreground_fraction: float = 0.0):
+    def __init__(
+        self,
+        volumes: CachedVolumeDataset,
+        size: tuple[int, int, int],
+        per_volume: int,
+        foreground_fraction: float = 0.0,
+    ):
         self.volumes = volumes
         self.size = tuple(int(s) for s in size)
         self.per_volume = int(per_volume)
@@ -212,7 +227,10 @@ class PatchDataset(Dataset):
             fg = self.volumes.foreground(v)
             if len(fg) and rng.random() < self.foreground_fraction:  # centre on a foreground voxel
                 centre = fg[int(rng.integers(len(fg)))]
-                return [int(min(max(c - s // 2, 0), max(n - s, 0))) for c, n, s in zip(centre, shape, self.size, strict=True)]
+                return [
+                    int(min(max(c - s // 2, 0), max(n - s, 0)))
+                    for c, n, s in zip(centre, shape, self.size, strict=True)
+                ]
             return [int(rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size, strict=True)]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -239,8 +257,13 @@ class SeriesDataset(Dataset):
     reads (the epoch goes on); with 'raise' the error propagates.
     """
 
-    def __init__(self, series: Sequence[SeriesRecord], preprocessing: PreprocessingConfig,
-                 labels: Sequence[np.ndarray] | None = None, on_error: str = "skip"):
+    def __init__(
+        self,
+        series: Sequence[SeriesRecord],
+        preprocessing: PreprocessingConfig,
+        labels: Sequence[np.ndarray] | None = None,
+        on_error: str = "skip",
+    ):
         self.series = list(series)
         self.preprocessing = preprocessing
         self.labels = _labels(labels)
@@ -282,7 +305,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     if len(shapes) > 1:
         raise ConfigError(
             f"volumes in a batch differ in shape {sorted(shapes)}: set preprocessing.size (z-y-x) "
-            "or patches, or use loader.batch_size 1")
+            "or patches, or use loader.batch_size 1"
+        )
     if len(samples) == 1:
         return _one(samples[0])
     return default_collate(samples)

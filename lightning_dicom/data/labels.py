@@ -37,7 +37,9 @@ class LabelTable:
         """The label of a series, or None."""
         return self.values.get(getattr(rec, KEYS[self.key]))
 
-    def match(self, series: Sequence[SeriesRecord]) -> tuple[list[SeriesRecord], list[SeriesRecord], list[str]]:
+    def match(
+        self, series: Sequence[SeriesRecord]
+    ) -> tuple[list[SeriesRecord], list[SeriesRecord], list[str]]:
         """Split series into (labelled, unlabelled) and list label keys that match no series.
 
         Unmatched PatientID keys are returned as :func:`patient_key` pseudonyms, never raw IDs.
@@ -64,7 +66,9 @@ def read_labels(path: str | Path, columns: Sequence[str] | None = None) -> Label
     if len(keys) != 1:
         raise LabelError(
             f"the header must hold exactly one key column of {sorted(KEYS)}, found {keys or 'none'} "
-            f"in {header}", path=path)
+            f"in {header}",
+            path=path,
+        )
     key = keys[0]
     cols = list(columns) if columns else [h for h in header if h != key and h]  # '' = trailing comma
     missing = [c for c in cols if c not in header]
@@ -78,7 +82,9 @@ def read_labels(path: str | Path, columns: Sequence[str] | None = None) -> Label
         if not k:
             raise LabelError(f"line {i}: empty {key}", path=path)
         if k in raw:
-            raise LabelError(f"line {i}: duplicate {key}" + ("" if key == "PatientID" else f" {k}"), path=path)
+            raise LabelError(
+                f"line {i}: duplicate {key}" + ("" if key == "PatientID" else f" {k}"), path=path
+            )
         raw[k] = [(row.get(c) or "").strip() for c in cols]
     return _typed(path, key, cols, raw)
 
@@ -117,18 +123,33 @@ def _typed(path: Path, key: str, cols: list[str], raw: dict[str, list[str]]) -> 
     if len(cols) > 1:
         if not numeric:
             raise LabelError(f"several label columns {cols} must all be numeric", path=path)
-        return LabelTable(key, cols, "multi", {k: np.array([float(x) for x in v], np.float32) for k, v in raw.items()})
+        return LabelTable(
+            key, cols, "multi", {k: np.array([float(x) for x in v], np.float32) for k, v in raw.items()}
+        )
     flat = {k: v[0] for k, v in raw.items()}
     if numeric and all(float(v).is_integer() for v in flat.values()):
         values = sorted({int(float(v)) for v in flat.values()})
         if not values or values[0] >= 0:  # class indices as given (a class may have no example in this file)
-            return LabelTable(key, cols, "class", {k: np.array(int(float(v)), np.int64) for k, v in flat.items()})
+            return LabelTable(
+                key, cols, "class", {k: np.array(int(float(v)), np.int64) for k, v in flat.items()}
+            )
         # negative classes such as {-1, 1}: index them 0..K-1 (cross-entropy needs that) and say how
-        return LabelTable(key, cols, "class",
-                          {k: np.array(values.index(int(float(v))), np.int64) for k, v in flat.items()},
-                          classes=[str(v) for v in values])
+        return LabelTable(
+            key,
+            cols,
+            "class",
+            {k: np.array(values.index(int(float(v))), np.int64) for k, v in flat.items()},
+            classes=[str(v) for v in values],
+        )
     if numeric:
-        return LabelTable(key, cols, "regression", {k: np.array(float(v), np.float32) for k, v in flat.items()})
+        return LabelTable(
+            key, cols, "regression", {k: np.array(float(v), np.float32) for k, v in flat.items()}
+        )
     classes = sorted(set(flat.values()))
-    return LabelTable(key, cols, "class", {k: np.array(classes.index(v), np.int64) for k, v in flat.items()},
-                      classes=classes)
+    return LabelTable(
+        key,
+        cols,
+        "class",
+        {k: np.array(classes.index(v), np.int64) for k, v in flat.items()},
+        classes=classes,
+    )

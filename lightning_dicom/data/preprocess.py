@@ -26,13 +26,21 @@ def _resample(image: sitk.Image, spacing: tuple[float, float, float], interpolat
     new_size = [max(1, int(round(n))) for n in old_size * old_spacing / np.array(spacing)]
     background = float(io.array_view(image).min())  # outside the image: its minimum (air)
     return sitk.Resample(
-        image, new_size, sitk.Transform(), _INTERPOLATORS[interpolation], image.GetOrigin(), tuple(spacing),
-        image.GetDirection(), background,
+        image,
+        new_size,
+        sitk.Transform(),
+        _INTERPOLATORS[interpolation],
+        image.GetOrigin(),
+        tuple(spacing),
+        image.GetDirection(),
+        background,
         sitk.sitkFloat32 if image.GetNumberOfComponentsPerPixel() == 1 else sitk.sitkVectorFloat32,
     )
 
 
-def crop_or_pad(array: np.ndarray, size: tuple[int, int, int], pad_value: float) -> tuple[np.ndarray, list[int]]:
+def crop_or_pad(
+    array: np.ndarray, size: tuple[int, int, int], pad_value: float
+) -> tuple[np.ndarray, list[int]]:
     """Centre-crop or pad a ``[C, D, H, W]`` array to ``size`` (z-y-x).
 
     Returns the new array and ``start``: for each axis, the source index of output voxel 0
@@ -59,7 +67,9 @@ def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray,
     """
     source = io.geometry(image)
     if cfg.orientation != "none" and (
-            sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) != cfg.orientation):
+        sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+        != cfg.orientation
+    ):
         image = sitk.DICOMOrient(image, cfg.orientation)
     if cfg.spacing is not None:
         image = _resample(image, cfg.spacing, cfg.interpolation)

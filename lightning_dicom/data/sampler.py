@@ -37,8 +37,16 @@ class ShardBatchSampler(DistributedSampler):
         shuffle: draw a new permutation each epoch (``seed + epoch``), identical on every rank.
     """
 
-    def __init__(self, size: int, batch_size: int, *, num_replicas: int = 1, rank: int = 0,
-                 shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.size = int(size)
         self.batch_size = int(batch_size)
         self.num_replicas = int(num_replicas)
@@ -60,7 +68,7 @@ class ShardBatchSampler(DistributedSampler):
             order = torch.randperm(self.size, generator=g).numpy()
         else:
             order = np.arange(self.size)
-        mine = order[self.rank::self.num_replicas]
+        mine = order[self.rank :: self.num_replicas]
         if self.num_batches == 0:
             return iter(())
         chunks = np.array_split(mine, self.num_batches)
@@ -75,8 +83,13 @@ class BatchDataset(Dataset):
     copies and numpy/torch casts release the GIL); the pool is created lazily and never pickled.
     """
 
-    def __init__(self, dataset: Dataset, collate_fn: Callable[[list[Any]], Any], threads: int = 1,
-                 image_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        collate_fn: Callable[[list[Any]], Any],
+        threads: int = 1,
+        image_dtype: torch.dtype | None = None,
+    ) -> None:
         self.dataset = dataset
         self.collate_fn = collate_fn
         self.threads = int(threads)

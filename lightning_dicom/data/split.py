@@ -63,7 +63,9 @@ def save_split(split: Split, path: str | Path, series: Sequence[SeriesRecord], c
         "config": cfg.model_dump(),
         "counts": {k: len(v) for k, v in split.items()},
         "patients": {k: len({by_id[i].patient_key for i in v if i in by_id}) for k, v in split.items()},
-        "modalities": {k: dict(Counter(by_id[i].modality for i in v if i in by_id)) for k, v in split.items()},
+        "modalities": {
+            k: dict(Counter(by_id[i].modality for i in v if i in by_id)) for k, v in split.items()
+        },
         **split,
     }
     path = Path(path)

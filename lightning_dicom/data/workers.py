@@ -23,7 +23,12 @@ def limit_threads(n: int = 1) -> None:
     import torch
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+    ):
         os.environ[var] = str(n)
     torch.set_num_threads(n)
 

@@ -69,8 +69,12 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
         return nn.GroupNorm(min(4, c), c)
 
     return nn.Sequential(
-        nn.Conv3d(c_in, c_out, 3, padding=1, bias=False), norm(c_out), nn.LeakyReLU(0.01, inplace=True),
-        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False), norm(c_out), nn.LeakyReLU(0.01, inplace=True),
+        nn.Conv3d(c_in, c_out, 3, padding=1, bias=False),
+        norm(c_out),
+        nn.LeakyReLU(0.01, inplace=True),
+        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
+        norm(c_out),
+        nn.LeakyReLU(0.01, inplace=True),
     )
 
 
@@ -94,8 +98,16 @@ class UNet3D(pl.LightningModule):
             (resampled linearly by the writer, then argmax) instead of argmax labels.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, width: int = 8, depth: int = 3,
-                 lr: float = 1e-3, dice_weight: float = 1.0, predict_probabilities: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        width: int = 8,
+        depth: int = 3,
+        lr: float = 1e-3,
+        dice_weight: float = 1.0,
+        predict_probabilities: bool = False,
+    ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError("num_classes counts the background: at least 2")
@@ -119,7 +131,7 @@ class UNet3D(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes, D, H, W]`` of ``x`` ``[B, C, D, H, W]``."""
         size = x.shape[2:]
-        m = 2 ** self.hparams.depth
+        m = 2**self.hparams.depth
         pad = [(-s) % m for s in size]
         if any(pad):
             x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
@@ -135,7 +147,9 @@ class UNet3D(pl.LightningModule):
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy + ``dice_weight`` x soft Dice loss; ``target`` int64 ``[B, D, H, W]``."""
-        return F.cross_entropy(logits.float(), target) + self.hparams.dice_weight * soft_dice_loss(logits, target)
+        return F.cross_entropy(logits.float(), target) + self.hparams.dice_weight * soft_dice_loss(
+            logits, target
+        )
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         target = _target(batch["mask"])

@@ -484,7 +484,8 @@ def write_dataset(
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``python -m lightning_dicom.demo.synthetic OUT --patients 8 --seed 0``."""
     parser = argparse.ArgumentParser(
-        prog="python -m lightning_dicom.demo.synthetic", description="Write a synthetic labelled CT DICOM dataset."
+        prog="python -m lightning_dicom.demo.synthetic",
+        description="Write a synthetic labelled CT DICOM dataset.",
     )
     parser.add_argument("out", type=Path, help="output root directory")
     parser.add_argument("--patients", type=int, default=8, help="number of patients (default 8)")

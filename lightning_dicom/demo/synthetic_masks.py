@@ -92,8 +92,18 @@ def write_rtstruct(
     ds = new_dataset(RTSTRUCT_SOP_CLASS, sop_uid)
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS
     ds.SOPInstanceUID = sop_uid
-    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
-               "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+    for kw in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "ReferringPhysicianName",
+        "StudyID",
+        "AccessionNumber",
+    ):
         setattr(ds, kw, first.get(kw, ""))
     ds.Modality = "RTSTRUCT"
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[_NS, "rtstruct-series", src_series, label])
@@ -147,7 +157,9 @@ def write_rtstruct(
                 elif len(pts) >= 3:
                     gtype = "CLOSED_PLANAR"
                 else:
-                    raise ValueError(f"ROI {name!r} contour {cnum}: {len(pts)} points (1 = POINT, >= 3 = polygon)")
+                    raise ValueError(
+                        f"ROI {name!r} contour {cnum}: {len(pts)} points (1 = POINT, >= 3 = polygon)"
+                    )
             is_point = is_point or gtype == "POINT"
             c = Dataset()
             proj = pts @ normal
@@ -270,8 +282,10 @@ def write_seg(
     labels, stack = _stack(masks, fractional)
     nz, ny, nx = stack.shape[:3]
     if nz != len(heads) or (ny, nx) != (int(heads[0].Rows), int(heads[0].Columns)):
-        raise ValueError(f"mask shape {(nz, ny, nx)} does not match {len(heads)} slices of "
-                         f"{int(heads[0].Rows)}x{int(heads[0].Columns)}")
+        raise ValueError(
+            f"mask shape {(nz, ny, nx)} does not match {len(heads)} slices of "
+            f"{int(heads[0].Rows)}x{int(heads[0].Columns)}"
+        )
     descriptions = [
         hd.seg.SegmentDescription(
             segment_number=i,
@@ -287,8 +301,11 @@ def write_seg(
     if label_map:  # one integer array of segment numbers (0 = background)
         if stack.ndim == 4 and stack.astype(bool).sum(axis=-1).max(initial=0) > 1:
             raise ValueError("label_map=True needs segments that do not overlap")
-        stack = (stack.astype(np.uint8) * np.arange(1, stack.shape[-1] + 1, dtype=np.uint8)).max(axis=-1) \
-            if stack.ndim == 4 else stack.astype(np.uint8)
+        stack = (
+            (stack.astype(np.uint8) * np.arange(1, stack.shape[-1] + 1, dtype=np.uint8)).max(axis=-1)
+            if stack.ndim == 4
+            else stack.astype(np.uint8)
+        )
     seg = hd.seg.Segmentation(
         source_images=heads,
         pixel_array=stack,
@@ -328,8 +345,9 @@ def _hashed(*parts: object) -> str:
     return hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()[:12]
 
 
-def lesion_polygons(mask_zyx: np.ndarray, spacing: Sequence[float], origin: Sequence[float],
-                    direction: Sequence[float]) -> list[np.ndarray]:
+def lesion_polygons(
+    mask_zyx: np.ndarray, spacing: Sequence[float], origin: Sequence[float], direction: Sequence[float]
+) -> list[np.ndarray]:
     """Per-slice contours (``(N, 3)`` LPS mm) that enclose exactly the voxel centres of ``mask_zyx``.
 
     Each slice's mask is traced along voxel edges (a staircase polygon: right edges top to bottom,
@@ -350,8 +368,13 @@ def lesion_polygons(mask_zyx: np.ndarray, spacing: Sequence[float], origin: Sequ
             breaks = np.flatnonzero(np.diff(xs) > 1)
             runs = np.split(xs, breaks + 1)
             prev = groups[-1][-1] if groups else None
-            if (len(runs) == 1 and prev is not None and prev[0] == y - 1
-                    and xs[0] <= prev[2] + 1 and xs[-1] >= prev[1] - 1):
+            if (
+                len(runs) == 1
+                and prev is not None
+                and prev[0] == y - 1
+                and xs[0] <= prev[2] + 1
+                and xs[-1] >= prev[1] - 1
+            ):
                 groups[-1].append((y, int(xs[0]), int(xs[-1])))
             else:
                 groups.extend([[(y, int(r[0]), int(r[-1]))] for r in runs])
@@ -366,8 +389,9 @@ def lesion_polygons(mask_zyx: np.ndarray, spacing: Sequence[float], origin: Sequ
     return out
 
 
-def _lesion_mask(shape_zyx: Sequence[int], spacing: Sequence[float], rng: np.random.Generator,
-                 radius_mm: float | None) -> np.ndarray:
+def _lesion_mask(
+    shape_zyx: Sequence[int], spacing: Sequence[float], rng: np.random.Generator, radius_mm: float | None
+) -> np.ndarray:
     """A seeded ellipsoid (semi-axes in mm, axis-aligned with the voxel axes) fully inside the volume."""
     shape = np.asarray(shape_zyx, dtype=np.int64)
     sp_zyx = np.asarray(spacing, dtype=np.float64)[::-1]
@@ -378,9 +402,12 @@ def _lesion_mask(shape_zyx: Sequence[int], spacing: Sequence[float], rng: np.ran
     lo = semi / sp_zyx + 1.0
     hi = shape - 2.0 - semi / sp_zyx
     centre = np.where(hi > lo, lo + rng.uniform(0.3, 0.7, size=3) * (hi - lo), (shape - 1) / 2.0)
-    zz, yy, xx = np.ogrid[:shape[0], :shape[1], :shape[2]]
-    d = (((zz - centre[0]) * sp_zyx[0] / semi[0]) ** 2 + ((yy - centre[1]) * sp_zyx[1] / semi[1]) ** 2
-         + ((xx - centre[2]) * sp_zyx[2] / semi[2]) ** 2)
+    zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    d = (
+        ((zz - centre[0]) * sp_zyx[0] / semi[0]) ** 2
+        + ((yy - centre[1]) * sp_zyx[1] / semi[1]) ** 2
+        + ((xx - centre[2]) * sp_zyx[2] / semi[2]) ** 2
+    )
     mask = d <= 1.0
     if not mask.any():
         mask[tuple(np.rint(centre).astype(int))] = True
@@ -473,21 +500,44 @@ def write_segmentation_dataset(
         hu = np.where(lesion, LESION_HU + noise, hu)
         extent = (np.asarray(shape[::-1], dtype=np.float64) - 1.0) * np.asarray(spacing_t)
         origin = -np.asarray(direction).reshape(3, 3) @ (extent / 2.0) + rng.uniform(-5.0, 5.0, size=3)
-        s = write_series(study_dir / _hashed(_SEG_NS, seed, "series", series_uid), np.rint(hu).astype(np.int16),
-                         spacing=spacing_t, origin=tuple(np.round(origin, 3)), direction=direction,
-                         patient_id=patient_id, patient_name=f"SYN^PATIENT{p + 1:04d}", study_uid=study_uid,
-                         series_uid=series_uid, series_description=f"SYNTHETIC CT {name.upper()}",
-                         seed=series_seed, label=1)
-        item: dict[str, Any] = {"series_uid": series_uid, "series": s, "files": list(s.files), "mask": lesion,
-                                "spacing": s.spacing, "origin": s.origin, "direction": s.direction,
-                                "seg": None, "rtstruct": None, "nifti": None}
+        s = write_series(
+            study_dir / _hashed(_SEG_NS, seed, "series", series_uid),
+            np.rint(hu).astype(np.int16),
+            spacing=spacing_t,
+            origin=tuple(np.round(origin, 3)),
+            direction=direction,
+            patient_id=patient_id,
+            patient_name=f"SYN^PATIENT{p + 1:04d}",
+            study_uid=study_uid,
+            series_uid=series_uid,
+            series_description=f"SYNTHETIC CT {name.upper()}",
+            seed=series_seed,
+            label=1,
+        )
+        item: dict[str, Any] = {
+            "series_uid": series_uid,
+            "series": s,
+            "files": list(s.files),
+            "mask": lesion,
+            "spacing": s.spacing,
+            "origin": s.origin,
+            "direction": s.direction,
+            "seg": None,
+            "rtstruct": None,
+            "nifti": None,
+        }
         if "seg" in formats:
-            item["seg"] = write_seg(study_dir / _hashed(_SEG_NS, seed, "seg", series_uid) / "seg.dcm", s,
-                                    {"lesion": lesion})
+            item["seg"] = write_seg(
+                study_dir / _hashed(_SEG_NS, seed, "seg", series_uid) / "seg.dcm", s, {"lesion": lesion}
+            )
         if "rtstruct" in formats:
             polys = lesion_polygons(lesion, s.spacing, s.origin, s.direction)
-            item["rtstruct"] = write_rtstruct(study_dir / _hashed(_SEG_NS, seed, "rt", series_uid) / "rtstruct.dcm",
-                                              s, {"lesion": polys}, label="LESION")
+            item["rtstruct"] = write_rtstruct(
+                study_dir / _hashed(_SEG_NS, seed, "rt", series_uid) / "rtstruct.dcm",
+                s,
+                {"lesion": polys},
+                label="LESION",
+            )
         if "nifti" in formats:
             img = io.from_array(lesion.astype(np.uint8))
             img.SetSpacing(s.spacing)
@@ -510,14 +560,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``python -m lightning_dicom.demo.synthetic_masks OUT [--patients N]``: a synthetic segmentation dataset."""
     import argparse
 
-    p = argparse.ArgumentParser(description="Write synthetic CT series with lesion masks (SEG, RTSTRUCT, NIfTI).")
+    p = argparse.ArgumentParser(
+        description="Write synthetic CT series with lesion masks (SEG, RTSTRUCT, NIfTI)."
+    )
     p.add_argument("out", type=Path)
     p.add_argument("--patients", type=int, default=24)
     p.add_argument("--shape", type=int, nargs=3, default=[24, 48, 48], metavar=("Z", "Y", "X"))
     p.add_argument("--spacing", type=float, nargs=3, default=[1.0, 1.0, 2.0], metavar=("X", "Y", "Z"))
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    recs = write_segmentation_dataset(a.out, n_patients=a.patients, shape_zyx=a.shape, spacing=a.spacing, seed=a.seed)
+    recs = write_segmentation_dataset(
+        a.out, n_patients=a.patients, shape_zyx=a.shape, spacing=a.spacing, seed=a.seed
+    )
     print(f"wrote {len(recs)} CT series with lesion masks (SEG, RTSTRUCT, NIfTI) to {a.out}")
 
 

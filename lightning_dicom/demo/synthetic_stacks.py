@@ -81,8 +81,9 @@ def write_irregular_series(
     if pts.shape != (nz, 3) or not np.isfinite(pts).all():
         raise ValueError(f"positions must be {nz} finite LPS points, got shape {pts.shape}")
     ipps = [[_ds(v) for v in p] for p in pts]
-    base = write_series(out_dir, vol, spacing=spacing, origin=tuple(float(v) for v in pts[0]),
-                        direction=direction, **kwargs)  # type: ignore[arg-type]
+    base = write_series(
+        out_dir, vol, spacing=spacing, origin=tuple(float(v) for v in pts[0]), direction=direction, **kwargs
+    )  # type: ignore[arg-type]
     written = tuple(tuple(float(v) for v in ipp) for ipp in ipps)
     for path, ipp, p in zip(base.files, ipps, written, strict=True):
         ds = pydicom.dcmread(path)
@@ -131,13 +132,20 @@ def write_multiframe(
     if sorted(order) != list(range(nz)):
         raise ValueError(f"frame_order must be a permutation of range({nz}), got {order}")
     if not per_frame_positions and order != list(range(nz)):
-        raise ValueError("a classic multi-frame file (per_frame_positions=False) stores frames in slice order")
+        raise ValueError(
+            "a classic multi-frame file (per_frame_positions=False) stores frames in slice order"
+        )
     sx, sy, sz = (float(v) for v in spacing)
     if min(sx, sy, sz) <= 0:
         raise ValueError(f"spacing must be positive, got {tuple(spacing)}")
     mat = _direction_matrix(direction)
-    stored = _to_stored(vol, slope=float(rescale_slope), intercept=float(rescale_intercept),
-                        bits_stored=int(bits_stored), pixel_representation=int(pixel_representation))
+    stored = _to_stored(
+        vol,
+        slope=float(rescale_slope),
+        intercept=float(rescale_intercept),
+        bits_stored=int(bits_stored),
+        pixel_representation=int(pixel_representation),
+    )
     hu_rt = np.rint(stored.astype(np.float64) * rescale_slope + rescale_intercept).astype(np.int16)
     modality = modality.upper()
     sop_class = "1.2.840.10008.5.1.4.1.1.4.1" if modality == "MR" else "1.2.840.10008.5.1.4.1.1.2.1"
@@ -150,24 +158,50 @@ def write_multiframe(
     origin_v = np.asarray(origin, dtype=np.float64)
     ipps = [[_ds(v) for v in origin_v + k * sz * normal] for k in range(nz)]
     common = {
-        "sop_class": sop_class, "study_uid": study_uid, "series_uid": series_uid,
+        "sop_class": sop_class,
+        "study_uid": study_uid,
+        "series_uid": series_uid,
         "for_uid": generate_uid(entropy_srcs=[_UID_NAMESPACE, "frame-of-reference", study_uid]),
-        "patient_id": patient_id, "patient_name": patient_name, "modality": modality,
-        "series_description": f"SYNTHETIC {modality} MULTI-FRAME", "series_number": 1,
-        "iop": [_ds(v) for v in (*row, *col)], "pixel_spacing": [_ds(sy), _ds(sx)], "thickness": _ds(sz),
-        "slope": _ds(rescale_slope), "intercept": _ds(rescale_intercept), "bits_stored": int(bits_stored),
-        "pixel_representation": int(pixel_representation), "rows": ny, "columns": nx,
+        "patient_id": patient_id,
+        "patient_name": patient_name,
+        "modality": modality,
+        "series_description": f"SYNTHETIC {modality} MULTI-FRAME",
+        "series_number": 1,
+        "iop": [_ds(v) for v in (*row, *col)],
+        "pixel_spacing": [_ds(sy), _ds(sx)],
+        "thickness": _ds(sz),
+        "slope": _ds(rescale_slope),
+        "intercept": _ds(rescale_intercept),
+        "bits_stored": int(bits_stored),
+        "pixel_representation": int(pixel_representation),
+        "rows": ny,
+        "columns": nx,
     }
-    ds = _slice_dataset(common, k=0, sop_uid=sop_uid, ipp=ipps[0], slice_location=float(origin_v @ normal),
-                        pixels=stored[order[0]])
+    ds = _slice_dataset(
+        common,
+        k=0,
+        sop_uid=sop_uid,
+        ipp=ipps[0],
+        slice_location=float(origin_v @ normal),
+        pixels=stored[order[0]],
+    )
     ds.NumberOfFrames = nz
     ds.PixelData = np.ascontiguousarray(stored[order], dtype=stored.dtype.newbyteorder("<")).tobytes()
     if per_frame_positions:
         from pydicom.sequence import Sequence as DicomSequence
 
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
-                        "SpacingBetweenSlices", "SliceLocation", "RescaleSlope", "RescaleIntercept",
-                        "RescaleType", "InstanceNumber"):
+        for keyword in (
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "SliceThickness",
+            "SpacingBetweenSlices",
+            "SliceLocation",
+            "RescaleSlope",
+            "RescaleIntercept",
+            "RescaleType",
+            "InstanceNumber",
+        ):
             delattr(ds, keyword)
         ds.InstanceNumber = 1
         shared = Dataset()
@@ -200,7 +234,14 @@ def write_multiframe(
     out.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(out, enforce_file_format=True)
     return SyntheticSeries(
-        files=[out], hu=hu_rt, spacing=(sx, sy, sz), origin=tuple(float(v) for v in ipps[0]),  # type: ignore[arg-type]
-        direction=tuple(float(v) for v in mat.ravel()), patient_id=patient_id, patient_name=patient_name,
-        study_uid=study_uid, series_uid=series_uid, label=0,
+        files=[out],
+        hu=hu_rt,
+        spacing=(sx, sy, sz),
+        origin=tuple(float(v) for v in ipps[0]),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in mat.ravel()),
+        patient_id=patient_id,
+        patient_name=patient_name,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        label=0,
     )

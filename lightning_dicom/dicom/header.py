@@ -61,24 +61,69 @@ import numpy as np
 from lightning_dicom.dicom import uids
 from lightning_dicom.dicom.parser import CHUNK as _CHUNK  # noqa: F401 - tests size files by it
 from lightning_dicom.dicom.parser import fast_dataset, fast_reader_available
+from lightning_dicom.dicom.pixel_data import decoder_problem, pixel_data_problem, raw_problem
 from lightning_dicom.errors import NotDicomError
 
-__all__ = ["HEADER_FIELDS", "IOP_TOLERANCE", "MAX_COORDINATE_MM", "MAX_SPACING_MM", "MIN_SPACING_MM",
-           "encodable_path", "read_header", "scan_file", "scan_files"]
+__all__ = [
+    "HEADER_FIELDS",
+    "IOP_TOLERANCE",
+    "MAX_COORDINATE_MM",
+    "MAX_SPACING_MM",
+    "MIN_SPACING_MM",
+    "encodable_path",
+    "read_header",
+    "scan_file",
+    "scan_files",
+]
 
 log = logging.getLogger(__name__)
 
 #: Header fields the index keeps, in the order of the ``files`` table's columns.
 HEADER_FIELDS = (
-    "sop_class_uid", "sop_uid", "patient_id", "study_uid", "series_uid", "frame_uid", "modality",
-    "description", "series_number", "instance_number", "rows", "cols", "n_frames", "iop", "ipp",
-    "pixel_spacing", "slice_thickness", "samples_per_pixel", "photometric", "bits_stored",
-    "pixel_representation", "rescale_slope", "rescale_intercept", "transfer_syntax",
-    "bits_allocated", "slice_gap", "frame_ipps", "problem", "high_bit", "pixel_offset",
+    "sop_class_uid",
+    "sop_uid",
+    "patient_id",
+    "study_uid",
+    "series_uid",
+    "frame_uid",
+    "modality",
+    "description",
+    "series_number",
+    "instance_number",
+    "rows",
+    "cols",
+    "n_frames",
+    "iop",
+    "ipp",
+    "pixel_spacing",
+    "slice_thickness",
+    "samples_per_pixel",
+    "photometric",
+    "bits_stored",
+    "pixel_representation",
+    "rescale_slope",
+    "rescale_intercept",
+    "transfer_syntax",
+    "bits_allocated",
+    "slice_gap",
+    "frame_ipps",
+    "problem",
+    "high_bit",
+    "pixel_offset",
 )
 
-_NON_IMAGE_HINT = ("RT Plan", "RT Structure", "RT Dose", "Structured Report", "SR Storage",
-                   "Presentation State", "Raw Data", "Encapsulated", "Key Object", "Segmentation")
+_NON_IMAGE_HINT = (
+    "RT Plan",
+    "RT Structure",
+    "RT Dose",
+    "Structured Report",
+    "SR Storage",
+    "Presentation State",
+    "Raw Data",
+    "Encapsulated",
+    "Key Object",
+    "Segmentation",
+)
 
 #: Tolerances on ImageOrientationPatient: |norm - 1| and |row . col| above these are rejected.
 IOP_TOLERANCE = 1e-2
@@ -87,14 +132,17 @@ MAX_COORDINATE_MM = 1e7
 MAX_SPACING_MM = 1e5
 MIN_SPACING_MM = 1e-6
 
-_LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
 _NOT_DICOM = "not a DICOM file (no DICM preamble or valid header)"
 #: Groups a raw dataset (no preamble, no file meta) may start with: file meta, or identification.
 _RAW_FIRST_GROUPS = (0x0002, 0x0008)
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: (implicit VR, little endian) of a raw dataset -> the transfer syntax it is written in.
-_RAW_SYNTAX = {(True, True): uids.IMPLICIT_VR_LITTLE_ENDIAN, (False, True): uids.EXPLICIT_VR_LITTLE_ENDIAN,
-               (False, False): uids.EXPLICIT_VR_BIG_ENDIAN}
+_RAW_SYNTAX = {
+    (True, True): uids.IMPLICIT_VR_LITTLE_ENDIAN,
+    (False, True): uids.EXPLICIT_VR_LITTLE_ENDIAN,
+    (False, False): uids.EXPLICIT_VR_BIG_ENDIAN,
+}
+
 
 def _floats(value: Any, n: int) -> list[float] | None:
     """``n`` finite floats from a multi-valued element, or None when absent or malformed."""
@@ -123,15 +171,25 @@ def _checked_iop(iop: list[float] | None, path: str) -> list[float] | None:
     if abs(nr - 1) > IOP_TOLERANCE or abs(nc - 1) > IOP_TOLERANCE or abs(float(row @ col)) > IOP_TOLERANCE:
         raise NotDicomError(
             "ImageOrientationPatient (0020,0037) is not two orthogonal unit vectors "
-            f"(|row|={nr:.4g}, |col|={nc:.4g}, row.col={float(row @ col):.4g})", path=path)
+            f"(|row|={nr:.4g}, |col|={nc:.4g}, row.col={float(row @ col):.4g})",
+            path=path,
+        )
     row = row / nr
     col = col - (col @ row) * row
     col = col / np.linalg.norm(col)
     return [float(x) for x in (*row, *col)]
 
 
-def _element(ds: Any, keyword: str, n: int, path: str, *, positive: bool = False,
-             limit: float = MAX_COORDINATE_MM, tag: str = "") -> list[float] | None:
+def _element(
+    ds: Any,
+    keyword: str,
+    n: int,
+    path: str,
+    *,
+    positive: bool = False,
+    limit: float = MAX_COORDINATE_MM,
+    tag: str = "",
+) -> list[float] | None:
     """A multi-valued numeric element: None when absent, NotDicomError when present but invalid."""
     if not _present(ds, keyword):
         return None
@@ -140,7 +198,11 @@ def _element(ds: Any, keyword: str, n: int, path: str, *, positive: bool = False
     except Exception:
         raw = None
     vals = _floats(raw, n)
-    if vals is None or any(abs(v) > limit for v in vals) or (positive and any(v < MIN_SPACING_MM for v in vals)):
+    if (
+        vals is None
+        or any(abs(v) > limit for v in vals)
+        or (positive and any(v < MIN_SPACING_MM for v in vals))
+    ):
         what = f"{n} positive numbers" if positive else f"{n} finite numbers"
         raise NotDicomError(f"{keyword} {tag} must be {what} (got {_short(raw)})", path=path)
     return vals
@@ -222,8 +284,10 @@ def _pydicom_header(fh: BinaryIO, path: str) -> dict[str, Any]:
             try:
                 implicit, little = ds.original_encoding
             except (AttributeError, TypeError):
-                implicit, little = (bool(getattr(ds, "is_implicit_VR", False)),
-                                    bool(getattr(ds, "is_little_endian", True)))
+                implicit, little = (
+                    bool(getattr(ds, "is_implicit_VR", False)),
+                    bool(getattr(ds, "is_little_endian", True)),
+                )
             _finish(fh, header, implicit, little is not False, raw=raw)
     except NotDicomError:
         raise
@@ -235,8 +299,8 @@ def _pydicom_header(fh: BinaryIO, path: str) -> dict[str, Any]:
 def _finish(fh: BinaryIO, header: dict[str, Any], implicit: bool, little: bool, *, raw: bool) -> None:
     """Set ``problem`` and ``pixel_offset`` of a header, ``fh`` standing on the Pixel Data tag."""
     size = os.fstat(fh.fileno()).st_size
-    problem, offset = _pixel_data_problem(fh, implicit, little, header, size, raw=raw)
-    header["problem"] = problem or _decoder_problem(header) or (_raw_problem(header) if raw else None)
+    problem, offset = pixel_data_problem(fh, implicit, little, header, size, raw=raw)
+    header["problem"] = problem or decoder_problem(header) or (raw_problem(header) if raw else None)
     header["pixel_offset"] = offset if header["problem"] is None else None
 
 
@@ -351,8 +415,9 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
     frame_ipps = None
     problem = None
     if "SharedFunctionalGroupsSequence" in ds or "PerFrameFunctionalGroupsSequence" in ds:
-        iop_f = _functional(ds, "SharedFunctionalGroupsSequence", "PlaneOrientationSequence",
-                            "ImageOrientationPatient")
+        iop_f = _functional(
+            ds, "SharedFunctionalGroupsSequence", "PlaneOrientationSequence", "ImageOrientationPatient"
+        )
         per_iop = _per_frame(ds, "PlaneOrientationSequence", "ImageOrientationPatient")
         if iop is None and iop_f is None and per_iop and per_iop[0] is not None:
             iop_f = per_iop[0]
@@ -361,19 +426,28 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         if iop is None and iop_f is not None:
             iop = _floats(iop_f, 6)
             if iop is None or any(abs(v) > 1.5 for v in iop):
-                raise NotDicomError("ImageOrientationPatient (0020,0037) in PlaneOrientationSequence "
-                                    f"must be 6 finite numbers (got {_short(iop_f)})", path=path)
+                raise NotDicomError(
+                    "ImageOrientationPatient (0020,0037) in PlaneOrientationSequence "
+                    f"must be 6 finite numbers (got {_short(iop_f)})",
+                    path=path,
+                )
         for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
             if spacing is None:
                 ps = _functional(ds, seq, "PixelMeasuresSequence", "PixelSpacing")
                 if ps is not None:
                     spacing = _floats(ps, 2)
                     if spacing is None or min(spacing) < MIN_SPACING_MM or max(spacing) > MAX_SPACING_MM:
-                        raise NotDicomError(f"PixelSpacing (0028,0030) in PixelMeasuresSequence must be 2 "
-                                            f"positive numbers (got {_short(ps)})", path=path)
-            thickness = thickness or num(_functional(ds, seq, "PixelMeasuresSequence", "SliceThickness"),
-                                         positive=True)
-            gap = gap or num(_functional(ds, seq, "PixelMeasuresSequence", "SpacingBetweenSlices"), positive=True)
+                        raise NotDicomError(
+                            f"PixelSpacing (0028,0030) in PixelMeasuresSequence must be 2 "
+                            f"positive numbers (got {_short(ps)})",
+                            path=path,
+                        )
+            thickness = thickness or num(
+                _functional(ds, seq, "PixelMeasuresSequence", "SliceThickness"), positive=True
+            )
+            gap = gap or num(
+                _functional(ds, seq, "PixelMeasuresSequence", "SpacingBetweenSlices"), positive=True
+            )
             if slope_raw is None:
                 slope_raw = _functional(ds, seq, "PixelValueTransformationSequence", "RescaleSlope")
                 icpt_raw = _functional(ds, seq, "PixelValueTransformationSequence", "RescaleIntercept")
@@ -385,8 +459,11 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         if positions and any(p is not None for p in positions):
             parsed = [_floats(p, 3) for p in positions]
             if any(p is None or max(abs(v) for v in p) > MAX_COORDINATE_MM for p in parsed):
-                raise NotDicomError("ImagePositionPatient (0020,0032) missing or invalid in the "
-                                    "PlanePositionSequence of some frames", path=path)
+                raise NotDicomError(
+                    "ImagePositionPatient (0020,0032) missing or invalid in the "
+                    "PlanePositionSequence of some frames",
+                    path=path,
+                )
             if len(parsed) != n_frames:
                 problem = problem or (f"{len(parsed)} per-frame positions for NumberOfFrames {n_frames}")
             else:
@@ -396,11 +473,13 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
     slope = num(slope_raw)
     icpt = num(icpt_raw)
     if slope_raw not in (None, "") and (slope is None or slope == 0 or abs(slope) > 1e12):
-        raise NotDicomError(f"RescaleSlope (0028,1053) must be a finite non-zero number (got {_short(slope_raw)})",
-                            path=path)
+        raise NotDicomError(
+            f"RescaleSlope (0028,1053) must be a finite non-zero number (got {_short(slope_raw)})", path=path
+        )
     if icpt_raw not in (None, "") and (icpt is None or abs(icpt) > 1e12):
-        raise NotDicomError(f"RescaleIntercept (0028,1052) must be a finite number (got {_short(icpt_raw)})",
-                            path=path)
+        raise NotDicomError(
+            f"RescaleIntercept (0028,1052) must be a finite number (got {_short(icpt_raw)})", path=path
+        )
 
     def opt_int(keyword: str) -> int:
         try:
@@ -454,108 +533,6 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
     }
 
 
-def _pixel_data_problem(fh: BinaryIO, implicit: bool, little: bool, h: dict[str, Any], size: int, *,
-                        raw: bool = False) -> tuple[str | None, int | None]:
-    """Why the Pixel Data element (where ``fh`` stands) cannot hold the declared image, or None; and
-    the file offset of its value when it is native (uncompressed), else None.
-
-    pydicom's ``stop_before_pixels`` leaves the file positioned on the pixel data element's tag.
-    ``raw``: the file has no file meta (so no transfer syntax could name a compression codec).
-    """
-    if h["problem"]:
-        return h["problem"], None
-    if h["transfer_syntax"] == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        return None, None  # the dataset was inflated in memory: no file offsets to check
-    element = _pixel_element(fh, implicit, little)
-    if isinstance(element, str):
-        return element, None
-    length, end = element
-    if length != 0xFFFFFFFF:
-        offset = fh.tell()
-        return _native_problem(h, length, size - offset), offset
-    if raw:
-        return ("encapsulated (compressed) Pixel Data in a file without file meta: no transfer syntax "
-                "names its codec"), None
-    return _encapsulated_problem(fh, end, size), None
-
-
-def _native_problem(h: dict[str, Any], length: int, available: int) -> str | None:
-    """Native pixel data of value ``length`` with ``available`` bytes left in the file: too short for
-    Rows x Columns x frames x samples x BitsAllocated, or cut by the end of the file?"""
-    bits = h["rows"] * h["cols"] * h["n_frames"] * h["samples_per_pixel"] * h["bits_allocated"]
-    if h["photometric"] == "YBR_FULL_422" and h["samples_per_pixel"] == 3:
-        bits = bits * 2 // 3  # native 4:2:2 stores two chroma samples per pair of pixels
-    expected = (bits + 7) // 8
-    if length < expected:
-        return (f"Pixel Data holds {length} bytes but Rows x Columns x frames x samples x BitsAllocated "
-                f"need {expected}")
-    if available < expected:
-        return f"file truncated: Pixel Data needs {expected} bytes, the file ends {expected - available} bytes short"
-    return None
-
-
-def _pixel_element(fh: BinaryIO, implicit: bool, little: bool) -> tuple[int, str] | str:
-    """(value length, struct byte order) of the Pixel Data element header at ``fh``, or a problem;
-    ``fh`` is left on the value."""
-    end = "<" if little else ">"
-    head = fh.read(8)
-    if len(head) < 8:
-        return "no Pixel Data (7FE0,0010) element (file ends after the header)"
-    group, elem = struct.unpack(end + "HH", head[:4])
-    if (group, elem) != (0x7FE0, 0x0010):
-        if group == 0x7FE0 and elem in (0x0008, 0x0009):
-            return "Float/Double Float Pixel Data is not supported"
-        return f"no Pixel Data (7FE0,0010) element (found ({group:04X},{elem:04X}) where it should be)"
-    vr = head[4:6]
-    if implicit or not (vr.isalpha() and vr.isupper()):  # some files say explicit but are implicit
-        return struct.unpack(end + "I", head[4:8])[0], end
-    if vr in _LONG_LENGTH_VRS:
-        more = fh.read(4)
-        if len(more) < 4:
-            return "file truncated inside the Pixel Data element header"
-        return struct.unpack(end + "I", more)[0], end
-    return struct.unpack(end + "H", head[6:8])[0], end
-
-
-def _decoder_problem(h: dict[str, Any]) -> str | None:
-    """Pixel encodings that SimpleITK's GDCM (2.x) decodes to wrong values without an error."""
-    ts, bits = h["transfer_syntax"], h["bits_allocated"]
-    if ts == uids.RLE_LOSSLESS and h["samples_per_pixel"] > 1 and bits > 8:
-        return (f"RLE Lossless colour with {bits} bits per sample: GDCM decodes it to wrong values; "
-                "convert the file (e.g. dcmdrle)")
-    if ts == uids.EXPLICIT_VR_BIG_ENDIAN and bits == 32:
-        return ("32-bit Explicit VR Big Endian pixel data: GDCM decodes it to wrong values; convert the file "
-                "to little endian (e.g. dcmconv +te)")
-    return None
-
-
-def _raw_problem(h: dict[str, Any]) -> str | None:
-    """Raw datasets (no file meta) that GDCM cannot read at all."""
-    if h["transfer_syntax"] == uids.EXPLICIT_VR_BIG_ENDIAN:
-        return ("Explicit VR Big Endian dataset without file meta: GDCM cannot read it; convert it to a "
-                "Part-10 little endian file (e.g. dcmconv +te)")
-    return None
-
-
-def _encapsulated_problem(fh: BinaryIO, end: str, size: int) -> str | None:
-    """Walk the items of encapsulated pixel data; report a fragment that runs past the end of the file."""
-    n_items = 0
-    while True:
-        head = fh.read(8)
-        if len(head) < 8:
-            return f"file truncated: encapsulated Pixel Data ends after {n_items} fragments without a delimiter"
-        group, elem, length = struct.unpack(end + "HHI", head)
-        if (group, elem) == (0xFFFE, 0xE0DD):
-            return None if n_items >= 2 else "encapsulated Pixel Data holds no frame"
-        if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
-            return f"corrupt encapsulated Pixel Data (item {n_items} has tag ({group:04X},{elem:04X}))"
-        if fh.tell() + length > size:
-            return (f"file truncated: fragment {n_items} of the encapsulated Pixel Data needs {length} bytes, "
-                    f"the file holds {size - fh.tell()}")
-        fh.seek(length, os.SEEK_CUR)
-        n_items += 1
-
-
 # -- the fast reader (lightning_dicom.dicom.parser) --------------------------------------------------
 #: Switch for tests: False sends every file through pydicom.
 _FAST = fast_reader_available()
@@ -565,8 +542,12 @@ def _fast_header(fh: BinaryIO, path: str) -> dict[str, Any] | None:
     """:func:`read_header` by the fast reader, or None when pydicom has to read the file."""
     from pydicom import config
 
-    if (config.settings.reading_validation_mode == config.RAISE or config.use_DS_numpy or config.use_IS_numpy
-            or config.use_none_as_empty_text_VR_value):
+    if (
+        config.settings.reading_validation_mode == config.RAISE
+        or config.use_DS_numpy
+        or config.use_IS_numpy
+        or config.use_none_as_empty_text_VR_value
+    ):
         return None
     try:
         ds, implicit, pixel_pos = fast_dataset(fh)
@@ -618,4 +599,3 @@ def encodable_path(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-

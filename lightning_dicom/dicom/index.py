@@ -152,10 +152,18 @@ class SeriesRecord:
     def summary(self) -> dict[str, Any]:
         """A PHI-free description (for reports, split files and batch metadata)."""
         return {
-            "series_id": self.series_id, "series_uid": self.series_uid, "study_uid": self.study_uid,
-            "patient_key": self.patient_key, "modality": self.modality, "description": self.description,
-            "n_instances": self.n_instances, "n_slices": self.n_slices, "rows": self.rows, "cols": self.cols,
-            "spacing": list(self.spacing), "plane": self.plane,
+            "series_id": self.series_id,
+            "series_uid": self.series_uid,
+            "study_uid": self.study_uid,
+            "patient_key": self.patient_key,
+            "modality": self.modality,
+            "description": self.description,
+            "n_instances": self.n_instances,
+            "n_slices": self.n_slices,
+            "rows": self.rows,
+            "cols": self.cols,
+            "spacing": list(self.spacing),
+            "plane": self.plane,
         }
 
 
@@ -192,8 +200,9 @@ def _walk(root: Path) -> Iterator[tuple[str, int, int]]:
     if not root.exists():
         log.warning("index root %s does not exist", root)
         return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=lambda e: log.warning(
-            "cannot list %s: %s", e.filename, e.strerror)):
+    for dirpath, dirnames, filenames in os.walk(
+        root, followlinks=False, onerror=lambda e: log.warning("cannot list %s: %s", e.filename, e.strerror)
+    ):
         dirnames.sort()
         for name in sorted(filenames):
             p = os.path.join(dirpath, name)
@@ -222,7 +231,9 @@ class DicomIndex:
         db_path: SQLite file; ``None`` keeps the index in memory (nothing persisted).
     """
 
-    def __init__(self, roots: Iterable[str | os.PathLike[str]], db_path: str | os.PathLike[str] | None = None):
+    def __init__(
+        self, roots: Iterable[str | os.PathLike[str]], db_path: str | os.PathLike[str] | None = None
+    ):
         if isinstance(roots, (str, os.PathLike)):
             roots = [roots]
         self.roots = [_resolved(Path(r)) for r in roots]
@@ -279,12 +290,19 @@ class DicomIndex:
         self._db.executemany(f"INSERT OR REPLACE INTO files ({','.join(_COLUMNS)}) VALUES ({marks})", rows)
         self._db.commit()
         report = ScanReport(len(seen), len(todo), len(removed), time.perf_counter() - t0)
-        log.info("indexed %d files (%d headers read, %d removed) in %.2f s",
-                 report.n_files, report.n_read, report.n_removed, report.seconds)
+        log.info(
+            "indexed %d files (%d headers read, %d removed) in %.2f s",
+            report.n_files,
+            report.n_read,
+            report.n_removed,
+            report.seconds,
+        )
         return report
 
     @staticmethod
-    def _read_headers(todo: list[tuple[str, int, int]], *, workers: int | None, progress: bool) -> list[tuple]:
+    def _read_headers(
+        todo: list[tuple[str, int, int]], *, workers: int | None, progress: bool
+    ) -> list[tuple]:
         from tqdm import tqdm
 
         workers = workers or os.cpu_count() or 1
@@ -296,7 +314,7 @@ class DicomIndex:
                 bar.update()
         else:
             chunk = max(16, min(512, len(todo) // (workers * 8)))
-            chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+            chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
             with ProcessPoolExecutor(workers) as pool:
                 for res in pool.map(scan_files, chunks):
                     out.extend(res)
@@ -328,8 +346,13 @@ class DicomIndex:
             if f["iop"] is None or f["ipp"] is None or (f["n_frames"] or 1) > 1:
                 key: tuple = (uid, f["path"])  # 2D image or multi-frame file: a volume of its own
             else:
-                key = (uid, _cluster(iop_reps[uid], json.loads(f["iop"])), f["rows"], f["cols"],
-                       f["samples_per_pixel"])
+                key = (
+                    uid,
+                    _cluster(iop_reps[uid], json.loads(f["iop"])),
+                    f["rows"],
+                    f["cols"],
+                    f["samples_per_pixel"],
+                )
             groups[key].append(f)
         by_uid: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
         for key, members in groups.items():
@@ -358,8 +381,12 @@ class DicomIndex:
         for f in self.files("ok"):
             if f["problem"]:
                 problems[f["problem"]].append(f["path"])
-        return {"series": [s.summary() for s in self.series()], "skipped": dict(reasons),
-                "duplicates": self.duplicates(), "problems": dict(problems)}
+        return {
+            "series": [s.summary() for s in self.series()],
+            "skipped": dict(reasons),
+            "duplicates": self.duplicates(),
+            "problems": dict(problems),
+        }
 
 
 def _cluster(reps: list[tuple[float, ...]], iop: list[float], tol: float = 1e-3) -> int:
@@ -383,8 +410,20 @@ def _dedupe(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str,
         if not f["sop_uid"]:
             kept.append(f)
             continue
-        key = (f["series_uid"], f["sop_uid"], f["rows"], f["cols"], f["n_frames"], f["samples_per_pixel"],
-               f["bits_allocated"], f["bits_stored"], f["pixel_representation"], f["ipp"], f["iop"], f["frame_ipps"])
+        key = (
+            f["series_uid"],
+            f["sop_uid"],
+            f["rows"],
+            f["cols"],
+            f["n_frames"],
+            f["samples_per_pixel"],
+            f["bits_allocated"],
+            f["bits_stored"],
+            f["pixel_representation"],
+            f["ipp"],
+            f["iop"],
+            f["frame_ipps"],
+        )
         by_instance[key].append(f)
     dropped: dict[str, list[str]] = {}
     for copies in by_instance.values():
@@ -401,16 +440,26 @@ def _raw_pixel_layout(f: dict[str, Any]) -> tuple[int, int, int, int, float, flo
     anything but one frame of one sample (MONOCHROME2) of 8 or 16 bits (8 stored of 8 allocated, HighBit
     = BitsStored - 1), native little endian, with complete pixel data."""
     bits, stored = f["bits_allocated"], f["bits_stored"]
-    if (f["pixel_offset"] is None or f["problem"] or f["transfer_syntax"] not in _NATIVE_LITTLE_ENDIAN
-            or (f["n_frames"] or 1) != 1 or f["samples_per_pixel"] != 1 or f["photometric"] != "MONOCHROME2"
-            or bits not in (8, 16) or (bits == 8 and stored != 8) or f["high_bit"] != stored - 1):
+    if (
+        f["pixel_offset"] is None
+        or f["problem"]
+        or f["transfer_syntax"] not in _NATIVE_LITTLE_ENDIAN
+        or (f["n_frames"] or 1) != 1
+        or f["samples_per_pixel"] != 1
+        or f["photometric"] != "MONOCHROME2"
+        or bits not in (8, 16)
+        or (bits == 8 and stored != 8)
+        or f["high_bit"] != stored - 1
+    ):
         return None
     slope = 1.0 if f["rescale_slope"] is None else float(f["rescale_slope"])
     icpt = 0.0 if f["rescale_intercept"] is None else float(f["rescale_intercept"])
     return int(f["pixel_offset"]), int(bits), int(stored), int(f["pixel_representation"] or 0), slope, icpt
 
 
-def _make_series(series_id: str, members: list[dict[str, Any]], dropped: dict[str, list[str]]) -> SeriesRecord:
+def _make_series(
+    series_id: str, members: list[dict[str, Any]], dropped: dict[str, list[str]]
+) -> SeriesRecord:
     first = members[0]
     has_geometry = bool(first["iop"]) and bool(first["ipp"])
     iop = json.loads(first["iop"]) if first["iop"] else [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -433,6 +482,7 @@ def _make_series(series_id: str, members: list[dict[str, Any]], dropped: dict[st
             pts = origin + np.outer(np.arange(n_frames) * fallback_dz, normal)
         positions = [tuple(float(v) for v in p) for p in pts]
     else:
+
         def pos(f: dict[str, Any]) -> float:
             return float(np.dot(json.loads(f["ipp"]), normal)) if f["ipp"] else 0.0
 
@@ -445,9 +495,13 @@ def _make_series(series_id: str, members: list[dict[str, Any]], dropped: dict[st
     lo, hi, integral = np.inf, -np.inf, True
     encodings = set()
     for f in members:
-        encodings.add((f["rescale_slope"], f["rescale_intercept"], f["bits_stored"], f["pixel_representation"]))
+        encodings.add(
+            (f["rescale_slope"], f["rescale_intercept"], f["bits_stored"], f["pixel_representation"])
+        )
         bits = int(f["bits_stored"] or 16)
-        smin, smax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if f["pixel_representation"] else (0, 2**bits - 1)
+        smin, smax = (
+            (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if f["pixel_representation"] else (0, 2**bits - 1)
+        )
         slope = 1.0 if f["rescale_slope"] is None else float(f["rescale_slope"])
         icpt = 0.0 if f["rescale_intercept"] is None else float(f["rescale_intercept"])
         a, b = sorted((smin * slope + icpt, smax * slope + icpt))
@@ -475,7 +529,8 @@ def _make_series(series_id: str, members: list[dict[str, Any]], dropped: dict[st
         value_range=(float(lo), float(hi)),
         integer_values=integral,
         fingerprint=hashlib.sha256(
-            json.dumps([(f["path"], f["size"], f["mtime_ns"]) for f in members]).encode()).hexdigest(),
+            json.dumps([(f["path"], f["size"], f["mtime_ns"]) for f in members]).encode()
+        ).hexdigest(),
         file_stats=tuple((int(f["size"]), int(f["mtime_ns"])) for f in members),
         frame_order=frame_order,
         problems=tuple((f["path"], f["problem"]) for f in members if f["problem"]),
@@ -492,7 +547,9 @@ def _raw_pixels(members: list[dict[str, Any]]) -> tuple[tuple[int, int, int, int
     return tuple(layouts) if all(lay is not None for lay in layouts) else ()  # type: ignore[arg-type]
 
 
-def select_series(series: Sequence[SeriesRecord], rules: Any) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
+def select_series(
+    series: Sequence[SeriesRecord], rules: Any
+) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
     """Apply a :class:`~lightning_dicom.config.SelectionConfig`.
 
     Returns ``(kept, dropped)`` where ``dropped`` is ``(series_id, reason)``.

@@ -65,8 +65,11 @@ _FAST_KEYWORDS = frozenset(kw for kw, _ in FAST_TAGS.values())
 _META_TAGS = {0x00020002: "MediaStorageSOPClassUID", 0x00020010: "TransferSyntaxUID"}
 #: Elements that send a file to pydicom (DICOMDIR, enhanced multi-frame functional groups): the
 #: fast dataset answers ``keyword in ds`` with False for these, having checked that they are absent.
-SLOW_TAGS = {0x00041220: "DirectoryRecordSequence", 0x52009229: "SharedFunctionalGroupsSequence",
-              0x52009230: "PerFrameFunctionalGroupsSequence"}
+SLOW_TAGS = {
+    0x00041220: "DirectoryRecordSequence",
+    0x52009229: "SharedFunctionalGroupsSequence",
+    0x52009230: "PerFrameFunctionalGroupsSequence",
+}
 _SLOW_KEYWORDS = frozenset(SLOW_TAGS.values())
 _DS_ITEM = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *")
 _IS_ITEM = re.compile(r" *[+-]?[0-9]{1,10} *")
@@ -208,7 +211,7 @@ class _Reader:
 
     def value(self, pos: int, length: int) -> bytes:
         off = self.at(pos, length)
-        return self.data[off:off + length]
+        return self.data[off : off + length]
 
     def undefined(self, tag: int, vr: bytes | None, pos: int, implicit: bool) -> int:
         """Position after the undefined-length element whose value starts at ``pos`` (a sequence)."""
@@ -279,7 +282,7 @@ def fast_dataset(fh: BinaryIO) -> tuple[_FastDataset, bool, int]:
     off = r.at(pos, 6)
     if r.data[off] == 0 and r.data[off + 1] == 0:  # command set elements (group 0000)
         raise Fallback
-    if implicit and all(0x40 < b < 0x5B for b in r.data[off + 4:off + 6]):
+    if implicit and all(0x40 < b < 0x5B for b in r.data[off + 4 : off + 6]):
         raise Fallback  # pydicom switches to explicit VR when the first element looks explicit
     raw, pos = _fast_elements(r, pos, implicit)
     charset = raw.get(0x00080005)

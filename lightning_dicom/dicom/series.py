@@ -115,13 +115,20 @@ def check_files(rec: SeriesRecord) -> None:
         try:
             st = os.stat(path)
         except OSError as err:
-            raise SeriesError(f"file is gone or unreadable since it was indexed ({err.strerror}); re-index "
-                              "(DicomIndex.scan)", series_uid=rec.series_uid, path=path) from None
+            raise SeriesError(
+                f"file is gone or unreadable since it was indexed ({err.strerror}); re-index "
+                "(DicomIndex.scan)",
+                series_uid=rec.series_uid,
+                path=path,
+            ) from None
         if k < len(rec.file_stats) and (st.st_size, st.st_mtime_ns) != tuple(rec.file_stats[k]):
             size, mtime = rec.file_stats[k]
             what = f"size {size} -> {st.st_size} bytes" if size != st.st_size else "modification time"
-            raise SeriesError(f"file changed since it was indexed ({what}); re-index (DicomIndex.scan) "
-                              "before reading", series_uid=rec.series_uid, path=path)
+            raise SeriesError(
+                f"file changed since it was indexed ({what}); re-index (DicomIndex.scan) before reading",
+                series_uid=rec.series_uid,
+                path=path,
+            )
 
 
 @dataclass(frozen=True)
@@ -140,8 +147,11 @@ class _Resampling:
 def _check_mode(irregular: str, gap_tolerance: float) -> None:
     if irregular not in ("reject", "resample"):
         raise ValueError(f"irregular must be 'reject' or 'resample', got {irregular!r}")
-    if (isinstance(gap_tolerance, bool) or not isinstance(gap_tolerance, numbers.Real)
-            or not 0 < float(gap_tolerance) < 1):
+    if (
+        isinstance(gap_tolerance, bool)
+        or not isinstance(gap_tolerance, numbers.Real)
+        or not 0 < float(gap_tolerance) < 1
+    ):
         raise ValueError(f"gap_tolerance must be a number in (0, 1), got {gap_tolerance!r}")
 
 
@@ -161,7 +171,9 @@ def _plan(rec: SeriesRecord, irregular: str, gap_tolerance: float) -> _Resamplin
         raise SeriesError(
             f"{int(np.sum(np.abs(gaps) < 1e-3))} duplicate slice positions (repeated instances, or several "
             "phases/echoes in one series); select one with a description rule or split the series",
-            series_uid=rec.series_uid, path=rec.files[0])
+            series_uid=rec.series_uid,
+            path=rec.files[0],
+        )
     med = float(np.median(gaps))
     dev = float(np.max(np.abs(gaps - med)))
     reasons = []
@@ -174,41 +186,64 @@ def _plan(rec: SeriesRecord, irregular: str, gap_tolerance: float) -> _Resamplin
         if np.array_equal(holes, odd):
             missing = int(np.sum(whole[holes] - 1))
             k = int(np.argmax(gaps))
-            what = (f"{missing} missing slice{'s' if missing > 1 else ''} (the widest hole: {gaps[k]:.3f} mm "
-                    f"after slice {k + 1} of {len(gaps) + 1})")
+            what = (
+                f"{missing} missing slice{'s' if missing > 1 else ''} (the widest hole: {gaps[k]:.3f} mm "
+                f"after slice {k + 1} of {len(gaps) + 1})"
+            )
         else:
             what = "a missing slice or a variable-spacing acquisition"
-        reasons.append(f"non-uniform slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm "
-                       f"(median {med:.3f}); {what}")
+        reasons.append(
+            f"non-uniform slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm "
+            f"(median {med:.3f}); {what}"
+        )
     offsets = pos - pos[0] - np.outer(proj - proj[0], normal)
     shear = float(np.max(np.linalg.norm(offsets, axis=1)))
     tilt = 0.0
     if shear > SHEAR_TOLERANCE_MM:
         slope = np.linalg.norm(offsets[1:], axis=1) / (proj[1:] - proj[0])  # in-plane mm per mm of depth
         tilt = math.degrees(math.atan(float(np.max(slope))))
-        reasons.append(f"slices are not stacked along their normal (offset up to {shear:.2f} mm): gantry tilt "
-                       f"(about {tilt:.1f} degrees) or mixed stacks")
+        reasons.append(
+            f"slices are not stacked along their normal (offset up to {shear:.2f} mm): gantry tilt "
+            f"(about {tilt:.1f} degrees) or mixed stacks"
+        )
     if not reasons:
         return None
     reason = "; ".join(reasons)
     if irregular == "reject":
-        raise SeriesError(f"{reason}; read with irregular='resample' (preprocessing.irregular_stacks) to "
-                          "resample it onto a uniform grid", series_uid=rec.series_uid, path=rec.files[0])
+        raise SeriesError(
+            f"{reason}; read with irregular='resample' (preprocessing.irregular_stacks) to "
+            "resample it onto a uniform grid",
+            series_uid=rec.series_uid,
+            path=rec.files[0],
+        )
     if _is_colour(rec):
-        raise SeriesError(f"{reason}; colour stacks are not resampled", series_uid=rec.series_uid,
-                          path=rec.files[0])
+        raise SeriesError(
+            f"{reason}; colour stacks are not resampled", series_uid=rec.series_uid, path=rec.files[0]
+        )
     if float(gaps.max()) > MAX_GAP_RATIO * med:
-        raise SeriesError(f"{reason}; a hole of {gaps.max():.3f} mm is more than {MAX_GAP_RATIO:g} median gaps: "
-                          "too wide to interpolate", series_uid=rec.series_uid, path=rec.files[0])
+        raise SeriesError(
+            f"{reason}; a hole of {gaps.max():.3f} mm is more than {MAX_GAP_RATIO:g} median gaps: "
+            "too wide to interpolate",
+            series_uid=rec.series_uid,
+            path=rec.files[0],
+        )
     depth = proj - proj[0]
     n_out = int(math.floor(float(depth[-1]) / med + 1e-3)) + 1
     shift = np.column_stack([offsets @ row, offsets @ col])
-    return _Resampling(depth=depth, shift=shift, spacing=med, n_out=n_out, missing=missing,
-                       tilt_deg=tilt if shear > SHEAR_TOLERANCE_MM else 0.0, reason=reason)
+    return _Resampling(
+        depth=depth,
+        shift=shift,
+        spacing=med,
+        n_out=n_out,
+        missing=missing,
+        tilt_deg=tilt if shear > SHEAR_TOLERANCE_MM else 0.0,
+        reason=reason,
+    )
 
 
-def check_geometry(rec: SeriesRecord, *, irregular: IrregularMode = "reject",
-                   gap_tolerance: float = GAP_TOLERANCE) -> None:
+def check_geometry(
+    rec: SeriesRecord, *, irregular: IrregularMode = "reject", gap_tolerance: float = GAP_TOLERANCE
+) -> None:
     """Reject stacks that a plain series reader would misplace (see :func:`read_series`).
 
     Args:
@@ -226,8 +261,9 @@ def check_geometry(rec: SeriesRecord, *, irregular: IrregularMode = "reject",
     _plan(rec, irregular, gap_tolerance)
 
 
-def planned_geometry(rec: SeriesRecord, *, irregular: IrregularMode = "reject",
-                     gap_tolerance: float = GAP_TOLERANCE) -> dict[str, Any]:
+def planned_geometry(
+    rec: SeriesRecord, *, irregular: IrregularMode = "reject", gap_tolerance: float = GAP_TOLERANCE
+) -> dict[str, Any]:
     """The grid :func:`read_series` gives for ``rec`` with these options, from the record alone (no
     pixel data): the keys of :func:`geometry` (spacing, origin, direction, size). For an irregular stack
     read with ``irregular="resample"``, ``size[2]`` is the number of resampled slices.
@@ -356,8 +392,13 @@ def _read_raw(rec: SeriesRecord, ptype: int) -> sitk.Image | None:
     """The volume read straight from the files' native pixel data (z-y-x, no geometry set), with the
     values GDCM would give, or None when the series does not qualify (GDCM decodes it then)."""
     layouts = rec.raw_pixels
-    if (_FORCE_GDCM or not layouts or len(layouts) != len(rec.files) or ptype not in _NUMPY_TYPE
-            or len({lay[1] for lay in layouts}) != 1):
+    if (
+        _FORCE_GDCM
+        or not layouts
+        or len(layouts) != len(rec.files)
+        or ptype not in _NUMPY_TYPE
+        or len({lay[1] for lay in layouts}) != 1
+    ):
         return None
     bits = layouts[0][1]
     groups: dict[tuple[int, int, float, float], list[int]] = {}
@@ -377,8 +418,14 @@ def _read_raw(rec: SeriesRecord, ptype: int) -> sitk.Image | None:
     parts = []  # (slice indices or None for all, stored values, slope, intercept)
     for (bits_stored, signed, slope, icpt), ks in groups.items():
         sel = None if len(ks) == len(layouts) else np.asarray(ks)
-        parts.append((sel, _stored_values(stored if sel is None else stored[sel], bits, bits_stored, signed),
-                      slope, icpt))
+        parts.append(
+            (
+                sel,
+                _stored_values(stored if sel is None else stored[sel], bits, bits_stored, signed),
+                slope,
+                icpt,
+            )
+        )
     dtype = _NUMPY_TYPE[ptype]
     if dtype != np.float32 and not all(s.is_integer() and c.is_integer() for _, _, s, c in parts):
         return None  # (cannot happen: integer types are chosen for integral rescales only)
@@ -450,8 +497,13 @@ def _rescale(values: np.ndarray, slope: float, icpt: float, dtype: type) -> np.n
         return out.astype(dtype, copy=False)
     out = np.empty(values.shape, dtype=dtype)
     for z in range(len(values)):  # a slice at a time: the float64 intermediate stays small
-        np.add(np.multiply(values[z], slope, dtype=np.float64), icpt, out=out[z], dtype=np.float64,
-               casting="unsafe")
+        np.add(
+            np.multiply(values[z], slope, dtype=np.float64),
+            icpt,
+            out=out[z],
+            dtype=np.float64,
+            casting="unsafe",
+        )
     return out
 
 
@@ -470,8 +522,13 @@ def _last_line(err: Exception) -> str:
     return text.splitlines()[-1][:200] if text else type(err).__name__
 
 
-def read_series(source: SeriesSource, *, series_uid: str | None = None, irregular: IrregularMode = "reject",
-                gap_tolerance: float = GAP_TOLERANCE) -> sitk.Image:
+def read_series(
+    source: SeriesSource,
+    *,
+    series_uid: str | None = None,
+    irregular: IrregularMode = "reject",
+    gap_tolerance: float = GAP_TOLERANCE,
+) -> sitk.Image:
     """Read one DICOM series (or multi-frame file, or 2D image) as a 3D SimpleITK image.
 
     Args:
@@ -504,14 +561,21 @@ def read_series(source: SeriesSource, *, series_uid: str | None = None, irregula
         img = _decode(rec, ptype)
     except RuntimeError as err:
         path, why = _culprit(rec) if len(rec.files) > 1 else (rec.files[0], _last_line(err))
-        raise SeriesError(f"SimpleITK/GDCM cannot decode this file: {why or _last_line(err)}",
-                          series_uid=rec.series_uid, path=path) from None
+        raise SeriesError(
+            f"SimpleITK/GDCM cannot decode this file: {why or _last_line(err)}",
+            series_uid=rec.series_uid,
+            path=path,
+        ) from None
     if img.GetDimension() == 2:
         img = sitk.JoinSeries(img)
     size = img.GetSize()
     if (size[0], size[1], size[2]) != (rec.cols, rec.rows, rec.n_slices):
-        raise SeriesError(f"decoded {size[0]}x{size[1]}x{size[2]} voxels (x-y-z) but the headers say "
-                          f"{rec.cols}x{rec.rows}x{rec.n_slices}", series_uid=rec.series_uid, path=rec.files[0])
+        raise SeriesError(
+            f"decoded {size[0]}x{size[1]}x{size[2]} voxels (x-y-z) but the headers say "
+            f"{rec.cols}x{rec.rows}x{rec.n_slices}",
+            series_uid=rec.series_uid,
+            path=rec.files[0],
+        )
     if rec.photometric == "MONOCHROME1":
         img = _undo_monochrome1(img, rec)
     if rec.frame_order:  # multi-frame file whose frames are not stored in slice order
@@ -542,12 +606,21 @@ def _resampled(img: sitk.Image, rec: SeriesRecord, plan: _Resampling) -> sitk.Im
         out.SetMetaData(key, img.GetMetaData(key))
     done = []
     if plan.missing:
-        done.append(f"{plan.missing} missing slice{'s' if plan.missing > 1 else ''} filled by linear interpolation")
+        done.append(
+            f"{plan.missing} missing slice{'s' if plan.missing > 1 else ''} filled by linear interpolation"
+        )
     if plan.tilt_deg:
         done.append(f"a {plan.tilt_deg:.1f} degree shear (gantry tilt) undone")
-    log.warning("series %s: irregular stack (%s) resampled onto a uniform grid of %d slices at %.4g mm "
-                "(%d acquired)%s", rec.series_uid, plan.reason, plan.n_out, plan.spacing, rec.n_slices,
-                "; " + ", ".join(done) if done else "")
+    log.warning(
+        "series %s: irregular stack (%s) resampled onto a uniform grid of %d slices at %.4g mm "
+        "(%d acquired)%s",
+        rec.series_uid,
+        plan.reason,
+        plan.n_out,
+        plan.spacing,
+        rec.n_slices,
+        "; " + ", ".join(done) if done else "",
+    )
     return out
 
 
@@ -556,8 +629,11 @@ def _undo_monochrome1(img: sitk.Image, rec: SeriesRecord) -> sitk.Image:
     rescale; that is a reflection about the middle of the modality range, undone here so that values
     stay stored x slope + intercept whatever the display polarity."""
     if not rec.uniform_rescale:
-        raise SeriesError("MONOCHROME1 series whose files differ in rescale or bit depth are not supported",
-                          series_uid=rec.series_uid, path=rec.files[0])
+        raise SeriesError(
+            "MONOCHROME1 series whose files differ in rescale or bit depth are not supported",
+            series_uid=rec.series_uid,
+            path=rec.files[0],
+        )
     lo, hi = rec.value_range
     arr = io.to_array(img)
     work = arr.astype(np.float64) if arr.dtype.kind == "f" else arr.astype(np.int64)

@@ -9,10 +9,21 @@ index, the mask reader and the association of masks with series at once.
 from __future__ import annotations
 
 __all__ = [
-    "DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN", "EXPLICIT_VR_BIG_ENDIAN", "EXPLICIT_VR_LITTLE_ENDIAN",
-    "IMPLICIT_VR_LITTLE_ENDIAN", "LOSSLESS_SYNTAXES", "MEDIA_STORAGE_DIRECTORY", "NAMES", "NATIVE_LITTLE_ENDIAN",
-    "RLE_LOSSLESS", "RTSTRUCT_STORAGE", "SEG_STORAGE_CLASSES", "SEGMENTATION_STORAGE",
-    "LABEL_MAP_SEGMENTATION_STORAGE", "UNCOMPRESSED_SYNTAXES", "mask_kind",
+    "DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN",
+    "EXPLICIT_VR_BIG_ENDIAN",
+    "EXPLICIT_VR_LITTLE_ENDIAN",
+    "IMPLICIT_VR_LITTLE_ENDIAN",
+    "LOSSLESS_SYNTAXES",
+    "MEDIA_STORAGE_DIRECTORY",
+    "NAMES",
+    "NATIVE_LITTLE_ENDIAN",
+    "RLE_LOSSLESS",
+    "RTSTRUCT_STORAGE",
+    "SEG_STORAGE_CLASSES",
+    "SEGMENTATION_STORAGE",
+    "LABEL_MAP_SEGMENTATION_STORAGE",
+    "UNCOMPRESSED_SYNTAXES",
+    "mask_kind",
 ]
 
 # -- SOP classes (PS3.4 B.5) ---------------------------------------------------------------------------
@@ -25,9 +36,11 @@ SEG_STORAGE_CLASSES = frozenset({SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_ST
 #: RT Structure Set Storage.
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 #: Names of the non-image classes above, as PS3.6 Annex A spells them (reports and skip reasons).
-NAMES = {SEGMENTATION_STORAGE: "Segmentation Storage",
-         LABEL_MAP_SEGMENTATION_STORAGE: "Label Map Segmentation Storage",
-         RTSTRUCT_STORAGE: "RT Structure Set Storage"}
+NAMES = {
+    SEGMENTATION_STORAGE: "Segmentation Storage",
+    LABEL_MAP_SEGMENTATION_STORAGE: "Label Map Segmentation Storage",
+    RTSTRUCT_STORAGE: "RT Structure Set Storage",
+}
 #: Media Storage Directory Storage (DICOMDIR, PS3.10).
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
@@ -38,15 +51,29 @@ DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 #: Pixel data stored as plain values (possibly deflated as a whole dataset).
-UNCOMPRESSED_SYNTAXES = frozenset({IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN,
-                                   EXPLICIT_VR_BIG_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
+UNCOMPRESSED_SYNTAXES = frozenset(
+    {
+        IMPLICIT_VR_LITTLE_ENDIAN,
+        EXPLICIT_VR_LITTLE_ENDIAN,
+        EXPLICIT_VR_BIG_ENDIAN,
+        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    }
+)
 #: Native little-endian pixel data that can be read straight from the file at its offset.
 NATIVE_LITTLE_ENDIAN = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN)
 #: Compressed but lossless: RLE, JPEG lossless (process 14 and its SV1 selection), JPEG-LS lossless,
 #: JPEG 2000 lossless, HTJ2K lossless and lossless RPCL.
-LOSSLESS_SYNTAXES = frozenset({RLE_LOSSLESS, "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
-                               "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90",
-                               "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"})
+LOSSLESS_SYNTAXES = frozenset(
+    {
+        RLE_LOSSLESS,
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.201",
+        "1.2.840.10008.1.2.4.202",
+    }
+)
 
 
 def mask_kind(sop_class_uid: str) -> str | None:

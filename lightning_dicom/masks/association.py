@@ -72,8 +72,10 @@ def find_mask_objects(index: DicomIndex) -> list[MaskObject]:
     candidates = [p for p, reason in index.skipped() if reason and any(h in reason for h in _HINTS)]
     db = sqlite3.connect(str(index.db_path)) if index.db_path is not None else sqlite3.connect(":memory:")
     try:
-        db.execute("CREATE TABLE IF NOT EXISTS mask_objects (path TEXT PRIMARY KEY, size INTEGER, "
-                   "mtime_ns INTEGER, kind TEXT, series_uids TEXT, frame_uid TEXT)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS mask_objects (path TEXT PRIMARY KEY, size INTEGER, "
+            "mtime_ns INTEGER, kind TEXT, series_uids TEXT, frame_uid TEXT)"
+        )
         known = {r[0]: r[1:] for r in db.execute("SELECT * FROM mask_objects")}
         out, rows = [], []
         for p in candidates:
@@ -87,8 +89,16 @@ def find_mask_objects(index: DicomIndex) -> list[MaskObject]:
                     out.append(MaskObject(p, row[2], tuple(json.loads(row[3])), row[4]))
                 continue
             obj = _read(p)
-            rows.append((p, st.st_size, st.st_mtime_ns, obj.kind if obj else None,
-                         json.dumps(list(obj.series_uids)) if obj else "[]", obj.frame_uid if obj else ""))
+            rows.append(
+                (
+                    p,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    obj.kind if obj else None,
+                    json.dumps(list(obj.series_uids)) if obj else "[]",
+                    obj.frame_uid if obj else "",
+                )
+            )
             if obj is not None:
                 out.append(obj)
         db.executemany("INSERT OR REPLACE INTO mask_objects VALUES (?,?,?,?,?,?)", rows)
@@ -98,7 +108,9 @@ def find_mask_objects(index: DicomIndex) -> list[MaskObject]:
     return sorted(out, key=lambda o: o.path)
 
 
-def link_masks(series: Sequence[SeriesRecord], objects: Sequence[MaskObject]) -> tuple[dict[str, list[str]], list[str]]:
+def link_masks(
+    series: Sequence[SeriesRecord], objects: Sequence[MaskObject]
+) -> tuple[dict[str, list[str]], list[str]]:
     """Map series ids to the mask files that reference them; also return files that match no series.
 
     A SEG/RTSTRUCT referencing a SeriesInstanceUID that holds several volumes (``uid#k``) goes to the
@@ -137,10 +149,14 @@ def read_mask_csv(path: str | Path) -> dict[str, list[str]]:
         reader = csv.DictReader(fh)
         fields = [f.strip() for f in (reader.fieldnames or [])]
         if "SeriesInstanceUID" not in fields or "mask" not in fields:
-            raise LabelError(f"a masks CSV needs SeriesInstanceUID and mask columns, found {fields}", path=path)
+            raise LabelError(
+                f"a masks CSV needs SeriesInstanceUID and mask columns, found {fields}", path=path
+            )
         for row in reader:
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
             if row.get("SeriesInstanceUID") and row.get("mask"):
                 p = Path(row["mask"])
-                out.setdefault(row["SeriesInstanceUID"], []).append(str(p if p.is_absolute() else path.parent / p))
+                out.setdefault(row["SeriesInstanceUID"], []).append(
+                    str(p if p.is_absolute() else path.parent / p)
+                )
     return out

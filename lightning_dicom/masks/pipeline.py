@@ -27,7 +27,9 @@ from lightning_dicom.config import MaskConfig
 __all__ = ["foreground_coords", "mask_on_grid", "match_structures"]
 
 
-def match_structures(found: Mapping[str, sitk.Image], cfg: MaskConfig) -> tuple[list[sitk.Image | None], list[str]]:
+def match_structures(
+    found: Mapping[str, sitk.Image], cfg: MaskConfig
+) -> tuple[list[sitk.Image | None], list[str]]:
     """For each configured structure, the union of the found masks whose names match its regex.
 
     Returns ``(images, missing)``: ``images[k]`` is None when nothing matched structure k.
@@ -49,18 +51,35 @@ def match_structures(found: Mapping[str, sitk.Image], cfg: MaskConfig) -> tuple[
 
 
 def _grid(meta: Mapping[str, Any], shape_zyx: Sequence[int]) -> dict[str, Any]:
-    return {"size": [int(s) for s in shape_zyx[::-1]], "spacing": [float(x) for x in meta["spacing"]],
-            "origin": [float(x) for x in meta["origin"]], "direction": [float(x) for x in meta["direction"]]}
+    return {
+        "size": [int(s) for s in shape_zyx[::-1]],
+        "spacing": [float(x) for x in meta["spacing"]],
+        "origin": [float(x) for x in meta["origin"]],
+        "direction": [float(x) for x in meta["direction"]],
+    }
 
 
 def _resample(img: sitk.Image, grid: Mapping[str, Any], interp: int) -> np.ndarray:
-    out = sitk.Resample(img, grid["size"], sitk.Transform(), interp, grid["origin"], grid["spacing"],
-                        grid["direction"], 0.0, sitk.sitkFloat32 if interp == sitk.sitkLinear else sitk.sitkUInt8)
+    out = sitk.Resample(
+        img,
+        grid["size"],
+        sitk.Transform(),
+        interp,
+        grid["origin"],
+        grid["spacing"],
+        grid["direction"],
+        0.0,
+        sitk.sitkFloat32 if interp == sitk.sitkLinear else sitk.sitkUInt8,
+    )
     return io.to_array(out)  # a copy: a view would dangle once ``out`` is freed
 
 
-def mask_on_grid(structures: Sequence[sitk.Image | None], meta: Mapping[str, Any], shape_zyx: Sequence[int],
-                 cfg: MaskConfig) -> np.ndarray:
+def mask_on_grid(
+    structures: Sequence[sitk.Image | None],
+    meta: Mapping[str, Any],
+    shape_zyx: Sequence[int],
+    cfg: MaskConfig,
+) -> np.ndarray:
     """Resample per-structure binary masks (source grid) onto the preprocessed grid in ``meta``."""
     grid = _grid(meta, shape_zyx)
     k = len(structures)

@@ -72,8 +72,22 @@ PLANE_TOLERANCE = 0.1
 #: A label image with more distinct values than this is taken for an intensity image.
 MAX_LABELS = 1000
 
-_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".vtk",
-                   ".tif", ".tiff", ".png", ".gipl", ".gipl.gz")
+_IMAGE_SUFFIXES = (
+    ".nii",
+    ".nii.gz",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".hdr",
+    ".img",
+    ".vtk",
+    ".tif",
+    ".tiff",
+    ".png",
+    ".gipl",
+    ".gipl.gz",
+)
 
 
 @dataclass
@@ -153,9 +167,14 @@ def read_mask(
     Same arguments as :func:`read_mask_report`; the report lines are logged as warnings on the
     ``lightning_dicom.masks.read`` logger instead of returned.
     """
-    masks, report = read_mask_report(path, reference, names=names,
-                                     frame_of_reference_uid=frame_of_reference_uid,
-                                     series_uid=series_uid, plane_tolerance=plane_tolerance)
+    masks, report = read_mask_report(
+        path,
+        reference,
+        names=names,
+        frame_of_reference_uid=frame_of_reference_uid,
+        series_uid=series_uid,
+        plane_tolerance=plane_tolerance,
+    )
     for line in report:
         log.warning("%s: %s", path, line)
     return masks
@@ -172,8 +191,9 @@ def _meta(image: sitk.Image, key: str) -> str | None:
     return None
 
 
-def _resolve_reference(reference: Reference, frame_uid: str | None, series_uid: str | None,
-                       path: Path) -> _Ref:
+def _resolve_reference(
+    reference: Reference, frame_uid: str | None, series_uid: str | None, path: Path
+) -> _Ref:
     record = None
     if isinstance(reference, SeriesRecord):
         from lightning_dicom.dicom.series import read_series
@@ -187,7 +207,9 @@ def _resolve_reference(reference: Reference, frame_uid: str | None, series_uid: 
         frame_uid = frame_uid or _meta(image, "0020|0052")
         series_uid = series_uid or _meta(image, "0020|000e")
     else:
-        raise TypeError(f"reference must be a SimpleITK.Image or a SeriesRecord, got {type(reference).__name__}")
+        raise TypeError(
+            f"reference must be a SimpleITK.Image or a SeriesRecord, got {type(reference).__name__}"
+        )
     if image.GetDimension() != 3:
         raise MaskError(f"the reference must be a 3D image, got {image.GetDimension()}D", path=path)
     return _Ref(image, frame_uid, series_uid, record)
@@ -230,9 +252,11 @@ def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
         return False
     sp = np.asarray(b.GetSpacing())
     tol = 1e-3 * float(sp.min())
-    return bool(np.allclose(a.GetSpacing(), sp, rtol=1e-5, atol=0)
-                and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=tol)
-                and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=1e-5))
+    return bool(
+        np.allclose(a.GetSpacing(), sp, rtol=1e-5, atol=0)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=tol)
+        and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=1e-5)
+    )
 
 
 def _on_grid(array_zyx: np.ndarray, ref: sitk.Image) -> sitk.Image:
@@ -245,8 +269,17 @@ def _on_grid(array_zyx: np.ndarray, ref: sitk.Image) -> sitk.Image:
 
 def _resample_nn(image: sitk.Image, ref: sitk.Image) -> sitk.Image:
     """Nearest-neighbour resampling of ``image`` onto ``ref``'s grid (outside -> 0), same pixel type."""
-    return sitk.Resample(image, ref.GetSize(), sitk.Transform(), sitk.sitkNearestNeighbor,
-                         ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), 0, image.GetPixelID())
+    return sitk.Resample(
+        image,
+        ref.GetSize(),
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        ref.GetOrigin(),
+        ref.GetSpacing(),
+        ref.GetDirection(),
+        0,
+        image.GetPixelID(),
+    )
 
 
 def _extent_note(image: sitk.Image, nonzero_zyx: np.ndarray, ref: sitk.Image) -> str | None:
@@ -274,20 +307,27 @@ def _unique(name: str, used: set[str], number: int) -> str:
     return out
 
 
-def _check_references(path: Path, kind: str, mask_frames: Iterable[str], mask_series: Iterable[str],
-                      ref: _Ref) -> None:
+def _check_references(
+    path: Path, kind: str, mask_frames: Iterable[str], mask_series: Iterable[str], ref: _Ref
+) -> None:
     frames = {u for u in mask_frames if u}
     series = {u for u in mask_series if u}
     if frames and ref.frame_uid:
         if ref.frame_uid not in frames:
             raise MaskError(
                 f"{kind} is drawn in frame of reference {', '.join(sorted(frames))} but the reference image is "
-                f"in {ref.frame_uid}: pass the series it was drawn on", path=path, series_uid=ref.series_uid)
+                f"in {ref.frame_uid}: pass the series it was drawn on",
+                path=path,
+                series_uid=ref.series_uid,
+            )
         return
     if series and ref.series_uid and ref.series_uid not in series:
         raise MaskError(
             f"{kind} references series {', '.join(sorted(series))}, not the reference series: pass the series "
-            "it was drawn on", path=path, series_uid=ref.series_uid)
+            "it was drawn on",
+            path=path,
+            series_uid=ref.series_uid,
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,16 +346,20 @@ def _load_label_image(path: Path) -> tuple[sitk.Image, np.ndarray, list[str]]:
     if img.GetDimension() == 2:
         img = sitk.JoinSeries(img)
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-        raise MaskError(f"a mask must be a scalar 3D image, got {img.GetDimension()}D with "
-                        f"{img.GetNumberOfComponentsPerPixel()} components", path=path)
+        raise MaskError(
+            f"a mask must be a scalar 3D image, got {img.GetDimension()}D with "
+            f"{img.GetNumberOfComponentsPerPixel()} components",
+            path=path,
+        )
     arr = io.to_array(img)
     notes: list[str] = []
     if arr.dtype.kind == "f":
         arr = np.nan_to_num(arr)
         if not np.all(arr == np.rint(arr)):
             if arr.min() < 0 or arr.max() > 1:
-                raise MaskError("non-integer values outside [0, 1]: not a label image or probability map",
-                                path=path)
+                raise MaskError(
+                    "non-integer values outside [0, 1]: not a label image or probability map", path=path
+                )
             notes.append("fractional values: thresholded at 0.5")
             arr = (arr >= 0.5).astype(np.uint8)
         else:
@@ -331,7 +375,9 @@ def _load_label_image(path: Path) -> tuple[sitk.Image, np.ndarray, list[str]]:
     return base, arr, notes
 
 
-def _read_label_image(path: Path, ref: _Ref, names: dict[int, str]) -> tuple[dict[str, sitk.Image], list[str]]:
+def _read_label_image(
+    path: Path, ref: _Ref, names: dict[int, str]
+) -> tuple[dict[str, sitk.Image], list[str]]:
     img, arr, notes = _load_label_image(path)
     values = np.unique(arr)
     values = values[values != 0]
@@ -348,17 +394,22 @@ def _read_label_image(path: Path, ref: _Ref, names: dict[int, str]) -> tuple[dic
             notes.append(note)
         out_arr = io.to_array(_resample_nn(img, ref.image))
         if not np.any(out_arr):
-            raise MaskError("the mask does not overlap the reference image (no non-zero voxel lands on its "
-                            "grid): wrong reference, or a mask in another space", path=path,
-                            series_uid=ref.series_uid)
+            raise MaskError(
+                "the mask does not overlap the reference image (no non-zero voxel lands on its "
+                "grid): wrong reference, or a mask in another space",
+                path=path,
+                series_uid=ref.series_uid,
+            )
     masks: dict[str, sitk.Image] = {}
     used: set[str] = set()
     for v in values.tolist():
         m = out_arr == v
         name = _unique(names.get(int(v), f"label_{int(v)}"), used, int(v))
         if not m.any():
-            notes.append(f"label {int(v)} ({name}) has no voxel on the reference grid (outside it, or thinner "
-                         "than a reference voxel)")
+            notes.append(
+                f"label {int(v)} ({name}) has no voxel on the reference grid (outside it, or thinner "
+                "than a reference voxel)"
+            )
         masks[name] = _on_grid(m, ref.image)
     return masks, notes
 
@@ -391,8 +442,10 @@ def _volume_to_image(array_srcf: np.ndarray, affine: np.ndarray) -> sitk.Image:
 def _source_sop_uids(record: SeriesRecord) -> list[str]:
     import pydicom
 
-    return [str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
-            for f in record.files]
+    return [
+        str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+        for f in record.files
+    ]
 
 
 def _seg_arrays(seg: Any, path: Path, ref: _Ref, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -403,27 +456,38 @@ def _seg_arrays(seg: Any, path: Path, ref: _Ref, notes: list[str]) -> tuple[np.n
         return np.asarray(vol.array), np.asarray(vol.affine, dtype=float)
     except (RuntimeError, ValueError) as err:
         if ref.record is None:
-            raise MaskError(f"the SEG frames do not form a regular volume ({str(err)[:160]}); pass the reference "
-                            "as a SeriesRecord to place frames by their referenced instances", path=path) from None
+            raise MaskError(
+                f"the SEG frames do not form a regular volume ({str(err)[:160]}); pass the reference "
+                "as a SeriesRecord to place frames by their referenced instances",
+                path=path,
+            ) from None
     try:
-        frames = np.asarray(seg.get_pixels_by_source_instance(
-            _source_sop_uids(ref.record), combine_segments=False, rescale_fractional=True))
+        frames = np.asarray(
+            seg.get_pixels_by_source_instance(
+                _source_sop_uids(ref.record), combine_segments=False, rescale_fractional=True
+            )
+        )
     except Exception as err:
-        raise MaskError(f"the SEG frames can be placed neither by position nor by referenced instance "
-                        f"({str(err)[:160]})", path=path) from None
+        raise MaskError(
+            f"the SEG frames can be placed neither by position nor by referenced instance ({str(err)[:160]})",
+            path=path,
+        ) from None
     if frames.shape[:3] != ref.shape_zyx:
         raise MaskError(f"SEG frames {frames.shape[1:3]} do not match the reference slices", path=path)
     notes.append("frames placed by referenced SOP instance (their positions do not form a regular volume)")
     return frames, None
 
 
-def _read_seg(path: Path, ds: Any, ref: _Ref, names: dict[int, str]) -> tuple[dict[str, sitk.Image], list[str]]:
+def _read_seg(
+    path: Path, ds: Any, ref: _Ref, names: dict[int, str]
+) -> tuple[dict[str, sitk.Image], list[str]]:
     hd = _import_highdicom()
     try:
         seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
     except Exception as err:
-        raise MaskError(f"highdicom cannot read this Segmentation ({type(err).__name__}: {str(err)[:200]})",
-                        path=path) from None
+        raise MaskError(
+            f"highdicom cannot read this Segmentation ({type(err).__name__}: {str(err)[:200]})", path=path
+        ) from None
     ref_series = [str(it.get("SeriesInstanceUID", "")) for it in seg.get("ReferencedSeriesSequence", [])]
     _check_references(path, "the SEG", [str(seg.get("FrameOfReferenceUID", "") or "")], ref_series, ref)
     numbers = [int(n) for n in seg.segment_numbers]
@@ -458,19 +522,25 @@ def _read_seg(path: Path, ds: Any, ref: _Ref, names: dict[int, str]) -> tuple[di
         src_any, out_any = src_any or bool(src.any()), out_any or bool(out.any())
         masks[name] = _on_grid(out, ref.image)
     if src_any and not out_any:
-        raise MaskError("no segment of the SEG overlaps the reference image: wrong reference series?",
-                        path=path, series_uid=ref.series_uid)
+        raise MaskError(
+            "no segment of the SEG overlaps the reference image: wrong reference series?",
+            path=path,
+            series_uid=ref.series_uid,
+        )
     return masks, notes
 
 
-def _read_rtstruct(path: Path, ds: Any, ref: _Ref, names: dict[int, str],
-                   tol: float) -> tuple[dict[str, sitk.Image], list[str]]:
+def _read_rtstruct(
+    path: Path, ds: Any, ref: _Ref, names: dict[int, str], tol: float
+) -> tuple[dict[str, sitk.Image], list[str]]:
     meta, contours = rtstruct_rois(ds)
     frames, series = [], []
     for fr in ds.get("ReferencedFrameOfReferenceSequence", []):
         frames.append(str(fr.get("FrameOfReferenceUID", "") or ""))
         for st in fr.get("RTReferencedStudySequence", []):
-            series += [str(se.get("SeriesInstanceUID", "") or "") for se in st.get("RTReferencedSeriesSequence", [])]
+            series += [
+                str(se.get("SeriesInstanceUID", "") or "") for se in st.get("RTReferencedSeriesSequence", [])
+            ]
     frames += [f for _, f in meta.values()]
     _check_references(path, "the RTSTRUCT", frames, series, ref)
 
@@ -501,10 +571,16 @@ def _read_rtstruct(path: Path, ds: Any, ref: _Ref, names: dict[int, str],
         for k, polys in by_slice.items():
             vol[k] = fill_polygons(polys, (ny, nx))
         if not vol.any():
-            notes.append(f"{label}: its contours contain no voxel centre of the reference (outside the field "
-                         "of view or thinner than a voxel)")
+            notes.append(
+                f"{label}: its contours contain no voxel centre of the reference (outside the field "
+                "of view or thinner than a voxel)"
+            )
         masks[_unique(names.get(number, stored_name), used, number)] = _on_grid(vol, image)
     if n_closed and not n_placed:
-        raise MaskError("no contour of the RTSTRUCT lies on the reference's slice planes: wrong reference series? "
-                        + "; ".join(notes[:5]), path=path, series_uid=ref.series_uid)
+        raise MaskError(
+            "no contour of the RTSTRUCT lies on the reference's slice planes: wrong reference series? "
+            + "; ".join(notes[:5]),
+            path=path,
+            series_uid=ref.series_uid,
+        )
     return masks, notes

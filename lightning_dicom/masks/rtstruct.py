@@ -118,7 +118,10 @@ def rtstruct_rois(ds: Any) -> tuple[dict[int, tuple[str, str]], dict[int, Any]]:
             number = int(it.ROINumber)
         except (AttributeError, TypeError, ValueError):
             continue
-        meta[number] = (str(it.get("ROIName", "") or ""), str(it.get("ReferencedFrameOfReferenceUID", "") or ""))
+        meta[number] = (
+            str(it.get("ROIName", "") or ""),
+            str(it.get("ReferencedFrameOfReferenceUID", "") or ""),
+        )
     contours: dict[int, Any] = {}
     for it in ds.get("ROIContourSequence", []):
         try:
@@ -128,8 +131,9 @@ def rtstruct_rois(ds: Any) -> tuple[dict[int, tuple[str, str]], dict[int, Any]]:
     return meta, contours
 
 
-def place_contours(items: list[Any], image: sitk.Image,
-                    tol: float) -> tuple[dict[int, list[np.ndarray]], list[str], int]:
+def place_contours(
+    items: list[Any], image: sitk.Image, tol: float
+) -> tuple[dict[int, list[np.ndarray]], list[str], int]:
     """Group one ROI's CLOSED_PLANAR contours by reference slice, as (column, row) index polygons.
 
     Returns (slice -> polygons, report fragments, number of CLOSED_PLANAR contours).
@@ -166,8 +170,10 @@ def place_contours(items: list[Any], image: sitk.Image,
             issues["on a plane outside the reference's slices"] += 1
             continue
         by_slice[k].append(idx[:, :2])
-    parts = [f"{count} {gtype} contour(s) not rasterised (only CLOSED_PLANAR are)"
-             for gtype, count in sorted(types.items())]
+    parts = [
+        f"{count} {gtype} contour(s) not rasterised (only CLOSED_PLANAR are)"
+        for gtype, count in sorted(types.items())
+    ]
     for what, count in sorted(issues.items()):
         extra = ""
         if what == "between slice planes":
