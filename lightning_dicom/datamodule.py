@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -264,7 +263,7 @@ class DicomDataModule(pl.LightningDataModule):
         for s in selected:
             if status[s.series_id] == "ok":
                 usable.append(s)
-                self._sidecars[s.series_id] = json.loads(cache.paths(s)[1].read_text())
+                self._sidecars[s.series_id] = cache.sidecar(s)
             else:
                 failed.append((s.series_id, cache.error(s) or "cache entry missing"))
                 log.warning("series %s left out: %s", s.series_id, failed[-1][1])
@@ -293,12 +292,11 @@ class DicomDataModule(pl.LightningDataModule):
         cache = self.volume_cache()
         paths, metas, mask_paths, fgs = [], [], [], []
         for r in recs:
-            paths.append(cache.paths(r)[0])
+            paths.append(cache.array_path(r))
             metas.append(self._sidecars[r.series_id])
             if self.config.masks is not None:
-                mpath, fpath = cache.mask_paths(r)
-                mask_paths.append(mpath)
-                fgs.append(np.load(fpath, allow_pickle=False))
+                mask_paths.append(cache.mask_paths(r)[0])
+                fgs.append(cache.foreground(r))
         shared = None
         if self.config.cache.in_memory:
             shared = [torch.from_numpy(np.load(p, allow_pickle=False)).share_memory_() for p in paths]

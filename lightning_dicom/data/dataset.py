@@ -273,15 +273,12 @@ class SeriesDataset(Dataset):
         return len(self.series)
 
     def load(self, i: int) -> dict[str, Any]:
-        from lightning_dicom.data.preprocess import preprocess
-        from lightning_dicom.dicom.series import read_series
+        from lightning_dicom.data.pipeline import process_series
 
         rec = self.series[i]
-        prep = self.preprocessing
-        image = read_series(rec, irregular=prep.irregular_stacks, gap_tolerance=prep.gap_tolerance)
-        array, meta = preprocess(image, prep)
-        table = _MetaTable([meta], [rec.series_id])
-        out: dict[str, Any] = {"image": torch.from_numpy(array), "meta": {**table.get(0), "index": i}}
+        done = process_series(rec, self.preprocessing)
+        table = _MetaTable([done.meta], [rec.series_id])
+        out: dict[str, Any] = {"image": torch.from_numpy(done.image), "meta": {**table.get(0), "index": i}}
         if self.labels is not None:
             out["label"] = torch.as_tensor(np.asarray(self.labels[i]).copy())
         return out
