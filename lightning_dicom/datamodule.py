@@ -33,7 +33,7 @@ from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
 from lightning_dicom.data.split import Split, save_split, split_series
 from lightning_dicom.data.workers import worker_init_fn
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
-from lightning_dicom.errors import ConfigError, LightningDicomError
+from lightning_dicom.errors import ConfigError, LightningDicomError, warn
 
 __all__ = ["DicomDataModule"]
 
@@ -214,11 +214,9 @@ class DicomDataModule(pl.LightningDataModule):
                 labels_without_series=orphans,
             )
             if unlabelled or orphans:
-                log.warning(
-                    "%d selected series have no label (left out of fit/validate/test); "
-                    "%d labels match no series",
-                    len(unlabelled),
-                    len(orphans),
+                warn(
+                    f"{len(unlabelled)} selected series have no label (left out of fit/validate/test); "
+                    f"{len(orphans)} labels match no series"
                 )
         usable_ids = {s.series_id for s in usable}
         supervised_ids = set(usable_ids)
@@ -226,9 +224,7 @@ class DicomDataModule(pl.LightningDataModule):
             missing = self._missing_structures(usable)
             self.report.update(mask_objects_unlinked=mask_orphans, series_missing_structures=missing)
             if missing and self.config.masks.require_all:
-                log.warning(
-                    "%d series lack a required structure (left out of fit/validate/test)", len(missing)
-                )
+                warn(f"{len(missing)} series lack a required structure (left out of fit/validate/test)")
                 supervised_ids -= set(missing)
         for part in ("train", "val", "test"):
             recs = [self.series[i] for i in self.split[part] if i in supervised_ids]

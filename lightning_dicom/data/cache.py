@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 
 from lightning_dicom.config import MaskConfig, PreprocessingConfig
 from lightning_dicom.dicom.index import SeriesRecord
-from lightning_dicom.errors import CacheError, LightningDicomError
+from lightning_dicom.errors import CacheError, LightningDicomError, LightningDicomWarning, warn
 from lightning_dicom.files import atomic_write
 
 __all__ = ["VolumeCache"]
@@ -272,8 +273,12 @@ class VolumeCache:
                     )
                     for s in todo
                 ]
-                for s, result in zip(todo, pool.map(_build_entry, jobs), strict=True):
+                for s, (result, notes) in zip(todo, pool.map(_build_entry, jobs), strict=True):
                     status[s.series_id] = result
+                    for (
+                        note
+                    ) in notes:  # warnings of a worker process, issued again here where the user sees them
+                        warn(note)
                     bar.update()
         bar.close()
         ok = sum(1 for v in status.values() if v == "ok")
@@ -290,6 +295,10 @@ def _init_worker() -> None:
     limit_threads(1)
 
 
-def _build_entry(args: tuple) -> str:
+def _build_entry(args: tuple) -> tuple[str, list[str]]:
+    """One entry built in a worker process: (status, messages of the LightningDicomWarnings it issued)."""
     directory, prep, dtype, masks, sources, rec, raise_errors = args
-    return VolumeCache(directory, prep, dtype, masks, sources).build_one(rec, raise_errors=raise_errors)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LightningDicomWarning)
+        status = VolumeCache(directory, prep, dtype, masks, sources).build_one(rec, raise_errors=raise_errors)
+    return status, [str(w.message) for w in caught if issubclass(w.category, LightningDicomWarning)]

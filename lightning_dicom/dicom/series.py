@@ -64,7 +64,7 @@ import SimpleITK as sitk
 
 from lightning_dicom import io
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
-from lightning_dicom.errors import SeriesError
+from lightning_dicom.errors import SeriesError, warn
 
 __all__ = ["check_files", "check_geometry", "planned_geometry", "read_series"]
 
@@ -611,15 +611,10 @@ def _resampled(img: sitk.Image, rec: SeriesRecord, plan: _Resampling) -> sitk.Im
         )
     if plan.tilt_deg:
         done.append(f"a {plan.tilt_deg:.1f} degree shear (gantry tilt) undone")
-    log.warning(
-        "series %s: irregular stack (%s) resampled onto a uniform grid of %d slices at %.4g mm "
-        "(%d acquired)%s",
-        rec.series_uid,
-        plan.reason,
-        plan.n_out,
-        plan.spacing,
-        rec.n_slices,
-        "; " + ", ".join(done) if done else "",
+    warn(
+        f"series {rec.series_uid}: irregular stack ({plan.reason}) resampled onto a uniform grid of "
+        f"{plan.n_out} slices at {plan.spacing:.4g} mm ({rec.n_slices} acquired)"
+        + ("; " + ", ".join(done) if done else "")
     )
     return out
 
