@@ -157,7 +157,7 @@ class DicomDataModule(pl.LightningDataModule):
         kinds = set(self.config.masks.sources)
         linked, orphans = link_masks(selected, [o for o in find_mask_objects(idx) if o.kind in kinds])
         if self.config.masks.csv is not None and "csv" in kinds:
-            by_uid = {}
+            by_uid: dict[str, str] = {}
             for s in selected:
                 by_uid.setdefault(s.series_uid, s.series_id)
             for uid, paths in read_mask_csv(self.config.masks.csv).items():
@@ -280,8 +280,9 @@ class DicomDataModule(pl.LightningDataModule):
     def _dataset(
         self, recs: list[SeriesRecord], table: LabelTable | None, *, train: bool, with_labels: bool = True
     ) -> Dataset:
-        labels = [table.lookup(r) for r in recs] if table is not None and with_labels else None
-        if labels is not None and any(x is None for x in labels):
+        found = [table.lookup(r) for r in recs] if table is not None and with_labels else None
+        labels = [x for x in found if x is not None] if found is not None else None
+        if labels is not None and len(labels) != len(recs):
             labels = None
         if not self.config.cache.enabled:
             return SeriesDataset(recs, self.config.preprocessing, labels, self.config.on_error)

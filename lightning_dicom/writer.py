@@ -237,7 +237,7 @@ class PredictionWriter(BasePredictionWriter):
         if write_interval not in ("batch", "epoch"):
             raise ValueError(f"write_interval must be 'batch' or 'epoch', got {write_interval!r}")
         super().__init__(write_interval)
-        formats = [formats] if isinstance(formats, str) else list(formats)
+        formats = [formats] if isinstance(formats, str) else list(formats)  # type: ignore[list-item]
         bad = [f for f in formats if f not in ("nifti", "seg")]
         if bad or not formats:
             raise ValueError(f"formats must be a non-empty list of 'nifti' and 'seg', got {formats}")

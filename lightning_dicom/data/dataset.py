@@ -15,6 +15,7 @@ A sample is a dict::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -92,11 +93,11 @@ class CachedVolumeDataset(Dataset):
 
     def __init__(
         self,
-        paths: Sequence[str],
+        paths: Sequence[str | os.PathLike[str]],
         metas: Sequence[dict[str, Any]],
         labels: Sequence[np.ndarray] | None = None,
         shared: Sequence[torch.Tensor] | None = None,
-        mask_paths: Sequence[str] | None = None,
+        mask_paths: Sequence[str | os.PathLike[str]] | None = None,
         foreground: Sequence[np.ndarray] | None = None,
     ):
         self.paths = np.array([str(p) for p in paths], dtype=np.str_)

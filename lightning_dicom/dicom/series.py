@@ -463,7 +463,7 @@ def _stored_values(raw: np.ndarray, bits: int, bits_stored: int, signed: int) ->
         np.bitwise_and(raw, np.array((1 << bits_stored) - 1, dtype=raw.dtype), out=raw)
     if not signed:
         return raw
-    values = raw.view(np.int16 if bits == 16 else np.int8)
+    values: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = raw.view(np.int16 if bits == 16 else np.int8)
     if bits_stored < bits:
         sign = 1 << (bits_stored - 1)
         values ^= sign
@@ -485,7 +485,7 @@ def _rescale(values: np.ndarray, slope: float, icpt: float, dtype: type) -> np.n
     ``values`` may be reused as the output."""
     if np.dtype(dtype).kind == "i":
         if values.dtype.itemsize == np.dtype(dtype).itemsize:
-            out = values.view(dtype)
+            out: np.ndarray = values.view(dtype)
         else:
             big = (int(np.iinfo(values.dtype).max) + 1) * abs(int(slope)) + abs(int(icpt))
             work = dtype if dtype == np.int16 or big < 2**31 else np.int64
