@@ -187,6 +187,19 @@ class CacheConfig(_Model):
         default=False,
         description="Load the whole cache into shared memory once (datasets that fit in RAM).",
     )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where training volumes live. 'cuda': uploaded once per rank to the accelerator (error "
+        "if they do not fit in device_budget); 'auto': there when the trainer runs on an accelerator and "
+        "they fit, else batches are assembled in pinned buffers and copied ahead on a side stream; "
+        "'cpu': today's host path. Validation/test/predict data stays on the host.",
+    )
+    device_budget: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=0.95,
+        description="Share of the accelerator's free memory (at setup) the resident training set may use.",
+    )
 
 
 class PatchConfig(_Model):

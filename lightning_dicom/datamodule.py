@@ -27,6 +27,7 @@ from lightning_dicom.config import (
 from lightning_dicom.data.augment import augment_batch
 from lightning_dicom.data.cache import VolumeCache
 from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
+from lightning_dicom.data.feeding import feed_loader
 from lightning_dicom.data.labels import LabelTable, read_labels
 from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
@@ -326,6 +327,26 @@ class DicomDataModule(pl.LightningDataModule):
             "prefetch_factor": lc.prefetch_factor if workers else None,
         }
         n_threads = (lc.num_threads or max(2, lc.num_workers)) if threads else 1
+        if (
+            threads
+            and isinstance(self.datasets[part], (CachedVolumeDataset, PatchDataset))
+            and part != "predict"
+        ):
+            return feed_loader(  # type: ignore[no-any-return]
+                self.datasets[part],  # type: ignore[arg-type]
+                cache=self.config.cache,
+                device=torch.device("cpu") if self.trainer is None else self.trainer.strategy.root_device,
+                train=part == "train",
+                batch_size=lc.batch_size,
+                threads=n_threads,
+                world=world,
+                rank=rank,
+                shuffle=shuffle,
+                seed=self.config.split.seed,
+                mask_dtype=torch.int64
+                if self.config.masks is not None and self.config.masks.mode == "labels"
+                else None,
+            )
         cast = torch.float32 if threads and self._device_type() == "cpu" else None
         base = self.datasets[part]
         volumes = getattr(base, "volumes", base)  # PatchDataset reads through its CachedVolumeDataset
