@@ -1,0 +1,272 @@
+"""The feed path: batches assembled in place, the device-resident set (on device="cpu"), fixed DDP shards,
+and the pinned ring's buffer reuse order (with a transfer whose copies land only when their event is waited)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_dicom.config import CacheConfig
+from lightning_dicom.data.assemble import AssembledBatches, BatchAssembler
+from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, collate
+from lightning_dicom.data.device_cache import (
+    DeviceVolumeCache,
+    FixedShardBatchSampler,
+    ResidentBatches,
+    plan_residency,
+    volume_bytes,
+)
+from lightning_dicom.data.device_feed import DeviceFeedLoader
+from lightning_dicom.data.feeding import _resident, feed_loader
+from lightning_dicom.data.sampler import ShardBatchSampler
+from lightning_dicom.errors import ConfigError
+
+SHAPE = (1, 6, 10, 12)  # C, z, y, x
+
+
+def make_volumes(
+    tmp_path: Path, n: int = 6, shapes: list[tuple[int, ...]] | None = None, labels: bool = True
+) -> CachedVolumeDataset:
+    """n float16 volumes with uint8 masks, foreground lists and oblique geometry, as cache entries (.npy)."""
+    rng = np.random.default_rng(0)
+    paths, masks, metas, fgs = [], [], [], []
+    theta = 0.3
+    direction = [np.cos(theta), -np.sin(theta), 0, np.sin(theta), np.cos(theta), 0, 0, 0, 1]
+    n = len(shapes) if shapes else n
+    for i in range(n):
+        shape = shapes[i] if shapes else SHAPE
+        img = rng.normal(size=shape).astype(np.float16)
+        mask = (rng.random(size=(1, *shape[1:])) < 0.05).astype(np.uint8)
+        np.save(tmp_path / f"v{i}.npy", img)
+        np.save(tmp_path / f"m{i}.npy", mask)
+        paths.append(tmp_path / f"v{i}.npy")
+        masks.append(tmp_path / f"m{i}.npy")
+        fgs.append(np.argwhere(mask[0]).astype(np.int32))
+        metas.append(
+            {
+                "series_id": f"s{i}",
+                "spacing": [0.7, 0.8, 1.5 + i],
+                "origin": [-10.0 * i, 5.0, 2.0],
+                "direction": direction,
+                "shape": list(shape),
+            }
+        )
+    lab = [np.int64(i % 3) for i in range(n)] if labels else None
+    return CachedVolumeDataset(paths, metas, lab, None, masks, fgs)
+
+
+def assert_same(a: Any, b: Any) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        torch.testing.assert_close(a.cpu(), b.cpu(), rtol=0, atol=1e-9)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("cast", [None, torch.float32])
+def test_assembled_volumes_equal_the_collated_samples(tmp_path, cast):
+    vols = make_volumes(tmp_path)
+    vols.image_dtype = cast
+    indices = [4, 1, 3]
+    assert_same(BatchAssembler(vols)(indices), collate([vols[i] for i in indices]))
+    assert_same(BatchAssembler(vols)([2]), collate([vols[2]]))
+
+
+def test_assembled_patches_equal_the_collated_samples_for_the_same_seed(tmp_path):
+    shapes = [SHAPE] * 5 + [(1, 3, 10, 12)]  # the last volume is thinner than the patch: padded
+    vols = make_volumes(tmp_path, shapes=shapes)
+    patches = PatchDataset(vols, (4, 8, 8), per_volume=3, foreground_fraction=0.5)
+    indices = [17, 0, 5, 16, 9]
+    torch.manual_seed(123)
+    patches._rng = None
+    expected = collate([patches[i] for i in indices])
+    torch.manual_seed(123)
+    patches._rng = None
+    got = BatchAssembler(vols, patches)(indices)
+    assert_same(got, expected)
+    assert got["image"].shape == (5, 1, 4, 8, 8)
+    assert got["meta"]["index"].tolist() == [5, 0, 1, 5, 3]
+
+
+def test_assembly_into_a_larger_reused_buffer_and_shape_errors(tmp_path):
+    vols = make_volumes(tmp_path, shapes=[SHAPE, SHAPE, (1, 6, 10, 10)])
+    asm = BatchAssembler(vols)
+    buf = asm.allocate([0, 1])
+    small = asm([1], out=buf)
+    assert small["image"].shape == (1, *SHAPE)
+    assert small["image"].data_ptr() == buf["image"].data_ptr()
+    torch.testing.assert_close(small["image"][0], torch.from_numpy(np.load(vols.paths[1])))
+    with pytest.raises(ConfigError, match="differ in shape"):
+        asm([0, 2])
+
+
+def test_device_crops_equal_host_crops_for_the_same_starts(tmp_path):
+    vols = make_volumes(tmp_path)
+    dev = DeviceVolumeCache(vols, [1, 3, 4], "cpu", patch=(4, 8, 8))
+    starts = torch.tensor([[0, 0, 0], [2, 2, 4], [1, 1, 3]])
+    local = torch.tensor([0, 2, 1])
+    img, mask = dev.crop(local, starts), dev.crop(local, starts, masks=True)
+    for j, (v, st) in enumerate(zip([1, 4, 3], starts.tolist(), strict=True)):
+        sl = (slice(None), *(slice(a, a + s) for a, s in zip(st, (4, 8, 8), strict=True)))
+        assert torch.equal(img[j], torch.from_numpy(np.load(vols.paths[v])[sl]))
+        assert torch.equal(mask[j], torch.from_numpy(np.load(vols.mask_paths[v])[sl]))
+    assert mask.dtype == torch.uint8
+    assert torch.equal(dev.whole(torch.tensor([2]))[0], torch.from_numpy(np.load(vols.paths[4])))
+    meta = dev.meta(local, starts)
+    host = BatchAssembler(vols).volumes.meta
+    assert meta["series_id"] == ["s1", "s4", "s3"]
+    assert meta["index"].tolist() == [1, 4, 3]
+    # origin of the patch: origin + direction @ (start_xyz * spacing)
+    d = host.direction[4].reshape(3, 3)
+    expected = host.origin[4] + d @ (np.array([4, 2, 2]) * host.spacing[4])
+    np.testing.assert_allclose(meta["origin"][1].numpy(), expected)
+
+
+def test_device_patch_starts_uniform_and_foreground_weighted(tmp_path):
+    vols = make_volumes(tmp_path, n=2)
+    dev = DeviceVolumeCache(vols, [0, 1], "cpu", patch=(4, 8, 8))
+    g = torch.Generator().manual_seed(0)
+    local = torch.zeros(4000, dtype=torch.int64)
+    s = dev.starts(local, 0.0, g)
+    hi = torch.tensor([2, 2, 4])
+    assert (s >= 0).all() and (s <= hi).all()
+    for axis in range(3):  # every start drawn, about equally often
+        counts = torch.bincount(s[:, axis], minlength=int(hi[axis]) + 1).float()
+        assert counts.min() > 0.8 * counts.mean()
+    s = dev.starts(local, 1.0, g)
+    fg = set(map(tuple, vols.foreground(0).tolist()))
+
+    def holds_fg(st: list[int]) -> bool:
+        return any(all(a <= c < a + n for c, a, n in zip(p, st, (4, 8, 8), strict=True)) for p in fg)
+
+    assert all(holds_fg(st) for st in s[:300].tolist())
+    half = dev.starts(local, 0.5, g)
+    centred = torch.tensor([holds_fg(st) for st in half[:1000].tolist()]).float().mean()
+    uniform = torch.tensor([holds_fg(st) for st in dev.starts(local[:1000], 0.0, g).tolist()]).float().mean()
+    assert float(centred) == pytest.approx(0.5 + 0.5 * float(uniform), abs=0.06)
+
+
+def test_plan_residency_whole_shard_or_none():
+    nbytes = np.full(10, 100)
+    assert plan_residency(nbytes, 2, 0, 2000, 0.5)[0] == "whole"
+    mode, keep0 = plan_residency(nbytes, 2, 0, 1000, 0.5, seed=3)
+    _, keep1 = plan_residency(nbytes, 2, 1, 1000, 0.5, seed=3)
+    assert mode == "shard" and sorted([*keep0, *keep1]) == list(range(10)) and len(keep0) == 5
+    assert plan_residency(nbytes, 1, 0, 1000, 0.5)[0] == "none"
+    assert plan_residency(nbytes, 2, 0, 100, 0.5)[0] == "none"
+
+
+def test_fixed_shards_on_two_ranks_see_every_sample_once_per_epoch():
+    nbytes = np.full(7, 100)  # 7 volumes x 3 patches over 2 ranks: shards of 4 and 3 volumes
+    per_volume = 3
+    keeps = [plan_residency(nbytes, 2, r, 800, 0.5, seed=1)[1] for r in range(2)]
+    sizes = [len(k) * per_volume for k in keeps]
+    samplers = [FixedShardBatchSampler(sizes, 4, rank=r, shuffle=True, seed=1) for r in range(2)]
+    orders = []
+    for epoch in range(3):
+        seen = []
+        for r, s in enumerate(samplers):
+            s.set_epoch(epoch)
+            batches = list(s)
+            assert len(batches) == len(s) == 3  # ceil(12 / 4) on both ranks
+            assert all(1 <= len(b) <= 4 for b in batches)
+            seen += [(int(keeps[r][i // per_volume]), i % per_volume) for b in batches for i in b]
+            orders.append(batches)
+        assert sorted(seen) == sorted((v, p) for v in range(7) for p in range(per_volume))
+    assert orders[0] != orders[2]  # reshuffled within the shard each epoch
+
+
+def test_resident_loader_on_cpu_serves_the_whole_set_with_masks_and_labels(tmp_path):
+    vols = make_volumes(tmp_path)
+    patches = PatchDataset(vols, (4, 8, 8), per_volume=2, foreground_fraction=0.5)
+    cfg = CacheConfig(device="auto", device_budget=0.5)
+    dev = torch.device("cpu")
+    loader = _resident(vols, patches, cfg, dev, 4, 1, 0, True, 0, free_bytes=10**9)
+    assert isinstance(loader.dataset, ResidentBatches)
+    batches = list(loader)
+    assert len(batches) == 3
+    assert sorted(i for b in batches for i in b["meta"]["index"].tolist()) == sorted(list(range(6)) * 2)
+    b = batches[0]
+    assert b["image"].shape == (4, 1, 4, 8, 8) and b["image"].dtype == torch.float16
+    assert b["mask"].dtype == torch.uint8 and b["label"].shape == (4,)
+    assert volume_bytes(vols, (4, 8, 8)).tolist() == [6 * 10 * 12 * 3] * 6
+    assert _resident(vols, patches, cfg, dev, 4, 1, 0, True, 0, free_bytes=1000) is None
+    with pytest.raises(ConfigError, match="device_budget"):
+        _resident(vols, patches, CacheConfig(device="cuda"), dev, 4, 1, 0, True, 0, free_bytes=1000)
+    with pytest.raises(ConfigError, match="CUDA accelerator"):
+        feed_loader(
+            patches, cache=CacheConfig(device="cuda"), device=dev, train=True, batch_size=2, threads=2,
+            world=1, rank=0, shuffle=True, seed=0,
+        )  # fmt: skip
+
+
+class LazyEvent:
+    """A copy that reads its host buffer only when waited on (a worst case of an asynchronous copy)."""
+
+    def __init__(self, log: list, slot: int, src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]):
+        self.log, self.slot, self.src, self.dst, self.done = log, slot, src, dst, False
+
+    def synchronize(self) -> None:
+        if not self.done:
+            for k, v in self.src.items():
+                self.dst[k].copy_(v)
+            self.done = True
+            self.log.append(("done", self.slot, -1))
+
+
+class FakeTransfer:
+    pin = False
+
+    def __init__(self, log: list) -> None:
+        self.log, self.events = log, {}
+
+    def copy(self, tensors: dict[str, torch.Tensor], slot: int):
+        out = {k: torch.full_like(v, -1) for k, v in tensors.items()}
+        event = LazyEvent(self.log, slot, tensors, out)
+        self.events[id(out["image"])] = event
+        return out, event
+
+
+@pytest.mark.parametrize(("threads", "ahead"), [(1, 1), (2, 2)])
+def test_a_pinned_slot_is_never_overwritten_while_its_copy_is_in_flight(tmp_path, threads, ahead):
+    vols = make_volumes(tmp_path, n=9)
+    log: list = []
+    transfer = FakeTransfer(log)
+    sampler = ShardBatchSampler(9, 1, shuffle=True, seed=4)
+    loader = DeviceFeedLoader(
+        AssembledBatches(BatchAssembler(vols)),
+        sampler=sampler,
+        batch_size=None,
+        threads=threads,
+        prefetch=1,
+        transfer=transfer,
+        ahead=ahead,
+    )
+    loader.log = log
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        order = [b[0] for b in sampler]
+        for i, batch in zip(order, loader, strict=True):
+            transfer.events[id(batch["image"])].synchronize()  # the compute stream waits for this copy
+            assert torch.equal(batch["image"][0], torch.from_numpy(np.load(vols.paths[i])))
+            assert torch.equal(batch["mask"][0], torch.from_numpy(np.load(vols.mask_paths[i])))
+            assert batch["meta"]["index"].tolist() == [i]
+    size = loader.ring_size()
+    assert size == threads + ahead + 1 < 9  # slots were reused
+    copied: dict[int, bool] = {}
+    for kind, slot, _ in log:  # a slot is written only once its previous copy has completed
+        if kind == "write":
+            assert copied.get(slot, True), f"slot {slot} written while its copy was in flight"
+        elif kind == "copy":
+            copied[slot] = False
+        else:
+            copied[slot] = True
+    assert sum(k == "write" for k, _, _ in log) == 18
