@@ -44,20 +44,30 @@ class ThreadedDataLoader(DataLoader):
         depth = self.threads * self.prefetch
         pending: deque[Future] = deque()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lightning_dicom-prefetch")
+        # A dataset that can allocate its batch up front (AssembledBatches) gets its buffers from this
+        # thread: they come from the main arena, which glibc reuses, so no per-thread arenas to trim.
+        allocate = getattr(self.dataset, "allocate", None)
+
+        def submit(indices: Any) -> Future:
+            if allocate is not None:
+                return pool.submit(self.dataset.fill, indices, allocate(indices))  # type: ignore[attr-defined]
+            return pool.submit(self.dataset.__getitem__, indices)
+
         try:
             for indices in itertools.islice(order, depth):
-                pending.append(pool.submit(self.dataset.__getitem__, indices))
+                pending.append(submit(indices))
             while pending:
                 batch = pending.popleft().result()
                 nxt = next(order, None)
                 if nxt is not None:
-                    pending.append(pool.submit(self.dataset.__getitem__, nxt))
+                    pending.append(submit(nxt))
                 yield _pin(batch) if self.pin_memory else batch
         finally:
             for f in pending:
                 f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            _trim_heap()
+            if allocate is None:
+                _trim_heap()
 
 
 def _trim_heap() -> None:
