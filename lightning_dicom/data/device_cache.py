@@ -85,6 +85,7 @@ class DeviceVolumeCache:
     ) -> None:
         self.device = torch.device(device)
         self.keep = np.asarray(keep, np.int64)
+        self.keep_t = torch.as_tensor(self.keep, device=self.device)
         self.patch = tuple(int(s) for s in patch) if patch is not None else None
         images, masks, fgs = [], [], []
         for v in self.keep.tolist():
@@ -173,12 +174,15 @@ class DeviceVolumeCache:
                     for v, st in zip(local.tolist(), starts.tolist(), strict=True)
                 ]
             )
-        ar = [torch.arange(s, device=self.device) for s in self.patch]
-        z = (starts[:, 0, None] + ar[0])[:, :, None, None]
-        y = (starts[:, 1, None] + ar[1])[:, None, :, None]
-        x = (starts[:, 2, None] + ar[2])[:, None, None, :]
-        out = source[local[:, None, None, None], :, z, y, x]  # [B, d, h, w, C]
-        return out.permute(0, 4, 1, 2, 3).contiguous()
+        # Every possible patch as one strided view [N, D-d+1, H-h+1, W-w+1, C, d, h, w] (no copy); one
+        # advanced index on its first four dims gathers the batch, reading 4 indices per patch, not per voxel.
+        n, c, *dims = source.shape
+        sn, sc, *sd = source.stride()
+        windows = source.as_strided(
+            (n, *(a - k + 1 for a, k in zip(dims, self.patch, strict=True)), c, *self.patch),
+            (sn, *sd, sc, *sd),
+        )
+        return windows[local, starts[:, 0], starts[:, 1], starts[:, 2]]
 
     def whole(self, local: torch.Tensor, masks: bool = False) -> torch.Tensor:
         """Whole volumes [B, C, D, H, W] of local volumes ``local`` [B]."""
@@ -193,14 +197,17 @@ class DeviceVolumeCache:
             )
         return torch.stack(picked)
 
-    def meta(self, local: torch.Tensor, starts: torch.Tensor | None) -> dict[str, Any]:
-        """Batch metadata as :func:`~lightning_dicom.data.assemble.batch_meta`, gathered on the device."""
+    def meta(
+        self, local: torch.Tensor, starts: torch.Tensor | None, host: Sequence[int] | None = None
+    ) -> dict[str, Any]:
+        """Batch metadata as :func:`~lightning_dicom.data.assemble.batch_meta`, gathered on the device
+        (``host``: the same local indices as a host list, so naming the series needs no device sync)."""
         meta: dict[str, Any] = {
-            "series_id": [self.series_id[i] for i in local.tolist()],
+            "series_id": [self.series_id[i] for i in (local.tolist() if host is None else host)],
             "spacing": self.spacing[local],
             "origin": self.origin[local],
             "direction": self.direction[local],
-            "index": torch.as_tensor(self.keep, device=self.device)[local],
+            "index": self.keep_t[local],
         }
         if starts is not None:
             offset = starts.flip(1).double() * meta["spacing"]
@@ -232,8 +239,8 @@ class ResidentBatches(Dataset):
 
     def __getitem__(self, indices: list[int]) -> dict[str, Any]:
         c = self.cache
-        local = torch.as_tensor(indices, dtype=torch.int64).div(self.per_volume, rounding_mode="floor")
-        local = local.to(c.device, non_blocking=True)
+        host = [i // self.per_volume for i in indices]
+        local = torch.as_tensor(host, dtype=torch.int64).to(c.device, non_blocking=True)
         starts = c.starts(local, self.foreground_fraction, self.generator) if c.patch is not None else None
         cut = (lambda m: c.crop(local, starts, m)) if starts is not None else (lambda m: c.whole(local, m))
         batch: dict[str, Any] = {"image": cut(False)}
@@ -241,7 +248,7 @@ class ResidentBatches(Dataset):
             batch["mask"] = cut(True)
         if c.labels is not None:
             batch["label"] = c.labels[local]
-        batch["meta"] = c.meta(local, starts)
+        batch["meta"] = c.meta(local, starts, host)
         return batch
 
 
