@@ -157,19 +157,10 @@ class DicomDataModule(pl.LightningDataModule):
         self, idx: DicomIndex, selected: list[SeriesRecord]
     ) -> tuple[dict[str, list[str]], list[str]]:
         """Mask files per series id (CSV NIfTI paths + linked SEG/RTSTRUCT) and SEG/RTSTRUCT files linking nothing."""
-        from lightning_dicom.masks.association import find_mask_objects, link_masks, read_mask_csv
+        from lightning_dicom.masks.association import mask_sources
 
         assert self.config.masks is not None
-        kinds = set(self.config.masks.sources)
-        linked, orphans = link_masks(selected, [o for o in find_mask_objects(idx) if o.kind in kinds])
-        if self.config.masks.csv is not None and "csv" in kinds:
-            by_uid = {}
-            for s in selected:
-                by_uid.setdefault(s.series_uid, s.series_id)
-            for uid, paths in read_mask_csv(self.config.masks.csv).items():
-                if uid in by_uid:
-                    linked.setdefault(by_uid[uid], []).extend(paths)
-        return {k: sorted(v) for k, v in linked.items()}, orphans
+        return mask_sources(idx, selected, self.config.masks)
 
     def _selected(self, idx: DicomIndex) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
         return select_series(idx.series(), self.config.selection)
