@@ -175,7 +175,8 @@ def _plan(argv: Sequence[str]) -> int:
     parser.add_argument("--plan.no_patches", type=bool, default=False, help="leave patches out of the YAML")
     cfg = parser.parse_args(list(argv))
     pc = cfg.plan
-    dm = parser.instantiate_classes(cfg).data  # the DataModule validates the data section
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # jsonargparse >= 4.49
+    dm = instantiate(cfg).data  # the DataModule validates the data section
     result = plan_dataset(
         dm.config,
         pc.out,
