@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 from lightning_dicom.config import SplitConfig
 from lightning_dicom.dicom.index import SeriesRecord
 from lightning_dicom.errors import ConfigError
+from lightning_dicom.files import atomic_write
 
 __all__ = ["Folds", "Split", "assign_folds", "save_split", "split_series"]
 
@@ -216,6 +216,4 @@ def save_split(
         doc["folds"] = folds
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
