@@ -150,8 +150,15 @@ class PreprocessingConfig(_Model):
         return self
 
     def digest(self) -> str:
-        """Stable hash of the settings that change the preprocessed array (part of the cache key)."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        """Stable hash of the settings that change the preprocessed array (part of the cache key).
+
+        ``zscore_mean``/``zscore_std`` enter only when set, so configs without them keep the keys they
+        had before the fields existed (no cache rebuilt by the upgrade)."""
+        dump = self.model_dump(mode="json")
+        for k in ("zscore_mean", "zscore_std"):
+            if dump[k] is None:
+                del dump[k]
+        return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
 
 
 class SplitConfig(_Model):

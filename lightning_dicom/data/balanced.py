@@ -28,7 +28,9 @@ from lightning_dicom.errors import ConfigError
 __all__ = ["BalancedBatchSampler", "class_sample_weights"]
 
 
-def class_sample_weights(classes: Sequence[int], class_weights: Sequence[float] | None = None) -> np.ndarray:
+def class_sample_weights(
+    classes: Sequence[int] | np.ndarray, class_weights: Sequence[float] | None = None
+) -> np.ndarray:
     """Per-sample draw probabilities (float64, sum 1) so that class c is drawn with probability
     ``share_c`` = ``class_weights[c] / sum`` over present classes (default: equal shares).
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from lightning_dicom.config import DataConfig
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
 from lightning_dicom.dicom.series import read_series
 from lightning_dicom.errors import LightningDicomError
+from lightning_dicom.files import atomic_write
 
 __all__ = ["CT_BODY_THRESHOLD_HU", "FINGERPRINT_VERSION", "FingerprintSettings", "dataset_fingerprint"]
 
@@ -140,7 +140,10 @@ def _mask(rec: SeriesRecord, image: sitk.Image, paths: Sequence[str], cfg: DataC
 
 def _sample(recs: list[SeriesRecord], cfg: DataConfig, settings: FingerprintSettings, masks: dict) -> dict:
     rs = np.random.RandomState(settings.seed)
-    samples, how, failed, used = [], Counter(), [], []
+    samples: list[np.ndarray] = []
+    how: Counter[str] = Counter()
+    failed: list[list[str]] = []
+    used: list[str] = []
     for rec in recs:
         try:
             image = read_series(
@@ -217,9 +220,9 @@ def dataset_fingerprint(
     key = _key(selected, cfg, settings)
     path = out / f"fingerprint-{key}.json"
     if path.exists():
-        doc = json.loads(path.read_text())
-        doc["cached"] = True
-        return doc, path
+        stored: dict[str, Any] = json.loads(path.read_text())
+        stored["cached"] = True
+        return stored, path
     by_mod: dict[str, list[SeriesRecord]] = {}
     for s in selected:
         by_mod.setdefault(s.modality, []).append(s)
@@ -247,8 +250,6 @@ def dataset_fingerprint(
             "intensity": inten["stats"],
             "samples": f"fingerprint-{key}.{mod}.npy",
         }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
     doc["cached"] = False
     return doc, path

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lightning_dicom.config import DataConfig
+from lightning_dicom.files import atomic_write
 from lightning_dicom.planning.fingerprint import (
     CT_BODY_THRESHOLD_HU,
     FingerprintSettings,
@@ -78,6 +79,10 @@ def format_report(fingerprint: dict[str, Any], plans: dict[str, ModalityPlan], s
     return "\n".join(lines)
 
 
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def plan_dataset(
     cfg: DataConfig,
     out_dir: str | Path | None = None,
@@ -104,7 +109,7 @@ def plan_dataset(
     files: dict[str, list[Path]] = {}
     for mod, plan in plans.items():
         y = out / f"plan_{mod}.yaml"
-        y.write_text(plan_yaml(plan, str(fp_path), with_patches))
+        _write_text(y, plan_yaml(plan, str(fp_path), with_patches))
         files[mod] = [y]
         if figures:
             from lightning_dicom.planning.figures import save_fingerprint_png
@@ -115,5 +120,5 @@ def plan_dataset(
                     mod, fp["modalities"][mod], samples, plan.preprocessing, out / f"plan_{mod}.png"
                 )
             )
-    (out / "plan.txt").write_text(report + "\n")
+    _write_text(out / "plan.txt", report + "\n")
     return PlanResult(fp, fp_path, plans, files, report, time.perf_counter() - t0)
