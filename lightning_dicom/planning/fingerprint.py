@@ -8,7 +8,8 @@ Rules (each with its source):
   preprocessing will produce: unless ``preprocessing.orientation`` is ``none``, each voxel axis is
   mapped to the patient axis (L/R, A/P, S/I) its direction cosine is closest to (the axis permutation
   ``sitk.DICOMOrient`` applies), so a sagittal stack's slice spacing counts as x. Sizes are the whole
-  grid (nnU-Net uses the grid cropped to the non-zero region, ``shapes_after_crop``).
+  grid (nnU-Net uses the grid cropped to the non-zero region, ``shapes_after_crop``). Geometry covers
+  every selected series (headers only), also those whose pixels fail to read.
 * **Intensities** need modality units (HU for CT), but the cache holds normalised values: a sample of
   up to ``series_per_modality`` series per modality (the first ones in ``sha256(series id)`` order,
   deterministic) is read from the DICOM source with :func:`read_series` (RescaleSlope/Intercept
