@@ -90,6 +90,27 @@ def test_channel_two_is_the_second_series_sampled_at_the_same_world_points(studi
     assert meta["inputs"] == f"t1={t1.series_uid}|t2={t2.series_uid}" and meta["missing_inputs"] == []
 
 
+def test_with_resampling_every_channel_is_sampled_once_at_the_output_grid_points(studies, tmp_path):
+    """With a target spacing the inputs go straight onto the output grid (one interpolation): channel 2
+    equals the T2 sampled at the world points of the output voxels (from the entry's own geometry)."""
+    root, truth = studies
+    subject = resolve_subjects(_records(root, tmp_path / "i.sqlite"), SubjectsConfig(inputs=RULES))[0][0]
+    prep = PreprocessingConfig(orientation="RAS", spacing=(1.5, 1.5, 2.5), normalize="none")
+    array, meta, _ = process_subject(subject, prep)
+    from lightning_dicom.demo.synthetic_subjects import world_points
+
+    study = next(s for s in truth if s.study_uid == subject.study_uid)
+    t2 = study.series["t2"]
+    pts = world_points(array.shape[1:], meta["spacing"], meta["origin"], meta["direction"])
+    t2_read = read_series(subject.inputs[1])
+    expected = _trilinear(
+        to_array(t2_read), t2.spacing, t2.origin, t2.direction, pts, outside=float(t2.hu.min())
+    )
+    assert np.abs(array[1] - expected).max() <= 0.01
+    assert meta["spacing"] == pytest.approx((1.5, 1.5, 2.5))
+    assert meta["source"]["spacing"] == pytest.approx(study.series["t1"].spacing)  # back onto the T1
+
+
 def test_per_input_intensity_settings(studies, tmp_path):
     root, truth = studies
     cfg = SubjectsConfig(inputs={"t1": {**RULES["t1"], "normalize": "zscore"},

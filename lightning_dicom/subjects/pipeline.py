@@ -1,13 +1,16 @@
 """A subject's channels: every input read, resampled onto the reference grid in world coordinates,
 preprocessed with its own intensity settings, and stacked ``[C, D, H, W]`` in the config's order.
 
-Rule (as MONAI's ``ResampleToMatch`` and ITK's ``ResampleImageFilter``): for each voxel of the
-reference series' grid (its origin, spacing and direction, LPS mm), the input is sampled at the same
-world point by trilinear interpolation (within half a voxel of the input's border, the border voxels:
-ITK's rule); points outside the input's field of view get the input's smallest value (its background, as :func:`lightning_dicom.data.preprocess.preprocess` pads). No
+Rule (as MONAI's ``ResampleToMatch`` and ITK's ``ResampleImageFilter``): the output grid is the
+reference series' grid after the configured reorientation and resampling
+(:func:`lightning_dicom.data.preprocess.to_grid`; with neither, the reference's own grid). At each
+of its voxels (origin, spacing and direction, LPS mm) every other input is sampled at the same world
+point, once (no double interpolation), trilinearly; within half a voxel of an input's border its
+border voxels are used (ITK's rule), and beyond that the input's smallest value (its background, as
+:func:`lightning_dicom.data.preprocess.preprocess` pads). No
 registration is done: inputs must share the reference's FrameOfReferenceUID (0020,0052), else the
 subject is refused naming both series. Then each channel goes through the same preprocessing
-(reorient, spacing, crop/pad: identical grids give identical geometry) with the input's ``window`` and
+(clip, normalise, crop/pad: identical grids give identical geometry) with the input's ``window`` and
 ``normalize`` when set. A missing input (``missing: zeros``) is a channel of zeros.
 """
 
@@ -47,7 +50,7 @@ def process_subject(
     Raises:
         SeriesError: an input cannot be read, or does not share the reference's FrameOfReferenceUID.
     """
-    from lightning_dicom.data.preprocess import preprocess
+    from lightning_dicom.data.preprocess import finish, to_grid
     from lightning_dicom.dicom.series import read_series
 
     def read(rec: Any) -> sitk.Image:
@@ -58,6 +61,8 @@ def process_subject(
     ref_rec = subject.inputs[subject.reference_index]
     assert ref_rec is not None
     reference = read(ref_rec)
+    source = io.geometry(reference)
+    grid = to_grid(reference, preprocessing)  # the output grid: reference reoriented and resampled
     channels: list[np.ndarray | None] = []
     meta: dict[str, Any] = {}
     for name, rec, (window, normalize) in zip(
@@ -67,7 +72,7 @@ def process_subject(
             channels.append(None)
             continue
         if rec is ref_rec:
-            image = reference
+            image = grid
         else:
             if not rec.frame_uid or rec.frame_uid != ref_rec.frame_uid:
                 raise SeriesError(
@@ -77,12 +82,12 @@ def process_subject(
                     "so the subject is left out",
                     series_uid=rec.series_uid,
                 )
-            image = resample_onto(read(rec), reference)
+            image = resample_onto(read(rec), grid)  # one interpolation, straight onto the output grid
         cfg = preprocessing.model_copy(
             update={"window": window if window is not None else preprocessing.window,
                     "normalize": normalize if normalize is not None else preprocessing.normalize}
         )  # fmt: skip
-        array, geometry = preprocess(image, cfg)
+        array, geometry = finish(image, cfg, source)
         if array.shape[0] != 1:
             raise SeriesError(f"subject input {name!r} is a colour image; channels must be scalar volumes",
                               series_uid=rec.series_uid)  # fmt: skip
