@@ -58,9 +58,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from lightning_dicom.dicom import uids
+from lightning_dicom.dicom import nm, uids
+from lightning_dicom.dicom.mosaic import is_mosaic, mosaic_layout, tile_shape
 from lightning_dicom.dicom.parser import CHUNK as _CHUNK  # noqa: F401 - tests size files by it
-from lightning_dicom.dicom.parser import fast_dataset, fast_reader_available
+from lightning_dicom.dicom.parser import Fallback, fast_dataset, fast_reader_available
 from lightning_dicom.dicom.pixel_data import decoder_problem, pixel_data_problem, raw_problem
 from lightning_dicom.errors import NotDicomError
 
@@ -110,6 +111,9 @@ HEADER_FIELDS = (
     "problem",
     "high_bit",
     "pixel_offset",
+    # -- geometry from other places (issue 10): mosaics, NM frames --
+    "mosaic_grid",
+    "not_a_stack",
 )
 
 _NON_IMAGE_HINT = (
@@ -302,6 +306,9 @@ def _finish(fh: BinaryIO, header: dict[str, Any], implicit: bool, little: bool, 
     problem, offset = pixel_data_problem(fh, implicit, little, header, size, raw=raw)
     header["problem"] = problem or decoder_problem(header) or (raw_problem(header) if raw else None)
     header["pixel_offset"] = offset if header["problem"] is None else None
+    tile_shape(
+        header
+    )  # a mosaic's Rows/Columns/frames become its tiles' (after the check of the stored size)
 
 
 def _read_dataset(fh: BinaryIO, path: str) -> tuple[Any, bool]:
@@ -398,6 +405,14 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
 
     iop = _element(ds, "ImageOrientationPatient", 6, path, limit=1.5, tag="(0020,0037)")
     ipp = _element(ds, "ImagePositionPatient", 3, path, tag="(0020,0032)")
+    if (iop is None or ipp is None) and "DetectorInformationSequence" in ds:  # NM (0054,0022): dicom/nm.py
+        det = dict(
+            zip(("ImageOrientationPatient", "ImagePositionPatient"), nm.detector_geometry(ds), strict=True)
+        )
+        iop = iop or _element(
+            det, "ImageOrientationPatient", 6, path, limit=1.5, tag="(0020,0037) in (0054,0022)"
+        )
+        ipp = ipp or _element(det, "ImagePositionPatient", 3, path, tag="(0020,0032) in (0054,0022)")
     spacing = _element(ds, "PixelSpacing", 2, path, positive=True, limit=MAX_SPACING_MM, tag="(0028,0030)")
 
     def num(value: Any, *, positive: bool = False) -> float | None:
@@ -410,7 +425,9 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         return out
 
     thickness = num(ds.get("SliceThickness"), positive=True)
-    gap = num(ds.get("SpacingBetweenSlices"), positive=True)
+    gap = (
+        num(ds.get("SpacingBetweenSlices")) or None
+    )  # signed: negative in NM stacks frames against the normal
     slope_raw, icpt_raw = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     frame_ipps = None
     problem = None
@@ -481,6 +498,15 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
             f"RescaleIntercept (0028,1052) must be a finite number (got {_short(icpt_raw)})", path=path
         )
 
+    mosaic: dict[str, Any] = {}
+    if is_mosaic(ds.get("ImageType")):  # Siemens mosaic: a grid of tiles -> slices (dicom/mosaic.py)
+        if not hasattr(ds, "private_block"):
+            raise Fallback  # the fast reader keeps no private elements: pydicom reads the CSA header
+        stored = {"rows": rows, "cols": cols, "n_frames": n_frames, "iop": iop, "ipp": ipp}
+        stored.update(pixel_spacing=spacing, slice_gap=gap, slice_thickness=thickness)
+        mosaic = mosaic_layout(ds, stored, path)
+        ipp, frame_ipps, gap = mosaic.get("ipp", ipp), mosaic.get("frame_ipps"), mosaic.get("slice_gap", gap)
+
     def opt_int(keyword: str) -> int:
         try:
             v = ds.get(keyword)
@@ -530,6 +556,9 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         "problem": problem,
         "high_bit": lenient_int("HighBit"),
         "pixel_offset": None,
+        "mosaic_grid": mosaic.get("mosaic_grid"),
+        "_mosaic_tiles": mosaic.get("_mosaic_tiles"),
+        "not_a_stack": nm.frames_problem(ds, n_frames),
     }
 
 
