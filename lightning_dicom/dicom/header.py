@@ -306,9 +306,7 @@ def _finish(fh: BinaryIO, header: dict[str, Any], implicit: bool, little: bool, 
     problem, offset = pixel_data_problem(fh, implicit, little, header, size, raw=raw)
     header["problem"] = problem or decoder_problem(header) or (raw_problem(header) if raw else None)
     header["pixel_offset"] = offset if header["problem"] is None else None
-    tile_shape(
-        header
-    )  # a mosaic's Rows/Columns/frames become its tiles' (after the check of the stored size)
+    tile_shape(header)  # a mosaic's Rows/Columns/frames become its tiles' (after checking the stored size)
 
 
 def _read_dataset(fh: BinaryIO, path: str) -> tuple[Any, bool]:
@@ -406,13 +404,9 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
     iop = _element(ds, "ImageOrientationPatient", 6, path, limit=1.5, tag="(0020,0037)")
     ipp = _element(ds, "ImagePositionPatient", 3, path, tag="(0020,0032)")
     if (iop is None or ipp is None) and "DetectorInformationSequence" in ds:  # NM (0054,0022): dicom/nm.py
-        det = dict(
-            zip(("ImageOrientationPatient", "ImagePositionPatient"), nm.detector_geometry(ds), strict=True)
-        )
-        iop = iop or _element(
-            det, "ImageOrientationPatient", 6, path, limit=1.5, tag="(0020,0037) in (0054,0022)"
-        )
-        ipp = ipp or _element(det, "ImagePositionPatient", 3, path, tag="(0020,0032) in (0054,0022)")
+        det, where = nm.detector_item(ds), "in DetectorInformationSequence (0054,0022)"
+        iop = iop or _element(det, "ImageOrientationPatient", 6, path, limit=1.5, tag=f"(0020,0037) {where}")
+        ipp = ipp or _element(det, "ImagePositionPatient", 3, path, tag=f"(0020,0032) {where}")
     spacing = _element(ds, "PixelSpacing", 2, path, positive=True, limit=MAX_SPACING_MM, tag="(0028,0030)")
 
     def num(value: Any, *, positive: bool = False) -> float | None:
@@ -425,9 +419,7 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         return out
 
     thickness = num(ds.get("SliceThickness"), positive=True)
-    gap = (
-        num(ds.get("SpacingBetweenSlices")) or None
-    )  # signed: negative in NM stacks frames against the normal
+    gap = num(ds.get("SpacingBetweenSlices")) or None  # signed: NM frames may run against the normal
     slope_raw, icpt_raw = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     frame_ipps = None
     problem = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SLICE_VECTOR", "detector_geometry", "frames_problem"]
+__all__ = ["SLICE_VECTOR", "detector_item", "frames_problem"]
 
 #: SliceVector (0054,0080)
 SLICE_VECTOR = 0x00540080
@@ -37,14 +37,13 @@ _VECTOR_NAMES = {
 }
 
 
-def detector_geometry(ds: Any) -> tuple[Any, Any]:
-    """(ImageOrientationPatient, ImagePositionPatient) raw values of the first DetectorInformationSequence
-    (0054,0022) item (None where absent): the NM Detector module's copy of the image plane."""
+def detector_item(ds: Any) -> Any:
+    """The first DetectorInformationSequence (0054,0022) item (a dataset; ``{}`` when absent): the NM
+    Detector module's ImageOrientationPatient and ImagePositionPatient of the image plane."""
     try:
-        item = ds.DetectorInformationSequence[0]
+        return ds.DetectorInformationSequence[0]
     except (AttributeError, IndexError, KeyError, TypeError):
-        return None, None
-    return item.get("ImageOrientationPatient"), item.get("ImagePositionPatient")
+        return {}
 
 
 def _pointers(value: Any) -> list[int]:
