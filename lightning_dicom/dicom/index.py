@@ -475,19 +475,21 @@ def _make_series(
     n_frames = int(first["n_frames"] or 1)
     if n_frames > 1:
         fallback_dz = float(first["slice_gap"] or first["slice_thickness"] or 1.0)
+        fallback_dz = fallback_dz if has_geometry else abs(fallback_dz)  # no position: origin 0, file order
     else:
         fallback_dz = float(first["slice_thickness"] or first["slice_gap"] or 1.0)
     frame_order: tuple[int, ...] = ()
     if n_frames > 1:  # one multi-frame file
         if first["frame_ipps"]:
             pts = np.asarray(json.loads(first["frame_ipps"]), dtype=float)
-            order = np.argsort(pts @ normal, kind="stable")
-            pts = pts[order]
-            if not np.array_equal(order, np.arange(n_frames)):
-                frame_order = tuple(int(i) for i in order)
-        else:  # classic multi-frame: frames assumed contiguous along the normal, in file order
+        else:  # classic multi-frame: frames contiguous along the normal in file order, by the signed
+            # SpacingBetweenSlices (negative in NM: frame k at IPP - k |gap| normal, as GDCM reads it)
             origin = np.asarray(json.loads(first["ipp"]), dtype=float) if first["ipp"] else np.zeros(3)
             pts = origin + np.outer(np.arange(n_frames) * fallback_dz, normal)
+        order = np.argsort(pts @ normal, kind="stable")
+        pts = pts[order]
+        if not np.array_equal(order, np.arange(n_frames)):
+            frame_order = tuple(int(i) for i in order)
         positions = [tuple(float(v) for v in p) for p in pts]
     else:
 
