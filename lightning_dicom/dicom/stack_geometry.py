@@ -23,12 +23,12 @@ drifts 1.3 mm (1.6 pixels of 0.86 mm) and is detected; rounding of +-0.07 mm dri
 is read (tests/test_stack_geometry.py). A stack with 2 slices has no noise estimate: its one offset is
 the drift.
 
-Missing positions: slices of a cross-sectional series (CT, MR, PT, NM) that lack ImagePositionPatient
-or ImageOrientationPatient are kept together as one volume that is refused naming the missing tag
+Missing positions: slices of a cross-sectional series (CT, MR, PT; any file that has one of the two
+tags) that lack ImagePositionPatient or ImageOrientationPatient are kept together as one volume that is refused naming the missing tag
 (:func:`missing_geometry`), never split into one-slice volumes nor stacked by a guess (SliceLocation
 (0020,1041) gives the depth but not the in-plane origin; file order and InstanceNumber are not
 positions). One such file alone is a 2D image (origin 0, identity direction), as are images of
-projection modalities (CR, DX, US, XA, secondary captures).
+projection modalities (CR, DX, US, XA, NM planar, secondary captures).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ MAX_GAP_RATIO = 5.0
 #: Two positions along the normal closer than this (mm) are the same slice position.
 DUPLICATE_MM = 1e-3
 #: Modalities whose images are slices of a volume (a file without position is a missing slice position).
-CROSS_SECTIONAL = frozenset({"CT", "MR", "PT", "NM"})
+#: Not NM: its planar images (STATIC, WHOLE BODY) are projections without a position.
+CROSS_SECTIONAL = frozenset({"CT", "MR", "PT"})
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,8 @@ def plan(rec: Any, irregular: str, gap_tolerance: float, *, colour: bool = False
     if same.all():
         raise _refuse(
             rec,
-            f"all {len(pos)} slices/frames sit at one position: a time series (2D+t) or repeated "
-            "acquisitions, not a 3D volume",
+            f"{len(pos) - 1} duplicate slice positions: all {len(pos)} slices/frames sit at one position, "
+            "a time series (2D+t) or repeated instances/acquisitions, not a 3D volume",
         )
     if same.any():
         raise _refuse(
