@@ -17,7 +17,7 @@ from lightning_dicom.demo.synthetic import direction_from_orientation
 from lightning_dicom.demo.synthetic_mosaic import write_mosaic
 from lightning_dicom.dicom.index import DicomIndex
 from lightning_dicom.dicom.series import read_series
-from lightning_dicom.errors import SeriesError
+from lightning_dicom.errors import LightningDicomWarning, SeriesError
 from lightning_dicom.io import to_array
 
 pytestmark = [
@@ -116,7 +116,8 @@ def test_real_gantry_tilt_is_refused_then_resampled_where_the_slices_lie(rel, re
     (rec,) = _series(ref.REALDATA / rel)
     with pytest.raises(SeriesError, match=r"not stacked along their normal .*gantry tilt \(about"):
         read_series(rec)
-    image = read_series(rec, irregular="resample")
+    with pytest.warns(LightningDicomWarning, match="resampled onto a uniform grid"):
+        image = read_series(rec, irregular="resample")
     got = np.array(
         [
             image.TransformIndexToPhysicalPoint((i, j, k))
@@ -139,7 +140,8 @@ def test_real_uneven_gaps_stay_refused_and_are_resampled(references):
     (rec,) = _series(ref.REALDATA / rel)
     with pytest.raises(SeriesError, match=r"non-uniform slice spacing: gaps from 5.000 to 10.000 mm"):
         read_series(rec)
-    image = read_series(rec, irregular="resample")
+    with pytest.warns(LightningDicomWarning, match="resampled onto a uniform grid"):
+        image = read_series(rec, irregular="resample")
     (eq,) = [o for o in references[rel] if o.variant == "Eq_1"]
     assert image.GetSize()[2] == 5 and eq.volumes[0].array.shape[0] == 6  # dcm2niix also extrapolates one
     assert image.GetSpacing()[2] == pytest.approx(5.0)

@@ -17,7 +17,7 @@ from lightning_dicom.demo.synthetic_stacks import write_irregular_series
 from lightning_dicom.dicom.index import DicomIndex
 from lightning_dicom.dicom.series import read_series
 from lightning_dicom.dicom.stack_geometry import in_plane_fit, shear_tolerance_mm
-from lightning_dicom.errors import SeriesError
+from lightning_dicom.errors import LightningDicomWarning, SeriesError
 from lightning_dicom.io import to_array
 
 PIXEL, GAP, N = 0.86, 7.0, 12  # the MR: 0.86 mm pixels, 7 mm gaps
@@ -81,7 +81,8 @@ def test_real_tilts_are_detected_through_the_noise(tmp_path, orientation, tilt_d
         read_series(tmp_path)
     measured = float(info.value.reason.split("gantry tilt (about ")[1].split(" degrees")[0])
     assert measured == pytest.approx(abs(tilt_deg), abs=0.15)
-    image = read_series(tmp_path, irregular="resample")
+    with pytest.warns(LightningDicomWarning, match="resampled onto a uniform grid"):
+        image = read_series(tmp_path, irregular="resample")
     assert image.GetPixelID() == sitk.sitkFloat32
     np.testing.assert_allclose(
         np.reshape(image.GetDirection(), (3, 3)), np.reshape(direction, (3, 3)), atol=1e-5
