@@ -494,7 +494,7 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
     if is_mosaic(ds.get("ImageType")):  # Siemens mosaic: a grid of tiles -> slices (dicom/mosaic.py)
         if not hasattr(ds, "private_block"):
             raise Fallback  # the fast reader keeps no private elements: pydicom reads the CSA header
-        stored = {"rows": rows, "cols": cols, "n_frames": n_frames, "iop": iop, "ipp": ipp}
+        stored: dict[str, Any] = {"rows": rows, "cols": cols, "n_frames": n_frames, "iop": iop, "ipp": ipp}
         stored.update(pixel_spacing=spacing, slice_gap=gap, slice_thickness=thickness)
         mosaic = mosaic_layout(ds, stored, path)
         ipp, frame_ipps, gap = mosaic.get("ipp", ipp), mosaic.get("frame_ipps"), mosaic.get("slice_gap", gap)
