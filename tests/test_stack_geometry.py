@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
-from lightning_dicom.demo.synthetic_stacks import write_irregular_series
+from lightning_dicom.demo.synthetic_stacks import write_irregular_series, write_multiframe
 from lightning_dicom.dicom.index import DicomIndex
 from lightning_dicom.dicom.series import read_series
 from lightning_dicom.dicom.stack_geometry import in_plane_fit, shear_tolerance_mm
@@ -167,3 +167,28 @@ def test_one_slice_without_position_is_a_2d_image(tmp_path):
     _strip(s.files, "ImagePositionPatient")
     (rec,) = _series(tmp_path)
     assert not rec.geometry_problem and read_series(rec).GetSize() == (8, 8, 1)
+
+
+# -- multi-frame files whose frames all sit at one position ----------------------------------------------
+@pytest.mark.parametrize("where", ["shared", "per-frame"])
+def test_enhanced_frames_at_one_position_are_a_time_series_not_a_volume(tmp_path, where):
+    """The position in SharedFunctionalGroupsSequence (one for all frames), or the same per-frame position
+    in every frame: a 2D+t series, refused rather than stacked with an invented slice spacing."""
+    s = write_multiframe(tmp_path / "mf.dcm", make_phantom((4, 8, 8), seed=2))
+    ds = pydicom.dcmread(s.files[0])
+    first = ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        if where == "shared":
+            del item.PlanePositionSequence
+        else:
+            item.PlanePositionSequence[0].ImagePositionPatient = first
+    if where == "shared":
+        ds.SharedFunctionalGroupsSequence[0].PlanePositionSequence = [pydicom.Dataset()]
+        ds.SharedFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient = first
+    ds.save_as(s.files[0])
+    (rec,) = _series(tmp_path)
+    assert rec.has_geometry and len(set(rec.positions)) == 1
+    with pytest.raises(
+        SeriesError, match=r"all 4 slices/frames sit at one position, a time series \(2D\+t\)"
+    ):
+        read_series(rec)

@@ -478,6 +478,14 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
             else:
                 frame_ipps = parsed
                 ipp = ipp or parsed[0]
+        shared = _floats(
+            _functional(
+                ds, "SharedFunctionalGroupsSequence", "PlanePositionSequence", "ImagePositionPatient"
+            ),
+            3,
+        )
+        if frame_ipps is None and shared and n_frames > 1:  # one shared position: every frame there (2D+t)
+            frame_ipps, ipp = [shared] * n_frames, ipp or shared
     iop = _checked_iop(iop, path)
     slope = num(slope_raw)
     icpt = num(icpt_raw)
