@@ -36,6 +36,9 @@ Tags read (all optional unless said otherwise):
   (5200,9229) and PerFrameFunctionalGroupsSequence (5200,9230) items -- PlaneOrientationSequence
   (0020,9116), PlanePositionSequence (0020,9113), PixelMeasuresSequence (0028,9110),
   PixelValueTransformationSequence (0028,9145);
+* geometry kept elsewhere: Siemens mosaics (ImageType (0008,0008) MOSAIC, CSA header; the tiles become
+  frames: :mod:`~lightning_dicom.dicom.mosaic`), NM DetectorInformationSequence (0054,0022), a signed
+  SpacingBetweenSlices, NM frames that are not slices (``not_a_stack``: :mod:`~lightning_dicom.dicom.nm`);
 * Pixel Data (7FE0,0010): its element header is read from the file (not its value) to check that
   the file holds Rows x Columns x frames x samples x BitsAllocated bits (native transfer syntaxes)
   or that every fragment of encapsulated data lies inside the file. A file failing this, or using

@@ -21,9 +21,11 @@ What the scan checks (cheaply, without decoding pixels):
 
 Series are derived from the table: instances are grouped by SeriesInstanceUID (0020,000E); within
 a UID, instances whose ImageOrientationPatient (0020,0037), Rows x Columns or SamplesPerPixel differ
-(localizers, scouts) become separate sub-volumes, and each multi-frame file, and each file without
-ImagePositionPatient/ImageOrientationPatient (2D images: CR, secondary captures), is its own
-volume. A series' slices are ordered by ImagePositionPatient (0020,0032) projected on the slice
+(localizers, scouts) become separate sub-volumes, and each multi-frame file (a Siemens mosaic is
+one: its tiles are frames), and each 2D image without ImagePositionPatient/ImageOrientationPatient
+(CR, secondary captures), is its own volume. Slices of a CT/MR/PT series that lack position or
+orientation stay one volume, which the reader refuses naming the missing tag
+(:mod:`~lightning_dicom.dicom.stack_geometry`). A series' slices are ordered by ImagePositionPatient (0020,0032) projected on the slice
 normal, never by file name or InstanceNumber; the frames of a multi-frame file likewise, from the
 per-frame PlanePositionSequence when present.
 
