@@ -192,3 +192,30 @@ def test_enhanced_frames_at_one_position_are_a_time_series_not_a_volume(tmp_path
         SeriesError, match=r"all 4 slices/frames sit at one position, a time series \(2D\+t\)"
     ):
         read_series(rec)
+
+
+def test_the_datamodule_reports_a_stack_without_positions_instead_of_training_on_its_slices(tmp_path):
+    """The issue's case: 12 files with orientation and SliceLocation but no ImagePositionPatient were 12
+    one-slice volumes the DataModule trained on; now one volume, refused with the reason, reported."""
+    from lightning_dicom import DicomDataModule
+    from lightning_dicom.demo.synthetic import write_dataset
+
+    root = tmp_path / "data"
+    series = write_dataset(root, n_patients=3, shape_zyx=(12, 16, 16), spacing=(1.0, 1.0, 2.0), seed=5)
+    _strip(series[0].files, "ImagePositionPatient")
+    dm = DicomDataModule(
+        root=root,
+        labels=root / "labels.csv",
+        work_dir=tmp_path / "work",
+        preprocessing={"spacing": [2.0, 2.0, 2.0], "window": [-200, 400], "size": [8, 12, 12]},
+        split={"val": 0.34, "seed": 3},
+        progress=False,
+        loader={"batch_size": 1, "num_workers": 0},
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    failed = dict(dm.report["series_failed"])
+    assert list(failed) == [series[0].series_uid]
+    assert "ImagePositionPatient (0020,0032) missing in 12 of 12 files" in failed[series[0].series_uid]
+    seen = {b["meta"]["series_id"][0] for b in dm.predict_dataloader()}
+    assert seen == {s.series_uid for s in series[1:]}
