@@ -11,6 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from pydicom.uid import SecondaryCaptureImageStorage
 
 from lightning_dicom.demo.synthetic import direction_from_orientation, make_phantom, write_series
 from lightning_dicom.demo.synthetic_stacks import write_irregular_series, write_multiframe
@@ -153,10 +154,18 @@ def test_a_stack_without_orientation_is_refused_naming_it(tmp_path):
         read_series(rec)
 
 
-def test_projection_images_without_geometry_stay_2d_images(tmp_path):
-    s = write_series(tmp_path, make_phantom((3, 8, 8), seed=1), modality="OT", seed=2)
+@pytest.mark.parametrize("modality", ["OT", "CT-screenshot"])
+def test_projection_images_without_geometry_stay_2d_images(tmp_path, modality):
+    """Other images (here OT, and CT Secondary Captures such as dose reports) without position stay one
+    2D volume each."""
+    s = write_series(tmp_path, make_phantom((3, 8, 8), seed=1), modality=modality[:2], seed=2)
     _strip(s.files, "ImagePositionPatient")
     _strip(s.files, "ImageOrientationPatient")
+    if modality == "CT-screenshot":
+        for path in s.files:
+            ds = pydicom.dcmread(path)
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+            ds.save_as(path)
     series = _series(tmp_path)
     assert [r.n_slices for r in series] == [1, 1, 1] and not any(r.geometry_problem for r in series)
     assert all(read_series(r).GetSize() == (8, 8, 1) for r in series)

@@ -64,7 +64,7 @@ import numpy as np
 from lightning_dicom.dicom import nm, uids
 from lightning_dicom.dicom.mosaic import is_mosaic, mosaic_layout, tile_shape
 from lightning_dicom.dicom.parser import CHUNK as _CHUNK  # noqa: F401 - tests size files by it
-from lightning_dicom.dicom.parser import Fallback, fast_dataset, fast_reader_available
+from lightning_dicom.dicom.parser import fast_dataset, fast_reader_available
 from lightning_dicom.dicom.pixel_data import decoder_problem, pixel_data_problem, raw_problem
 from lightning_dicom.errors import NotDicomError
 
@@ -502,9 +502,7 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         )
 
     mosaic: dict[str, Any] = {}
-    if is_mosaic(ds.get("ImageType")):  # Siemens mosaic: a grid of tiles -> slices (dicom/mosaic.py)
-        if not hasattr(ds, "private_block"):
-            raise Fallback  # the fast reader keeps no private elements: pydicom reads the CSA header
+    if is_mosaic(ds):  # Siemens mosaic: a grid of tiles -> slices (dicom/mosaic.py)
         stored: dict[str, Any] = {"rows": rows, "cols": cols, "n_frames": n_frames, "iop": iop, "ipp": ipp}
         stored.update(pixel_spacing=spacing, slice_gap=gap, slice_thickness=thickness)
         mosaic = mosaic_layout(ds, stored, path)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from lightning_dicom import io
+from lightning_dicom.dicom.parser import Fallback
 from lightning_dicom.errors import NotDicomError, SeriesError
 
 __all__ = [
@@ -54,12 +55,16 @@ MR_HEADER_CREATOR = "SIEMENS MR HEADER"
 _NORMAL_TOLERANCE = 1e-3
 
 
-def is_mosaic(image_type: Any) -> bool:
-    """ImageType (0008,0008) holds the value ``MOSAIC`` (a str with backslashes, or a list of values)."""
-    if image_type is None:
+def is_mosaic(ds: Any) -> bool:
+    """ImageType (0008,0008) holds the value ``MOSAIC`` (a malformed ImageType counts as no)."""
+    try:
+        image_type = ds.get("ImageType")
+        if image_type is None:
+            return False
+        values = str(image_type).split("\\") if isinstance(image_type, (str, bytes)) else list(image_type)
+        return any(str(v).strip().upper() == "MOSAIC" for v in values)
+    except Exception:  # a value pydicom cannot convert: not a reason to lose the file
         return False
-    values = str(image_type).split("\\") if isinstance(image_type, (str, bytes)) else list(image_type)
-    return any(str(v).strip().upper() == "MOSAIC" for v in values)
 
 
 def read_csa(ds: Any) -> dict[str, Any]:
@@ -149,6 +154,8 @@ def mosaic_layout(ds: Any, h: dict[str, Any], path: str) -> dict[str, Any]:
         NotDicomError: no tile count, a grid that does not divide Rows/Columns, a multi-frame
             mosaic, a SliceNormalVector off the image normal, or no slice spacing.
     """
+    if not hasattr(ds, "private_block"):
+        raise Fallback  # the fast reader keeps no private elements: pydicom reads the CSA header
     csa = read_csa(ds)
     n = _tile_count(ds, csa, path)
     grid = math.ceil(math.sqrt(n))

@@ -58,7 +58,14 @@ def _pointers(value: Any) -> list[int]:
 
 def frames_problem(ds: Any, n_frames: int) -> str | None:
     """Why the frames of an NM multi-frame file are not the slices of one volume (None when they are,
-    or when the file is not NM multi-frame)."""
+    or when the file is not NM multi-frame, or its NM attributes cannot be read)."""
+    try:
+        return _frames_problem(ds, n_frames)
+    except Exception:  # a malformed value: judged by the positions alone, never a reason to lose the file
+        return None
+
+
+def _frames_problem(ds: Any, n_frames: int) -> str | None:
     if str(ds.get("Modality", "") or "").upper() != "NM" or n_frames < 2:
         return None
     raw = ds.get("ImageType") or []

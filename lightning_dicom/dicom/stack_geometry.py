@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from lightning_dicom.dicom import uids
 from lightning_dicom.errors import SeriesError
 
 __all__ = [
@@ -229,9 +230,13 @@ def plan(rec: Any, irregular: str, gap_tolerance: float, *, colour: bool = False
 # -- missing positions (used by the index when it groups files into volumes) ----------------------------
 def slice_of_stack(f: dict[str, Any]) -> bool:
     """Whether a single-frame file (an index row) is a slice of a stack: it has ImagePositionPatient or
-    ImageOrientationPatient, or its modality is cross-sectional (:data:`CROSS_SECTIONAL`). Other files
-    (projection images without geometry) are 2D images, each a volume of its own."""
-    return bool(f["iop"] or f["ipp"]) or (f["modality"] or "").upper() in CROSS_SECTIONAL
+    ImageOrientationPatient, or its modality is cross-sectional (:data:`CROSS_SECTIONAL`) and it is not a
+    Secondary Capture. Other files (projection images, screenshots without geometry) are 2D images,
+    each a volume of its own."""
+    if f["iop"] or f["ipp"]:
+        return True
+    secondary = (f["sop_class_uid"] or "").startswith(uids.SECONDARY_CAPTURE_STORAGE)  # screenshots, pages
+    return not secondary and (f["modality"] or "").upper() in CROSS_SECTIONAL
 
 
 def missing_geometry(members: Sequence[dict[str, Any]]) -> str:
