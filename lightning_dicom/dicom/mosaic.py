@@ -31,13 +31,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lightning_dicom import io
 from lightning_dicom.dicom.parser import Fallback
 from lightning_dicom.errors import NotDicomError, SeriesError
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+    from lightning_dicom.dicom.index import SeriesRecord
 
 __all__ = [
     "CSA_CREATOR",
@@ -205,7 +210,7 @@ def tile_shape(h: dict[str, Any]) -> None:
         h["n_frames"] = n
 
 
-def unpack_mosaic(image: Any, rec: Any) -> Any:
+def unpack_mosaic(image: sitk.Image, rec: SeriesRecord) -> sitk.Image:
     """The decoded mosaic (a ``SimpleITK.Image`` of one slice, ``g r x g c`` pixels) as ``n`` slices of
     ``r x c`` pixels in tile order (z-y-x array order; geometry is set by the caller from ``rec``, a
     :class:`~lightning_dicom.dicom.index.SeriesRecord` whose ``rows``/``cols``/``n_slices`` are a tile's)."""

@@ -37,12 +37,15 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lightning_dicom.dicom import uids
 from lightning_dicom.errors import SeriesError
+
+if TYPE_CHECKING:
+    from lightning_dicom.dicom.index import SeriesRecord
 
 __all__ = [
     "CROSS_SECTIONAL",
@@ -117,7 +120,7 @@ def in_plane_fit(offsets: np.ndarray, depth: np.ndarray) -> tuple[float, float, 
     return slope * float(depth.max() - depth.min()), scatter, slope
 
 
-def _refuse(rec: Any, message: str) -> SeriesError:
+def _refuse(rec: SeriesRecord, message: str) -> SeriesError:
     return SeriesError(message, series_uid=rec.series_uid, path=rec.files[0])
 
 
@@ -145,7 +148,9 @@ def _gap_reason(gaps: np.ndarray, med: float, gap_tolerance: float) -> tuple[str
     ), missing
 
 
-def plan(rec: Any, irregular: str, gap_tolerance: float, *, colour: bool = False) -> Resampling | None:
+def plan(
+    rec: SeriesRecord, irregular: str, gap_tolerance: float, *, colour: bool = False
+) -> Resampling | None:
     """None for a regular stack (a :class:`~lightning_dicom.dicom.index.SeriesRecord`); else how to
     resample it (``irregular="resample"``).
 
@@ -157,7 +162,7 @@ def plan(rec: Any, irregular: str, gap_tolerance: float, *, colour: bool = False
     """
     check_mode(irregular, gap_tolerance)
     gap_tolerance = float(gap_tolerance)
-    if getattr(rec, "geometry_problem", ""):
+    if rec.geometry_problem:
         raise _refuse(rec, rec.geometry_problem)
     if len(rec.positions) < 2 or not rec.has_geometry:
         return None
