@@ -166,3 +166,15 @@ def test_mosaics_of_one_series_are_one_volume_each(tmp_path):
     series, _ = _index(tmp_path)
     assert [(s.n_slices, s.rows, s.cols) for s in series] == [(5, 4, 4), (5, 4, 4)]
     assert {to_array(read_series(s)).sum() for s in series} == {int(vol.sum()), int(vol.sum()) + vol.size}
+
+
+def test_an_implicit_vr_mosaic_reads_the_same(tmp_path):
+    """Private elements of an implicit-VR file carry no VR: the CSA header and (0019,xx0A) are still found."""
+    vol = np.arange(5 * 4 * 4, dtype=np.uint16).reshape(5, 4, 4)
+    m = write_mosaic(tmp_path / "explicit" / "m.dcm", vol, normal_sign=-1)
+    ds = pydicom.dcmread(m.path)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.save_as(tmp_path / "implicit.dcm", implicit_vr=True, little_endian=True)
+    explicit, implicit = read_series(m.path), read_series(tmp_path / "implicit.dcm")
+    assert implicit.GetSize() == (4, 4, 5) and implicit.GetOrigin() == explicit.GetOrigin()
+    np.testing.assert_array_equal(to_array(implicit), vol[::-1])  # CSA normal -z: tile 4 is the lowest
