@@ -43,6 +43,17 @@ class _MetaTable:
         self.spacing = np.array([m["spacing"] for m in metas], dtype=np.float64).reshape(-1, 3)
         self.origin = np.array([m["origin"] for m in metas], dtype=np.float64).reshape(-1, 3)
         self.direction = np.array([m["direction"] for m in metas], dtype=np.float64).reshape(-1, 9)
+        self.has_inputs = bool(metas) and all("inputs" in m for m in metas)
+        if self.has_inputs:  # subjects: each channel's source series, and which inputs are zero channels
+            self.inputs = np.array([m["inputs"] for m in metas], dtype=np.str_)
+            names = [[p.split("=", 1)[0] for p in m["inputs"].split("|")] for m in metas]
+            self.missing_inputs = np.array(
+                [
+                    [n in m.get("missing_inputs", ()) for n in row]
+                    for row, m in zip(names, metas, strict=True)
+                ],
+                dtype=bool,
+            )
         self.has_source = bool(metas) and all("source" in m for m in metas)
         if self.has_source:  # the source series' grid, for to_source_geometry
             self.source_spacing = np.array([m["source"]["spacing"] for m in metas], np.float64).reshape(-1, 3)
@@ -60,6 +71,9 @@ class _MetaTable:
             "direction": torch.from_numpy(self.direction[i].copy()),
             "index": i,
         }
+        if self.has_inputs:
+            out["inputs"] = str(self.inputs[i])
+            out["missing_inputs"] = torch.from_numpy(self.missing_inputs[i].copy())
         if self.has_source:
             for k in ("source_spacing", "source_origin", "source_direction", "source_size"):
                 out[k] = torch.from_numpy(getattr(self, k)[i].copy())
