@@ -10,7 +10,7 @@ this process with torch single-threaded as ``run.py`` does:
 - ``DataModule``: ``DicomDataModule.train_dataloader()`` (the loader the module builds for cached data on a
   CPU trainer) over these entries, each batch through ``on_after_batch_transfer``;
 - ``(c)``: ``run.py``'s ``ThreadLoader`` ("main-process thread pool, f32 cast in the threads"), imported
-  from ``run.py`` so the definition is the same;
+  from ``ld_bench.handoff`` (the package behind ``run.py``) so the definition is the same;
 
 for whole volumes and for patches at the same batch size and thread count. Every batch is summed as float32
 (``run.py``'s touch). Rate = median over the epochs after the first; the rows alternate (DataModule, (c),
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ThreadLoader  # noqa: E402  the variant (c) definition
+from ld_bench.handoff import ThreadLoader  # noqa: E402  the variant (c) definition (run.py's)
 
 from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset  # noqa: E402
 from lightning_dicom.datamodule import DicomDataModule  # noqa: E402

@@ -406,32 +406,12 @@ class DicomDataModule(pl.LightningDataModule):
             "prefetch_factor": lc.prefetch_factor if workers else None,
         }
         n_threads = (lc.num_threads or max(2, lc.num_workers)) if threads else 1
-        if (
-            threads
-            and isinstance(self.datasets[part], (CachedVolumeDataset, PatchDataset))
-            and part != "predict"
-        ):
-            return feed_loader(  # type: ignore[no-any-return]
-                self.datasets[part],  # type: ignore[arg-type]
-                cache=self.config.cache,
-                device=torch.device("cpu") if self.trainer is None else self.trainer.strategy.root_device,
-                train=part == "train",
-                batch_size=lc.batch_size,
-                threads=n_threads,
-                world=world,
-                rank=rank,
-                shuffle=shuffle,
-                seed=self.config.split.seed,
-                mask_dtype=torch.int64
-                if self.config.masks is not None and self.config.masks.mode == "labels"
-                else None,
-            )
         cast = torch.float32 if threads and self._device_type() == "cpu" else None
         base = self.datasets[part]
         volumes = getattr(base, "volumes", base)  # PatchDataset reads through its CachedVolumeDataset
+        labels_mode = self.config.masks is not None and self.config.masks.mode == "labels"
         if isinstance(volumes, CachedVolumeDataset):
             volumes.image_dtype = cast  # copy + cast in one pass, in the reading thread
-            labels_mode = self.config.masks is not None and self.config.masks.mode == "labels"
             volumes.mask_dtype = torch.int64 if cast is not None and labels_mode else None
         dataset = BatchDataset(base, collate, threads=n_threads, image_dtype=cast)
         if part == "train" and lc.sampler == "balanced":
@@ -457,6 +437,21 @@ class DicomDataModule(pl.LightningDataModule):
                 rank=rank,
                 shuffle=shuffle,
                 seed=self.config.split.seed,
+            )
+        if threads and isinstance(base, (CachedVolumeDataset, PatchDataset)) and part != "predict":
+            return feed_loader(  # type: ignore[no-any-return]  resident, pinned ring or host threads
+                base,
+                cache=self.config.cache,
+                device=torch.device("cpu") if self.trainer is None else self.trainer.strategy.root_device,
+                train=part == "train",
+                batch_size=lc.batch_size,
+                threads=n_threads,
+                world=world,
+                rank=rank,
+                shuffle=shuffle,
+                seed=self.config.split.seed,
+                mask_dtype=torch.int64 if cast is not None and labels_mode else None,
+                sampler=sampler if isinstance(sampler, BalancedBatchSampler) else None,
             )
         if threads:
             return ThreadedDataLoader(

@@ -60,10 +60,13 @@ def feed_loader(
     shuffle: bool,
     seed: int,
     mask_dtype: torch.dtype | None = None,
+    sampler: ShardBatchSampler | None = None,
     free_bytes: int | None = None,
 ) -> Any:
     """The loader for one split of cached data (see the module's table). ``mask_dtype``: masks' dtype in
-    batches on a CPU (on an accelerator they travel as uint8); ``free_bytes`` overrides the device's free
+    batches on a CPU (on an accelerator they travel as uint8); ``sampler``: one that replaces the
+    exactly-once shard sampler (the 'balanced' sampler; global indices, so a set resident only as a shard falls
+    back to the pinned ring); ``free_bytes`` overrides the device's free
     memory (tests)."""
     volumes = base.volumes if isinstance(base, PatchDataset) else base
     patches = base if isinstance(base, PatchDataset) else None
@@ -81,9 +84,10 @@ def feed_loader(
         volumes.image_dtype = torch.float32  # copy + cast in one pass, in the loader's threads
         volumes.mask_dtype = mask_dtype
     dataset = AssembledBatches(BatchAssembler(volumes, patches))
-    sampler = ShardBatchSampler(
-        len(dataset), batch_size, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed
-    )
+    if sampler is None:
+        sampler = ShardBatchSampler(
+            len(dataset), batch_size, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed
+        )
     if on_accel:
         return DeviceFeedLoader(
             dataset,
@@ -107,13 +111,16 @@ def _resident(
     shuffle: bool,
     seed: int,
     free_bytes: int | None,
+    given: ShardBatchSampler | None = None,
 ) -> Any:
     size = patches.size if patches is not None else None
     nbytes = volume_bytes(volumes, size)
     if free_bytes is None:
         free_bytes = int(torch.cuda.mem_get_info(device)[0])
     mode, keep = plan_residency(nbytes, world, rank, free_bytes, cache.device_budget, seed)
-    if mode == "none":
+    if mode == "shard" and given is not None and cache.device != "cuda":
+        return None  # the given sampler draws from every volume: only a whole resident set can serve it
+    if mode == "none" or (mode == "shard" and given is not None):
         if cache.device == "cuda":
             raise ConfigError(
                 f"cache.device 'cuda': the training set needs {nbytes.sum() / 2**30:.1f} GiB, more than "
@@ -128,7 +135,9 @@ def _resident(
     generator.manual_seed(int(torch.initial_seed() % 2**63) + rank)
     dataset = ResidentBatches(resident, per_volume, fraction, generator)
     sampler: ShardBatchSampler
-    if mode == "whole":
+    if given is not None:
+        sampler = given
+    elif mode == "whole":
         sampler = ShardBatchSampler(
             len(dataset), batch_size, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed
         )
