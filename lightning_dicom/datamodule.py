@@ -439,7 +439,8 @@ class DicomDataModule(pl.LightningDataModule):
                 seed=self.config.split.seed,
             )
         if threads and isinstance(base, (CachedVolumeDataset, PatchDataset)) and part != "predict":
-            return feed_loader(  # type: ignore[no-any-return]  resident, pinned ring or host threads
+            # resident on the device, the pinned ring, or host threads: data/feeding.py
+            return feed_loader(  # type: ignore[no-any-return]
                 base,
                 cache=self.config.cache,
                 device=torch.device("cpu") if self.trainer is None else self.trainer.strategy.root_device,

@@ -270,3 +270,28 @@ def test_a_pinned_slot_is_never_overwritten_while_its_copy_is_in_flight(tmp_path
         else:
             copied[slot] = True
     assert sum(k == "write" for k, _, _ in log) == 18
+
+
+def test_a_given_sampler_is_kept_by_the_host_and_resident_paths(tmp_path):
+    from lightning_dicom.data.balanced import BalancedBatchSampler
+
+    vols = make_volumes(tmp_path)
+    weights = np.array([1.0, 0, 0, 0, 0, 1.0])  # only volumes 0 and 5 are drawn
+    sampler = BalancedBatchSampler(weights, 2, 8, seed=1)
+    host = feed_loader(
+        vols, cache=CacheConfig(), device=torch.device("cpu"), train=True, batch_size=2, threads=2,
+        world=1, rank=0, shuffle=True, seed=0, sampler=sampler,
+    )  # fmt: skip
+    drawn = [i for b in host for i in b["meta"]["index"].tolist()]
+    assert len(drawn) == 8 and set(drawn) <= {0, 5}
+    assert host.dataset.assembler.volumes.image_dtype == torch.float32
+    resident = _resident(vols, None, CacheConfig(), torch.device("cpu"), 2, 1, 0, True, 0, 10**9, sampler)
+    assert resident.sampler is sampler
+    drawn = [i for b in resident for i in b["meta"]["index"].tolist()]
+    assert len(drawn) == 8 and set(drawn) <= {0, 5}
+    # a shard-only resident set cannot serve a sampler over every volume: the pinned ring takes over
+    sharded = BalancedBatchSampler(weights, 2, 8, num_replicas=2, rank=0, seed=1)
+    nbytes = int(volume_bytes(vols).sum())
+    assert (
+        _resident(vols, None, CacheConfig(), torch.device("cpu"), 2, 2, 0, True, 0, nbytes, sharded) is None
+    )

@@ -79,7 +79,7 @@ class DeviceVolumeCache:
     def __init__(
         self,
         volumes: CachedVolumeDataset,
-        keep: Sequence[int],
+        keep: Sequence[int] | np.ndarray,
         device: torch.device | str,
         patch: Sequence[int] | None = None,
     ) -> None:
