@@ -125,6 +125,9 @@ class HostTransfer:
 
         return {k: v.clone() for k, v in tensors.items()}, Done()
 
+    def ready(self, tensors: dict[str, torch.Tensor], event: Any) -> None:
+        return None
+
 
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:

@@ -240,7 +240,12 @@ class ResidentBatches(Dataset):
     def __getitem__(self, indices: list[int]) -> dict[str, Any]:
         c = self.cache
         host = [i // self.per_volume for i in indices]
-        local = torch.as_tensor(host, dtype=torch.int64).to(c.device, non_blocking=True)
+        local = torch.as_tensor(host, dtype=torch.int64)
+        if (
+            c.device.type == "cuda"
+        ):  # from pinned memory the copy is asynchronous (pageable would sync the stream)
+            local = local.pin_memory()
+        local = local.to(c.device, non_blocking=True)
         starts = c.starts(local, self.foreground_fraction, self.generator) if c.patch is not None else None
         cut = (lambda m: c.crop(local, starts, m)) if starts is not None else (lambda m: c.whole(local, m))
         batch: dict[str, Any] = {"image": cut(False)}

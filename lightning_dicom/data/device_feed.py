@@ -36,16 +36,19 @@ class Event(Protocol):
 
 
 class Transfer(Protocol):
-    """Copies a slot's host tensors to the device asynchronously; returns the device tensors and an event
-    that completes when the copy has finished reading the host buffers."""
+    """Copies a slot's host tensors to the device asynchronously (``copy``: the device tensors and an event
+    that completes when the copy has finished reading the host buffers), and makes the consumer wait for
+    that copy when the batch is handed out (``ready``)."""
 
     pin: bool
 
     def copy(self, tensors: dict[str, torch.Tensor], slot: int) -> tuple[dict[str, torch.Tensor], Event]: ...
 
+    def ready(self, tensors: dict[str, torch.Tensor], event: Event) -> None: ...
+
 
 class CudaTransfer:
-    """Host->device copies on a side CUDA stream; the current (compute) stream waits for each copy."""
+    """Host->device copies on a side CUDA stream, ordered before the compute stream's use of each batch."""
 
     pin = True
 
@@ -54,16 +57,19 @@ class CudaTransfer:
         self.stream = torch.cuda.Stream(device=device)
 
     def copy(self, tensors: dict[str, torch.Tensor], slot: int) -> tuple[dict[str, torch.Tensor], Event]:
-        compute = torch.cuda.current_stream(self.device)
-        self.stream.wait_stream(compute)  # device memory freed by earlier steps is reusable by this copy
         with torch.cuda.stream(self.stream):
             out = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
             event = torch.cuda.Event()
             event.record(self.stream)
-        compute.wait_event(event)  # the step's kernels run after the copy, without blocking the host
-        for v in out.values():
-            v.record_stream(compute)  # allocated on the side stream, used on the compute stream
         return out, event
+
+    def ready(self, tensors: dict[str, torch.Tensor], event: Event) -> None:
+        """The compute stream waits for this batch's copy only (later batches' copies keep running), and
+        the caching allocator learns that the side stream's tensors are used on the compute stream."""
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_event(event)  # type: ignore[arg-type]
+        for v in tensors.values():
+            v.record_stream(compute)
 
 
 class _Done:
@@ -116,7 +122,7 @@ class DeviceFeedLoader(ThreadedDataLoader):
         counter = itertools.count()
         source = iter(batches)
         pending: deque[Future] = deque()
-        copied: deque[dict[str, Any]] = deque()
+        copied: deque[tuple[dict[str, Any], dict[str, torch.Tensor], Event]] = deque()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lightning_dicom-feed")
 
         def submit() -> None:
@@ -136,9 +142,11 @@ class DeviceFeedLoader(ThreadedDataLoader):
                     self.events[slot] = event
                     if self.log is not None:
                         self.log.append(("copy", slot, n))
-                    copied.append({**batch, **dev})
+                    copied.append(({**batch, **dev}, dev, event))
                     submit()
-                yield copied.popleft()
+                batch, dev, event = copied.popleft()
+                self.transfer.ready(dev, event)
+                yield batch
         finally:
             for f in pending:
                 f.cancel()
