@@ -299,3 +299,31 @@ def test_a_given_sampler_is_kept_by_the_host_and_resident_paths(tmp_path):
     assert (
         _resident(vols, None, CacheConfig(), torch.device("cpu"), 2, 2, 0, True, 0, nbytes, sharded) is None
     )
+
+
+def test_subject_and_source_metadata_travel_on_every_path(tmp_path):
+    vols = make_volumes(tmp_path, n=3)
+    metas = []
+    for i in range(3):
+        m = {"series_id": f"study:{i}", "spacing": [1, 1, 2], "origin": [0, 0, i], "shape": list(SHAPE)}
+        m["direction"] = [1, 0, 0, 0, 1, 0, 0, 0, 1]
+        m["inputs"] = f"t1=1.2.{i}|t2=1.3.{i}"
+        m["missing_inputs"] = ["t2"] if i == 1 else []
+        m["source"] = {
+            "spacing": [0.5, 0.5, 1],
+            "origin": [1, 2, 3],
+            "direction": m["direction"],
+            "size": [9, 9, 9],
+        }
+        metas.append(m)
+    vols = CachedVolumeDataset(
+        vols.paths, metas, None, None, vols.mask_paths, [vols.foreground(i) for i in range(3)]
+    )
+    got = BatchAssembler(vols)([2, 1])
+    assert_same(got, collate([vols[2], vols[1]]))
+    assert got["meta"]["inputs"] == ["t1=1.2.2|t2=1.3.2", "t1=1.2.1|t2=1.3.1"]
+    assert got["meta"]["missing_inputs"].tolist() == [[False, False], [False, True]]
+    dev = DeviceVolumeCache(vols, [1, 2], "cpu", patch=(4, 8, 8))
+    meta = dev.meta(torch.tensor([1, 0]), None)
+    assert meta["inputs"] == got["meta"]["inputs"] and meta["index"].tolist() == [2, 1]
+    assert meta["source_size"].tolist() == [[9, 9, 9]] * 2

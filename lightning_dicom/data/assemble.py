@@ -44,16 +44,7 @@ def batch_meta(
 ) -> dict[str, Any]:
     """Metadata of a batch of volume indices ``vols`` [B] (patch ``starts`` [B, 3] z-y-x, if patches)."""
     t = volumes.meta
-    meta: dict[str, Any] = {
-        "series_id": [str(s) for s in t.series_id[vols]],
-        "spacing": torch.from_numpy(t.spacing[vols]),
-        "origin": torch.from_numpy(t.origin[vols]),
-        "direction": torch.from_numpy(t.direction[vols]),
-        "index": torch.from_numpy(vols.astype(np.int64)),
-    }
-    if t.has_source:
-        for k in ("source_spacing", "source_origin", "source_direction", "source_size"):
-            meta[k] = torch.from_numpy(getattr(t, k)[vols])
+    meta = t.batch(vols)
     if starts is not None:  # origin of the patch's first voxel: origin + direction @ (start_xyz * spacing)
         offset = starts[:, ::-1].astype(np.float64) * t.spacing[vols]
         shift = np.einsum("bij,bj->bi", t.direction[vols].reshape(-1, 3, 3), offset)

@@ -79,6 +79,24 @@ class _MetaTable:
                 out[k] = torch.from_numpy(getattr(self, k)[i].copy())
         return out
 
+    def batch(self, idx: np.ndarray) -> dict[str, Any]:
+        """What ``default_collate([get(i) for i in idx])`` returns, gathered from the arrays at once
+        (strings as lists, arrays stacked ``[B, ...]``, ``index`` int64 ``[B]``)."""
+        out: dict[str, Any] = {
+            "series_id": [str(x) for x in self.series_id[idx]],
+            "spacing": torch.from_numpy(self.spacing[idx]),
+            "origin": torch.from_numpy(self.origin[idx]),
+            "direction": torch.from_numpy(self.direction[idx]),
+            "index": torch.from_numpy(np.asarray(idx, dtype=np.int64)),
+        }
+        if self.has_inputs:
+            out["inputs"] = [str(x) for x in self.inputs[idx]]
+            out["missing_inputs"] = torch.from_numpy(self.missing_inputs[idx])
+        if self.has_source:
+            for k in ("source_spacing", "source_origin", "source_direction", "source_size"):
+                out[k] = torch.from_numpy(getattr(self, k)[idx])
+        return out
+
 
 def _tensor(arr: np.ndarray | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A private, contiguous copy of ``arr`` (a memory map or a view of one) as a tensor of ``dtype``.

@@ -85,7 +85,6 @@ class DeviceVolumeCache:
     ) -> None:
         self.device = torch.device(device)
         self.keep = np.asarray(keep, np.int64)
-        self.keep_t = torch.as_tensor(self.keep, device=self.device)
         self.patch = tuple(int(s) for s in patch) if patch is not None else None
         images, masks, fgs = [], [], []
         for v in self.keep.tolist():
@@ -105,12 +104,10 @@ class DeviceVolumeCache:
         self.fg_count = torch.tensor(counts, dtype=torch.int64, device=self.device)
         self.fg_offset = torch.tensor(np.cumsum([0, *counts[:-1]]), dtype=torch.int64, device=self.device)
         self.fg = torch.cat(fgs).to(self.device) if fgs else torch.zeros(0, 3, dtype=torch.int64)
-        t = volumes.meta
+        table = volumes.meta.batch(self.keep)  # tensors go to the device, lists of strings stay here
+        self.meta_tensors = {k: v.to(self.device) for k, v in table.items() if isinstance(v, torch.Tensor)}
+        self.meta_lists = {k: v for k, v in table.items() if not isinstance(v, torch.Tensor)}
         idx = self.keep
-        self.spacing = torch.from_numpy(t.spacing[idx]).to(self.device)
-        self.origin = torch.from_numpy(t.origin[idx]).to(self.device)
-        self.direction = torch.from_numpy(t.direction[idx]).to(self.device)
-        self.series_id = [str(s) for s in t.series_id[idx]]
         self.labels = (
             torch.from_numpy(volumes.labels[idx]).to(self.device) if volumes.labels is not None else None
         )
@@ -202,13 +199,9 @@ class DeviceVolumeCache:
     ) -> dict[str, Any]:
         """Batch metadata as :func:`~lightning_dicom.data.assemble.batch_meta`, gathered on the device
         (``host``: the same local indices as a host list, so naming the series needs no device sync)."""
-        meta: dict[str, Any] = {
-            "series_id": [self.series_id[i] for i in (local.tolist() if host is None else host)],
-            "spacing": self.spacing[local],
-            "origin": self.origin[local],
-            "direction": self.direction[local],
-            "index": self.keep_t[local],
-        }
+        rows = local.tolist() if host is None else host
+        meta: dict[str, Any] = {k: [v[i] for i in rows] for k, v in self.meta_lists.items()}
+        meta.update({k: v[local] for k, v in self.meta_tensors.items()})
         if starts is not None:
             offset = starts.flip(1).double() * meta["spacing"]
             meta["origin"] = meta["origin"] + torch.einsum(
