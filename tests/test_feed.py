@@ -327,3 +327,19 @@ def test_subject_and_source_metadata_travel_on_every_path(tmp_path):
     meta = dev.meta(torch.tensor([1, 0]), None)
     assert meta["inputs"] == got["meta"]["inputs"] and meta["index"].tolist() == [2, 1]
     assert meta["source_size"].tolist() == [[9, 9, 9]] * 2
+
+
+def test_device_cache_of_volumes_of_different_shapes_pads_and_slices(tmp_path):
+    vols = make_volumes(tmp_path, shapes=[SHAPE, (1, 3, 10, 12)])
+    dev = DeviceVolumeCache(vols, [0, 1], "cpu", patch=(4, 8, 8))
+    assert not dev.stacked and dev.shapes.tolist() == [[6, 10, 12], [4, 10, 12]]
+    thin = torch.from_numpy(np.load(vols.paths[1]))
+    crop = dev.crop(torch.tensor([1, 0]), torch.tensor([[0, 1, 2], [2, 2, 4]]))
+    assert torch.equal(crop[0, :, :3], thin[:, :, 1:9, 2:10])
+    assert torch.equal(crop[0, :, 3], torch.full((1, 8, 8), float(thin.min()), dtype=torch.float16)[:, :, :])
+    assert torch.equal(
+        dev.crop(torch.tensor([1]), torch.tensor([[0, 0, 0]]), masks=True)[0, :, 3],
+        torch.zeros(1, 8, 8, dtype=torch.uint8),
+    )
+    with pytest.raises(ConfigError, match="differ in shape"):
+        DeviceVolumeCache(vols, [0, 1], "cpu").whole(torch.tensor([0, 1]))

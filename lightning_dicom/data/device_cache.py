@@ -86,20 +86,36 @@ class DeviceVolumeCache:
         self.device = torch.device(device)
         self.keep = np.asarray(keep, np.int64)
         self.patch = tuple(int(s) for s in patch) if patch is not None else None
-        images, masks, fgs = [], [], []
-        for v in self.keep.tolist():
-            images.append(self._upload(volumes.volume(v), None))
+        spatial = volumes.shapes[self.keep, 1:] if len(self.keep) else np.zeros((0, 3), np.int64)
+        if self.patch is not None:
+            spatial = np.maximum(spatial, np.asarray(self.patch, np.int64))
+        self.stacked = len({tuple(x) for x in spatial.tolist()}) == 1
+        images: list[torch.Tensor] = []
+        masks: list[torch.Tensor] = []
+        fgs = []
+        for j, v in enumerate(
+            self.keep.tolist()
+        ):  # into one preallocated stack: no second copy on the device
+            image = self._upload(volumes.volume(v), None)
             mask = volumes.mask(v)
+            if self.stacked and j == 0:
+                images = torch.empty((len(self.keep), *image.shape), dtype=image.dtype, device=self.device)  # type: ignore[assignment]
+            if self.stacked:
+                images[j] = image
+            else:
+                images.append(image)
             if mask is not None:
-                masks.append(self._upload(mask, 0))
+                m = self._upload(mask, 0)
+                if self.stacked and j == 0:
+                    masks = torch.empty((len(self.keep), *m.shape), dtype=m.dtype, device=self.device)  # type: ignore[assignment]
+                if self.stacked:
+                    masks[j] = m
+                else:
+                    masks.append(m)
             fgs.append(torch.as_tensor(np.asarray(volumes.foreground(v), np.int64)).reshape(-1, 3))
-        shapes = {tuple(t.shape) for t in images}
-        self.stacked = len(shapes) == 1
-        self.images: torch.Tensor | list[torch.Tensor] = torch.stack(images) if self.stacked else images
-        self.masks: torch.Tensor | list[torch.Tensor] | None = None
-        if masks:
-            self.masks = torch.stack(masks) if self.stacked else masks
-        self.shapes = torch.tensor([t.shape[1:] for t in images], dtype=torch.int64, device=self.device)
+        self.images: torch.Tensor | list[torch.Tensor] = images
+        self.masks: torch.Tensor | list[torch.Tensor] | None = masks if len(masks) else None
+        self.shapes = torch.as_tensor(spatial, dtype=torch.int64).to(self.device)
         counts = [len(f) for f in fgs]
         self.fg_count = torch.tensor(counts, dtype=torch.int64, device=self.device)
         self.fg_offset = torch.tensor(np.cumsum([0, *counts[:-1]]), dtype=torch.int64, device=self.device)
