@@ -86,6 +86,7 @@ class DeviceVolumeCache:
         self.device = torch.device(device)
         self.keep = np.asarray(keep, np.int64)
         self.patch = tuple(int(s) for s in patch) if patch is not None else None
+        self.size_t = torch.tensor(self.patch or (0, 0, 0), dtype=torch.int64, device=self.device)
         spatial = volumes.shapes[self.keep, 1:] if len(self.keep) else np.zeros((0, 3), np.int64)
         if self.patch is not None:
             spatial = np.maximum(spatial, np.asarray(self.patch, np.int64))
@@ -156,7 +157,7 @@ class DeviceVolumeCache:
     ) -> torch.Tensor:
         """Patch starts [B, 3] (z-y-x) for local volume indices ``local`` [B], drawn on the device."""
         assert self.patch is not None
-        size = torch.tensor(self.patch, dtype=torch.int64, device=self.device)
+        size = self.size_t  # made once: a tensor built from a list on a GPU is a synchronous copy
         hi = (self.shapes[local] - size).clamp(min=0)  # [B, 3]
         u = torch.rand(local.shape[0], 4, generator=generator, device=self.device)
         starts = (u[:, :3] * (hi + 1)).long().clamp(max=hi)
