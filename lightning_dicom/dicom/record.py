@@ -108,6 +108,9 @@ class SeriesRecord:
     file_frames: int = 0
     frame_rescale: tuple[tuple[float, float], ...] = field(default=(), repr=False)
     base_rescale: tuple[float, float] = (1.0, 0.0)
+    refusal: tuple[str, str] = ("", "")
+    """(file, reason) when the slices share positions and nothing separates them into volumes
+    (:mod:`lightning_dicom.dicom.volumes`): reading raises it."""
     raw_pixels: tuple[tuple[int, int, int, int, float, float], ...] = field(default=(), repr=False)
     """(Pixel Data value offset, BitsAllocated, BitsStored, PixelRepresentation, RescaleSlope,
     RescaleIntercept) of each file, in ``files`` order, when every file is a single-frame MONOCHROME2
@@ -285,8 +288,8 @@ def make_series(  # noqa: C901 - one record's fields
         ).hexdigest(),
         file_stats=tuple((int(f["size"]), int(f["mtime_ns"])) for f in members),
         frame_order=frame_order,
-        problems=tuple((f["path"], f["problem"]) for f in members if f["problem"])
-        + ((vol.problem,) if vol.problem else ()),
+        problems=tuple((f["path"], f["problem"]) for f in members if f["problem"]),
+        refusal=vol.problem or ("", ""),
         duplicates=tuple(d for f in members for d in dropped.get(f["path"], ())),
         has_geometry=has_geometry,
         photometric=first["photometric"] or "",

@@ -65,6 +65,7 @@ import SimpleITK as sitk
 from lightning_dicom import io
 from lightning_dicom.dicom.frames import decode_volume
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.volumes import mixed_reason
 from lightning_dicom.errors import SeriesError
 
 __all__ = ["check_files", "check_geometry", "planned_geometry", "read_series"]
@@ -169,6 +170,8 @@ def _plan(rec: SeriesRecord, irregular: str, gap_tolerance: float) -> _Resamplin
     proj = pos @ normal
     gaps = np.diff(proj)
     if np.any(np.abs(gaps) < 1e-3):
+        if rec.refusal[1]:  # the index names the files, the position and what was compared
+            raise SeriesError(rec.refusal[1], series_uid=rec.series_uid, path=rec.refusal[0])
         raise SeriesError(
             f"{int(np.sum(np.abs(gaps) < 1e-3))} duplicate slice positions (repeated instances, or several "
             "phases/echoes in one series); select one with a description rule or split the series",
@@ -217,10 +220,9 @@ def _plan(rec: SeriesRecord, irregular: str, gap_tolerance: float) -> _Resamplin
             series_uid=rec.series_uid,
             path=rec.files[0],
         )
-    if _is_colour(rec):
-        raise SeriesError(
-            f"{reason}; colour stacks are not resampled", series_uid=rec.series_uid, path=rec.files[0]
-        )
+    if _is_colour(rec) or rec.varying:
+        why = "colour stacks are not resampled" if not rec.varying else mixed_reason(rec.varying)
+        raise SeriesError(f"{reason}; {why}", series_uid=rec.series_uid, path=rec.files[0])
     if float(gaps.max()) > MAX_GAP_RATIO * med:
         raise SeriesError(
             f"{reason}; a hole of {gaps.max():.3f} mm is more than {MAX_GAP_RATIO:g} median gaps: "

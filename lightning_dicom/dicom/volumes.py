@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ATTRIBUTES", "Frame", "Volume", "frames_of", "split_frames"]
+__all__ = ["ATTRIBUTES", "Frame", "Volume", "frames_of", "mixed_reason", "split_frames"]
 
 #: Attributes a volume carries (common to all its slices, else None).
 ATTRIBUTES = (
@@ -222,7 +222,7 @@ def _refusal(frames: list[Frame], pids: list[int]) -> tuple[str, str]:
         "TriggerTime, gradient, InstanceNumber order with the same count at every position)"
     )
     reason = (
-        f"{len(here)} instances share the slice position {here[0].depth:.3f} mm along the normal "
+        f"{len(frames) - len(at)} duplicate slice positions: {len(here)} instances share the slice position {here[0].depth:.3f} mm along the normal "
         f"({names}): {why}; no setting reads this stack as one volume: remove the repeated files or "
         "give each acquisition its own SeriesInstanceUID"
     )
@@ -287,3 +287,11 @@ def split_frames(frames: list[Frame], normal: np.ndarray) -> list[Volume]:
         v.order = _order_key(v, positional_all)
     out.sort(key=lambda v: v.order)
     return out
+
+
+def mixed_reason(varying: Sequence[str]) -> str:
+    """Why an irregular stack whose slices differ in acquisition attributes is not resampled."""
+    return (
+        f"its slices differ in {', '.join(varying)}: resampling would blend acquisitions into one "
+        "volume, so it is refused (select the slices of one acquisition, or fix the series' headers)"
+    )
