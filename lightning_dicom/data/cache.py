@@ -187,6 +187,7 @@ class VolumeCache:
                 "series_id": rec.series_id,
                 "series_uid": rec.series_uid,
                 "study_uid": rec.study_uid,
+                "acquisition": rec.acquisition(),
                 "shape": list(array.shape),
                 "dtype": array.dtype.str,
                 "preprocessing": self.preprocessing.model_dump(mode="json"),

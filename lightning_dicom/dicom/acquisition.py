@@ -29,6 +29,7 @@ Never raises: a malformed value is left out (it only ever helps to separate volu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 from typing import Any
@@ -162,6 +163,35 @@ def _seq_item(item: Any, seq: str) -> Any:
         return None
 
 
+def _content(content: Any, out: dict[str, Any]) -> None:
+    """DimensionIndexValues, TemporalPositionIndex and StackID of a FrameContentSequence item."""
+    if content is None:
+        return
+    dim = _get(content, "DimensionIndexValues")
+    if dim is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            out["dim"] = [int(v) for v in (dim if hasattr(dim, "__len__") else [dim])]
+    tp = _int(_get(content, "TemporalPositionIndex"))
+    if tp is not None:
+        out["temporal_position"] = tp
+    stack = _get(content, "StackID")
+    if stack not in (None, ""):
+        out["stack"] = str(stack)
+
+
+def _diffusion(diff: Any, out: dict[str, Any]) -> None:
+    """b-value and gradient direction of an MRDiffusionSequence item."""
+    if diff is None:
+        return
+    b = _num(_get(diff, "DiffusionBValue"))
+    if b is not None:
+        out["b_value"] = b
+    grad = _seq_item(diff, "DiffusionGradientDirectionSequence")
+    g = _vector(_get(grad, "DiffusionGradientOrientation"), 3) if grad is not None else None
+    if g is not None:
+        out["gradient"] = g
+
+
 def _frame_fields(group: Any, shared: Any) -> dict[str, Any]:
     """Per-frame attributes of one PerFrameFunctionalGroupsSequence item (shared values as fallback)."""
     out: dict[str, Any] = {}
@@ -169,30 +199,11 @@ def _frame_fields(group: Any, shared: Any) -> dict[str, Any]:
     def pick(seq: str) -> Any:
         return _seq_item(group, seq) or (_seq_item(shared, seq) if shared is not None else None)
 
-    content = pick("FrameContentSequence")
-    if content is not None:
-        dim = _get(content, "DimensionIndexValues")
-        if dim is not None:
-            try:
-                out["dim"] = [int(v) for v in (dim if hasattr(dim, "__len__") else [dim])]
-            except (TypeError, ValueError):
-                pass
-        for key, kw in (("temporal_position", "TemporalPositionIndex"), ("stack", "StackID")):
-            v = _get(content, kw)
-            if v not in (None, ""):
-                out[key] = _int(v) if key != "stack" else str(v)
+    _content(pick("FrameContentSequence"), out)
     echo = pick("MREchoSequence")
     if echo is not None and _num(_get(echo, "EffectiveEchoTime")) is not None:
         out["echo_time"] = _num(_get(echo, "EffectiveEchoTime"))
-    diff = pick("MRDiffusionSequence")
-    if diff is not None:
-        b = _num(_get(diff, "DiffusionBValue"))
-        if b is not None:
-            out["b_value"] = b
-        grad = _seq_item(diff, "DiffusionGradientDirectionSequence")
-        g = _vector(_get(grad, "DiffusionGradientOrientation"), 3) if grad is not None else None
-        if g is not None:
-            out["gradient"] = g
+    _diffusion(pick("MRDiffusionSequence"), out)
     ftype = pick("MRImageFrameTypeSequence") or pick("CTImageFrameTypeSequence")
     if ftype is not None and _text(_get(ftype, "FrameType")):
         out["image_type"] = _text(_get(ftype, "FrameType"))

@@ -390,8 +390,29 @@ def select_series(
             reason = "description excluded"
         elif rules.orientations and s.plane not in rules.orientations:
             reason = f"plane {s.plane} not in {rules.orientations}"
+        else:
+            reason = _acquisition_rule(s, rules)
         if reason:
             dropped.append((s.series_id, reason))
         else:
             kept.append(s)
     return kept, dropped
+
+
+def _acquisition_rule(s: SeriesRecord, rules: Any) -> str | None:
+    """Why the acquisition rules of a SelectionConfig drop this volume (None: kept)."""
+    import re
+
+    b_values = getattr(rules, "b_value", None)
+    if b_values is not None and (s.b_value is None or not any(abs(s.b_value - b) < 0.5 for b in b_values)):
+        return f"b-value {s.b_value} not in {b_values}"
+    echoes = getattr(rules, "echo_number", None)
+    if echoes is not None and (s.echo_number or 1) not in echoes:
+        return f"echo number {s.echo_number or 1} not in {echoes}"
+    times = getattr(rules, "temporal_index", None)
+    if times is not None and s.temporal_index not in times:
+        return f"temporal index {s.temporal_index} not in {times}"
+    kind = getattr(rules, "image_type", None)
+    if kind and not re.search(kind, s.image_type or "", re.IGNORECASE):
+        return f"image type {s.image_type!r} does not match"
+    return None
