@@ -292,7 +292,8 @@ class DicomIndex:
 
     def report(self) -> dict[str, Any]:
         """PHI-free summary: series table, skipped files grouped by reason, duplicate files and files
-        whose pixel data is unreadable (``problems``: reason -> paths)."""
+        whose pixel data is unreadable (``problems``: reason -> paths), and stacks whose slices share
+        positions with nothing to separate them into volumes (``refusals``: series id, file, reason)."""
         reasons: dict[str, list[str]] = defaultdict(list)
         for path, reason in self.skipped():
             reasons[reason].append(path)
@@ -300,8 +301,14 @@ class DicomIndex:
         for f in self.files("ok"):
             if f["problem"]:
                 problems[f["problem"]].append(f["path"])
+        series = self.series()
         return {
-            "series": [s.summary() for s in self.series()],
+            "series": [s.summary() for s in series],
+            "refusals": [
+                {"series_id": s.series_id, "path": s.refusal[0], "reason": s.refusal[1]}
+                for s in series
+                if s.refusal[1]
+            ],
             "skipped": dict(reasons),
             "duplicates": self.duplicates(),
             "problems": dict(problems),
