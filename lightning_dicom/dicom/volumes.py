@@ -199,6 +199,10 @@ def _by_order(frames: list[Frame], pids: list[int]) -> tuple[str, list[list[Fram
     return ("frame order" if enhanced else "InstanceNumber order"), vols
 
 
+def _fmt(v: Any) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
 def _refusal(frames: list[Frame], pids: list[int]) -> tuple[str, str]:
     at: dict[int, list[Frame]] = defaultdict(list)
     for f, p in zip(frames, pids, strict=True):
@@ -210,9 +214,9 @@ def _refusal(frames: list[Frame], pids: list[int]) -> tuple[str, str]:
         f"{f.row['path']}" + (f" frame {f.index + 1}" if f.index is not None else "") for f in here[:4]
     ) + (f" (+{len(here) - 4} more)" if len(here) > 4 else "")
     differ = [
-        f"{name} ({', '.join(str(v) for v in sorted({str(_value(f, key, set())) for f in here}))})"
+        f"{name} ({', '.join(sorted({_fmt(_value(f, key, set())) for f in here}))})"
         for name, key in _SEPARATORS
-        if len({str(_value(f, key, set())) for f in here}) > 1
+        if len({_fmt(_value(f, key, set())) for f in here}) > 1
     ]
     why = (
         f"they differ in {'; '.join(differ)}, but the positions hold {'/'.join(map(str, counts))} "
