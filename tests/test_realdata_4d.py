@@ -27,7 +27,9 @@ from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
 from lightning_dicom.dicom.series import read_series
 
 pytestmark = [
-    pytest.mark.skipif(ref.dcm2niix_path() is None, reason="dcm2niix is not installed (pip install dcm2niix)"),
+    pytest.mark.skipif(
+        ref.dcm2niix_path() is None, reason="dcm2niix is not installed (pip install dcm2niix)"
+    ),
     pytest.mark.skipif(not ref.REALDATA.is_dir(), reason=f"real data not found at {ref.REALDATA}"),
 ]
 

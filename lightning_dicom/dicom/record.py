@@ -155,7 +155,7 @@ class SeriesRecord:
 
 def plane_of(iop: Sequence[float]) -> str:
     """'axial', 'sagittal', 'coronal' or 'oblique' from ImageOrientationPatient (LPS)."""
-    normal = np.cross(iop[:3], iop[3:])
+    normal = _normal(iop)
     k = int(np.argmax(np.abs(normal)))
     if abs(normal[k]) < 0.98:
         return "oblique"
@@ -184,6 +184,12 @@ def _raw_pixel_layout(f: dict[str, Any]) -> tuple[int, int, int, int, float, flo
     return int(f["pixel_offset"]), int(bits), int(stored), int(f["pixel_representation"] or 0), slope, icpt
 
 
+def _normal(iop: Sequence[float]) -> np.ndarray:
+    """The slice normal (row x column direction) of ImageOrientationPatient (np.cross is slow for one)."""
+    r, c = iop[:3], iop[3:]
+    return np.array([r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]])
+
+
 def split_rows(members: list[dict[str, Any]]) -> list[Volume]:
     """The volumes of one group of rows (one stack of single-frame files, or one multi-frame file)."""
     first = members[0]
@@ -193,7 +199,7 @@ def split_rows(members: list[dict[str, Any]]) -> list[Volume]:
         return [vol]
     iop = json.loads(first["iop"])
     frames = [fr for f in members for fr in frames_of(f)]
-    return split_frames(frames, np.cross(iop[:3], iop[3:]))
+    return split_frames(frames, _normal(iop))
 
 
 def make_series(  # noqa: C901 - one record's fields
@@ -203,7 +209,7 @@ def make_series(  # noqa: C901 - one record's fields
     first = members[0]
     has_geometry = bool(first["iop"]) and bool(first["ipp"])
     iop = json.loads(first["iop"]) if first["iop"] else [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    normal = np.cross(iop[:3], iop[3:])
+    normal = _normal(iop)
     n_frames = int(first["n_frames"] or 1)
     if n_frames > 1:
         fallback_dz = float(first["slice_gap"] or first["slice_thickness"] or 1.0)
@@ -234,13 +240,14 @@ def make_series(  # noqa: C901 - one record's fields
             origin = np.asarray(json.loads(first["ipp"]), dtype=float) if first["ipp"] else np.zeros(3)
             pts = origin + np.outer(np.arange(n_frames) * fallback_dz, normal)
         positions = [tuple(float(v) for v in p) for p in pts]
-    else:
-
-        def pos(f: dict[str, Any]) -> float:
-            return float(np.dot(json.loads(f["ipp"]), normal)) if f["ipp"] else 0.0
-
-        members = sorted(members, key=lambda f: (pos(f), f["instance_number"] or 0, f["path"]))
-        positions = [tuple(json.loads(f["ipp"])) if f["ipp"] else (0.0, 0.0, 0.0) for f in members]
+    else:  # single-frame files: their positions were parsed (and projected) by split_rows
+        if has_geometry and all(fr.row["ipp"] for fr in vol.frames):
+            slices = sorted(vol.frames, key=lambda fr: (fr.depth, fr.instance, fr.row["path"]))
+            members = [fr.row for fr in slices]
+            positions = [tuple(float(v) for v in fr.position) for fr in slices]
+        else:
+            members = sorted(members, key=lambda f: (f["instance_number"] or 0, f["path"]))
+            positions = [tuple(json.loads(f["ipp"])) if f["ipp"] else (0.0, 0.0, 0.0) for f in members]
         n_slices = len(members)
     proj = np.asarray(positions, dtype=float) @ normal
     gaps = np.diff(proj)

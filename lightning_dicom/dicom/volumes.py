@@ -32,6 +32,7 @@ acquisitions backwards and dcm2niix follows InstanceNumber), then path.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -92,14 +93,21 @@ class Volume:
     order: tuple = ()  # sort key along the 4th dimension (see the module docstring)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> dict[str, Any]:
+    """The ``acq`` column parsed (shared between the many rows with the same text: never mutate it)."""
+    return json.loads(text)
+
+
 def frames_of(row: dict[str, Any]) -> list[Frame]:
     """The slices of one index row (one per frame of a multi-frame file with per-frame positions)."""
-    acq = json.loads(row["acq"]) if row.get("acq") else {}
-    per_frame = acq.pop("frames", None) or []
+    acq = _parsed(row["acq"]) if row.get("acq") else {}
     n = int(row["n_frames"] or 1)
     ipp = json.loads(row["ipp"]) if row["ipp"] else [0.0, 0.0, 0.0]
     if n == 1:
         return [Frame(row, None, tuple(ipp), acq)]
+    acq = dict(acq)
+    per_frame = acq.pop("frames", None) or []
     ipps = json.loads(row["frame_ipps"]) if row["frame_ipps"] else None
     out = []
     for k in range(n):
@@ -234,10 +242,14 @@ def _refusal(frames: list[Frame], pids: list[int]) -> tuple[str, str]:
 
 
 def _finish(vol: Volume) -> Volume:
+    varying = []
     for a in ATTRIBUTES:
-        vals = {json.dumps(f.attrs.get(a)) for f in vol.frames}
-        vol.attrs[a] = vol.frames[0].attrs.get(a) if len(vals) == 1 else None
-    vol.varying = tuple(a for a in ATTRIBUTES if len({json.dumps(f.attrs.get(a)) for f in vol.frames}) > 1)
+        first = vol.frames[0].attrs.get(a)
+        same = all(f.attrs.get(a) == first for f in vol.frames)
+        vol.attrs[a] = first if same else None
+        if not same:
+            varying.append(a)
+    vol.varying = tuple(varying)
     return vol
 
 
