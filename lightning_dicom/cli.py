@@ -238,7 +238,7 @@ def _demo(argv: Sequence[str]) -> int:
     model = Classifier3D()
     trainer.fit(model, datamodule=dm)
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
-    n_val = len(dm.datasets["val"])
+    n_val = len(dm.datasets["val"])  # type: ignore[arg-type]
     print(
         f"\ndemo: {dm.report['split']} series (train/val/test), {a.epochs} epochs, "
         f"{time.perf_counter() - t0:.0f} s total"

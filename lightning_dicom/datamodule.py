@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +33,7 @@ from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
 from lightning_dicom.data.split import Split, save_split, split_series
 from lightning_dicom.data.workers import worker_init_fn
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
-from lightning_dicom.errors import ConfigError, LightningDicomError
+from lightning_dicom.errors import ConfigError, LightningDicomError, warn
 
 __all__ = ["DicomDataModule"]
 
@@ -158,7 +157,7 @@ class DicomDataModule(pl.LightningDataModule):
         kinds = set(self.config.masks.sources)
         linked, orphans = link_masks(selected, [o for o in find_mask_objects(idx) if o.kind in kinds])
         if self.config.masks.csv is not None and "csv" in kinds:
-            by_uid = {}
+            by_uid: dict[str, str] = {}
             for s in selected:
                 by_uid.setdefault(s.series_uid, s.series_id)
             for uid, paths in read_mask_csv(self.config.masks.csv).items():
@@ -215,11 +214,9 @@ class DicomDataModule(pl.LightningDataModule):
                 labels_without_series=orphans,
             )
             if unlabelled or orphans:
-                log.warning(
-                    "%d selected series have no label (left out of fit/validate/test); "
-                    "%d labels match no series",
-                    len(unlabelled),
-                    len(orphans),
+                warn(
+                    f"{len(unlabelled)} selected series have no label (left out of fit/validate/test); "
+                    f"{len(orphans)} labels match no series"
                 )
         usable_ids = {s.series_id for s in usable}
         supervised_ids = set(usable_ids)
@@ -227,9 +224,7 @@ class DicomDataModule(pl.LightningDataModule):
             missing = self._missing_structures(usable)
             self.report.update(mask_objects_unlinked=mask_orphans, series_missing_structures=missing)
             if missing and self.config.masks.require_all:
-                log.warning(
-                    "%d series lack a required structure (left out of fit/validate/test)", len(missing)
-                )
+                warn(f"{len(missing)} series lack a required structure (left out of fit/validate/test)")
                 supervised_ids -= set(missing)
         for part in ("train", "val", "test"):
             recs = [self.series[i] for i in self.split[part] if i in supervised_ids]
@@ -264,7 +259,7 @@ class DicomDataModule(pl.LightningDataModule):
         for s in selected:
             if status[s.series_id] == "ok":
                 usable.append(s)
-                self._sidecars[s.series_id] = json.loads(cache.paths(s)[1].read_text())
+                self._sidecars[s.series_id] = cache.sidecar(s)
             else:
                 failed.append((s.series_id, cache.error(s) or "cache entry missing"))
                 log.warning("series %s left out: %s", s.series_id, failed[-1][1])
@@ -285,20 +280,20 @@ class DicomDataModule(pl.LightningDataModule):
     def _dataset(
         self, recs: list[SeriesRecord], table: LabelTable | None, *, train: bool, with_labels: bool = True
     ) -> Dataset:
-        labels = [table.lookup(r) for r in recs] if table is not None and with_labels else None
-        if labels is not None and any(x is None for x in labels):
+        found = [table.lookup(r) for r in recs] if table is not None and with_labels else None
+        labels = [x for x in found if x is not None] if found is not None else None
+        if labels is not None and len(labels) != len(recs):
             labels = None
         if not self.config.cache.enabled:
             return SeriesDataset(recs, self.config.preprocessing, labels, self.config.on_error)
         cache = self.volume_cache()
         paths, metas, mask_paths, fgs = [], [], [], []
         for r in recs:
-            paths.append(cache.paths(r)[0])
+            paths.append(cache.array_path(r))
             metas.append(self._sidecars[r.series_id])
             if self.config.masks is not None:
-                mpath, fpath = cache.mask_paths(r)
-                mask_paths.append(mpath)
-                fgs.append(np.load(fpath, allow_pickle=False))
+                mask_paths.append(cache.mask_paths(r)[0])
+                fgs.append(cache.foreground(r))
         shared = None
         if self.config.cache.in_memory:
             shared = [torch.from_numpy(np.load(p, allow_pickle=False)).share_memory_() for p in paths]

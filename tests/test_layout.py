@@ -34,6 +34,7 @@ LAYERS = [
     ("lightning_dicom._version", 0),
     ("lightning_dicom.errors", 0),
     ("lightning_dicom.typing", 0),
+    ("lightning_dicom.files", 0),
     ("lightning_dicom.io", 1),
     ("lightning_dicom.config", 1),
     ("lightning_dicom.dicom", 2),

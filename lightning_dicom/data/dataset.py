@@ -18,6 +18,7 @@ A sample is a dict::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -110,11 +111,11 @@ class CachedVolumeDataset(Dataset):
 
     def __init__(
         self,
-        paths: Sequence[str],
+        paths: Sequence[str | os.PathLike[str]],
         metas: Sequence[dict[str, Any]],
         labels: Sequence[np.ndarray] | None = None,
         shared: Sequence[torch.Tensor] | None = None,
-        mask_paths: Sequence[str] | None = None,
+        mask_paths: Sequence[str | os.PathLike[str]] | None = None,
         foreground: Sequence[np.ndarray] | None = None,
     ):
         self.paths = np.array([str(p) for p in paths], dtype=np.str_)
@@ -291,16 +292,12 @@ class SeriesDataset(Dataset):
         return len(self.series)
 
     def load(self, i: int) -> dict[str, Any]:
-        from lightning_dicom.data.preprocess import preprocess
-        from lightning_dicom.dicom.series import read_series
+        from lightning_dicom.data.pipeline import process_series
 
         rec = self.series[i]
-        prep = self.preprocessing
-        image = read_series(rec, irregular=prep.irregular_stacks, gap_tolerance=prep.gap_tolerance)
-        array, meta = preprocess(image, prep)
-        meta["acquisition"] = rec.acquisition()
-        table = _MetaTable([meta], [rec.series_id])
-        out: dict[str, Any] = {"image": torch.from_numpy(array), "meta": {**table.get(0), "index": i}}
+        done = process_series(rec, self.preprocessing)
+        table = _MetaTable([done.meta], [rec.series_id])
+        out: dict[str, Any] = {"image": torch.from_numpy(done.image), "meta": {**table.get(0), "index": i}}
         if self.labels is not None:
             out["label"] = torch.as_tensor(np.asarray(self.labels[i]).copy())
         return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from lightning_dicom.config import SplitConfig
 from lightning_dicom.dicom.index import SeriesRecord
+from lightning_dicom.files import atomic_write
 
 __all__ = ["Split", "save_split", "split_series"]
 
@@ -72,6 +72,4 @@ def save_split(split: Split, path: str | Path, series: Sequence[SeriesRecord], c
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))

@@ -62,4 +62,4 @@ class Classifier3D(pl.LightningModule):
         return {"series_id": batch["meta"]["series_id"], "probs": probs}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"])

@@ -143,8 +143,11 @@ def _positions(frames: Sequence[Frame]) -> list[int]:
 
 def _positional_dims(frames: Sequence[Frame], pids: Sequence[int]) -> set[int]:
     """Indices of DimensionIndexValues whose value follows the slice position (stack, in-stack position)."""
-    dims = [f.attrs.get("dim") for f in frames]
-    if not dims or any(d is None or len(d) != len(dims[0]) for d in dims):
+    raw = [f.attrs.get("dim") for f in frames]
+    if not raw or any(d is None for d in raw):
+        return set()
+    dims: list[list[int]] = [list(d) for d in raw if d is not None]
+    if any(len(d) != len(dims[0]) for d in dims):
         return set()
     out = set()
     for j in range(len(dims[0])):
