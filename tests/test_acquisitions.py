@@ -264,3 +264,20 @@ def test_cli_index_prints_volumes_by_attribute(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "3 volumes of 4 slices, by InstanceNumber order" in out
+
+
+def test_acquisition_attributes_reach_the_cache_sidecar_and_batch_meta(tmp_path):
+    from lightning_dicom.config import PreprocessingConfig
+    from lightning_dicom.data.cache import VolumeCache
+    from lightning_dicom.data.dataset import SeriesDataset
+
+    vols = [MRVolume(_stored(0), {"DiffusionBValue": 0.0}), MRVolume(_stored(1), {"DiffusionBValue": 1000.0})]
+    write_mr_series(tmp_path / "dwi", vols)
+    recs = _volumes(tmp_path / "dwi")
+    prep = PreprocessingConfig(normalize="none")
+    cache = VolumeCache(tmp_path / "cache", prep)
+    assert cache.build_one(recs[1], raise_errors=True) == "ok"
+    side = cache.sidecar(recs[1])["acquisition"]
+    assert (side["b_value"], side["temporal_index"], side["n_volumes"]) == (1000.0, 1, 2)
+    meta = SeriesDataset(recs, prep)[1]["meta"]
+    assert float(meta["b_value"]) == 1000.0 and int(meta["temporal_index"]) == 1
