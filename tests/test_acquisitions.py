@@ -281,3 +281,18 @@ def test_acquisition_attributes_reach_the_cache_sidecar_and_batch_meta(tmp_path)
     assert (side["b_value"], side["temporal_index"], side["n_volumes"]) == (1000.0, 1, 2)
     meta = SeriesDataset(recs, prep)[1]["meta"]
     assert float(meta["b_value"]) == 1000.0 and int(meta["temporal_index"]) == 1
+
+
+def test_a_per_slice_acquisition_counter_is_not_a_mixed_stack(tmp_path):
+    """Step-and-shoot CT numbers each slice's acquisition: that alone does not stop resampling."""
+    vols = [
+        MRVolume(_stored(0, 1), {"AcquisitionNumber": z + 1}, z_offset=z * 4.0 + (1.0 if z == 3 else 0.0))
+        for z in range(5)
+    ]
+    write_mr_series(tmp_path, vols)
+    (rec,) = _volumes(tmp_path)
+    assert rec.n_slices == 5 and rec.varying == ()
+    from lightning_dicom.errors import LightningDicomWarning
+
+    with pytest.warns(LightningDicomWarning, match="resampled onto a uniform grid"):
+        assert read_series(rec, irregular="resample").GetSize()[2] == 5

@@ -20,12 +20,22 @@ What the scan checks (cheaply, without decoding pixels):
   exists and reading it raises a :class:`~lightning_dicom.errors.SeriesError` naming the file.
 
 Series are derived from the table: instances are grouped by SeriesInstanceUID (0020,000E); within
-a UID, instances whose ImageOrientationPatient (0020,0037), Rows x Columns or SamplesPerPixel differ
-(localizers, scouts) become separate sub-volumes, and each multi-frame file, and each file without
-ImagePositionPatient/ImageOrientationPatient (2D images: CR, secondary captures), is its own
-volume. A series' slices are ordered by ImagePositionPatient (0020,0032) projected on the slice
-normal, never by file name or InstanceNumber; the frames of a multi-frame file likewise, from the
-per-frame PlanePositionSequence when present.
+a UID, instances whose SeriesNumber (0020,0011), ImageOrientationPatient (0020,0037), Rows x Columns
+or SamplesPerPixel differ (localizers, scouts, a second series number under one UID) form separate
+stacks, and each multi-frame file, and each file without ImagePositionPatient/ImageOrientationPatient
+(2D images: CR, secondary captures), is its own stack. A stack holding several volumes -- time points,
+echoes, b-values, image types, repeated acquisitions, or the frames of an enhanced file -- is split
+into volumes by :mod:`lightning_dicom.dicom.volumes` (the rule and its sources are there). A series'
+slices are ordered by ImagePositionPatient (0020,0032) projected on the slice normal, never by file
+name or InstanceNumber; the frames of a multi-frame file likewise, from the per-frame
+PlanePositionSequence when present.
+
+Series ids: a UID that yields one volume keeps the plain UID; otherwise its volumes are
+``"<uid>#<k>"``, k = 1, 2, ... over its stacks (the stack with the most slices first, then by first
+path) and, within a stack, in the order of dcm2niix's 4th dimension (so ``#1`` is the first time point
+of the main stack; several multi-frame files of one stack are ordered the same way).
+:attr:`SeriesRecord.temporal_index` is the 0-based index along that dimension among the volumes of the
+same echo and image type.
 
 Duplicate instances: files that hold the same instance (same SOPInstanceUID, position, size and
 pixel format -- a folder copied twice, or one image saved in several transfer syntaxes) count

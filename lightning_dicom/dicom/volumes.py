@@ -245,12 +245,15 @@ def _refusal(frames: list[Frame], pids: list[int]) -> tuple[str, str]:
 
 
 def _finish(vol: Volume) -> Volume:
+    """Set the volume's attributes (common values, else None) and ``varying``: the attributes that group
+    its slices into several acquisitions (at least two values and fewer values than slices; a counter
+    that gives every slice its own AcquisitionNumber, as step-and-shoot CT does, is not one)."""
     varying = []
     for a in ATTRIBUTES:
         first = vol.frames[0].attrs.get(a)
         same = all(f.attrs.get(a) == first for f in vol.frames)
         vol.attrs[a] = first if same else None
-        if not same:
+        if not same and len({json.dumps(f.attrs.get(a)) for f in vol.frames}) < len(vol.frames):
             varying.append(a)
     vol.varying = tuple(varying)
     return vol
