@@ -142,7 +142,7 @@ def _synthetic() -> Any:
         import importlib.util
 
         spec = importlib.util.spec_from_file_location(
-            "_ld_synthetic", REPO / "lightning_dicom" / "synthetic.py"
+            "_ld_synthetic", REPO / "lightning_dicom" / "demo" / "synthetic.py"
         )
         if spec is None or spec.loader is None:
             from lightning_dicom.demo import synthetic
