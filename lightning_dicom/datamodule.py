@@ -25,12 +25,13 @@ from lightning_dicom.config import (
     parse_config,
 )
 from lightning_dicom.data.augment import augment_batch
+from lightning_dicom.data.balanced import BalancedBatchSampler, class_sample_weights
 from lightning_dicom.data.cache import VolumeCache
 from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
 from lightning_dicom.data.labels import LabelTable, read_labels
 from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
-from lightning_dicom.data.split import Split, save_split, split_series
+from lightning_dicom.data.split import Split, assign_folds, save_split, split_series
 from lightning_dicom.data.workers import worker_init_fn
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
 from lightning_dicom.errors import ConfigError, LightningDicomError, warn
@@ -111,6 +112,10 @@ class DicomDataModule(pl.LightningDataModule):
         self.split: Split | None = None
         self.prepare_data_per_node = True  # set False when all nodes share one cache directory
         self._restored_split: Split | None = None
+        self._table: LabelTable | None = None
+        self._supervised_ids: set[str] = set()
+        self._usable_series: list[SeriesRecord] = []
+        self._train_classes: np.ndarray | None = None  # class of each train-dataset index ('balanced')
         self._mask_sources: dict[str, list[str]] | None = None
         self._sidecars: dict[str, dict[str, Any]] = {}  # cache sidecars of usable series, read once in setup
         self.report: dict[str, Any] = {}
@@ -151,19 +156,10 @@ class DicomDataModule(pl.LightningDataModule):
         self, idx: DicomIndex, selected: list[SeriesRecord]
     ) -> tuple[dict[str, list[str]], list[str]]:
         """Mask files per series id (CSV NIfTI paths + linked SEG/RTSTRUCT) and SEG/RTSTRUCT files linking nothing."""
-        from lightning_dicom.masks.association import find_mask_objects, link_masks, read_mask_csv
+        from lightning_dicom.masks.association import mask_sources
 
         assert self.config.masks is not None
-        kinds = set(self.config.masks.sources)
-        linked, orphans = link_masks(selected, [o for o in find_mask_objects(idx) if o.kind in kinds])
-        if self.config.masks.csv is not None and "csv" in kinds:
-            by_uid: dict[str, str] = {}
-            for s in selected:
-                by_uid.setdefault(s.series_uid, s.series_id)
-            for uid, paths in read_mask_csv(self.config.masks.csv).items():
-                if uid in by_uid:
-                    linked.setdefault(by_uid[uid], []).extend(paths)
-        return {k: sorted(v) for k, v in linked.items()}, orphans
+        return mask_sources(idx, selected, self.config.masks)
 
     def _selected(self, idx: DicomIndex) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
         return select_series(idx.series(), self.config.selection)
@@ -195,9 +191,12 @@ class DicomDataModule(pl.LightningDataModule):
         self.series = {s.series_id: s for s in selected}
         table = read_labels(self.config.labels, self.config.label_columns) if self.config.labels else None
         usable, failed = self._usable(selected)
-        self.split = self._restored_split or split_series(selected, self.config.split)
-        if self.trainer is None or self.trainer.global_rank == 0:
-            save_split(self.split, self.work_dir / "split.json", selected, self.config.split)
+        self._table = table
+        if self._restored_split is not None:  # load_state_dict before setup; series gone since are left out
+            self.split = {k: [i for i in v if i in self.series] for k, v in self._restored_split.items()}
+        else:
+            self.split = split_series(selected, self.config.split, self._classes(selected))
+        self._save_split()
         self.report = {
             "series_selected": len(selected),
             "series_dropped": dropped,
@@ -226,12 +225,8 @@ class DicomDataModule(pl.LightningDataModule):
             if missing and self.config.masks.require_all:
                 warn(f"{len(missing)} series lack a required structure (left out of fit/validate/test)")
                 supervised_ids -= set(missing)
-        for part in ("train", "val", "test"):
-            recs = [self.series[i] for i in self.split[part] if i in supervised_ids]
-            if table is not None:
-                recs = [r for r in recs if table.lookup(r) is not None]
-            self.datasets[part] = self._dataset(recs, table, train=part == "train")
-        self.datasets["predict"] = self._dataset(usable, table, train=False, with_labels=False)
+        self._supervised_ids, self._usable_series = supervised_ids, usable
+        self._build_datasets()
         log.info(
             "lightning_dicom: %d series selected (%s), %d failed, %d files skipped",
             len(selected),
@@ -239,6 +234,50 @@ class DicomDataModule(pl.LightningDataModule):
             len(failed),
             n_skipped_files,
         )
+
+    def _classes(self, series: list[SeriesRecord], required: bool = True) -> dict[str, int] | None:
+        """Class index by series id when the labels are one class column (for stratify, 'balanced' and
+        the class counts of split.json); raises ConfigError when stratify/'balanced' lack class labels."""
+        table = self._table
+        needs = self.config.split.stratify or self.config.loader.sampler == "balanced"
+        if not (needs and required) and (table is None or table.kind != "class"):
+            return None
+        if table is None or table.kind != "class":
+            what = "split.stratify" if self.config.split.stratify else "loader.sampler 'balanced'"
+            got = "no labels" if table is None else f"{table.kind} labels"
+            raise ConfigError(f"{what} needs one class label column (data.labels), got {got}")
+        out = {}
+        for s in series:
+            v = table.lookup(s)
+            if v is not None:
+                out[s.series_id] = int(v)
+        return out
+
+    def _save_split(self) -> None:
+        """Write ``<work_dir>/split.json`` (rank 0): the split, its folds, class counts per part."""
+        if self.split is None or not (self.trainer is None or self.trainer.global_rank == 0):
+            return
+        selected = list(self.series.values())
+        classes = self._classes(selected, required=False)
+        folds = None
+        if self.config.split.folds is not None and self._restored_split is None:
+            folds = assign_folds(selected, self.config.split, classes)[1]
+        save_split(self.split, self.work_dir / "split.json", selected, self.config.split, folds, classes)
+
+    def _build_datasets(self) -> None:
+        """Datasets of every part from ``self.split`` (called by setup, and again by load_state_dict)."""
+        table = self._table
+        assert self.split is not None
+        for part in ("train", "val", "test"):
+            recs = [self.series[i] for i in self.split[part] if i in self._supervised_ids]
+            if table is not None:
+                recs = [r for r in recs if table.lookup(r) is not None]
+            self.datasets[part] = self._dataset(recs, table, train=part == "train")
+            if part == "train" and self.config.loader.sampler == "balanced":
+                classes = self._classes(recs) or {}
+                per_volume = self.config.patches.per_volume if self.config.patches is not None else 1
+                self._train_classes = np.repeat([classes[r.series_id] for r in recs], per_volume)
+        self.datasets["predict"] = self._dataset(self._usable_series, table, train=False, with_labels=False)
 
     def _usable(self, selected: list[SeriesRecord]) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
         if not self.config.cache.enabled:
@@ -334,8 +373,18 @@ class DicomDataModule(pl.LightningDataModule):
             labels_mode = self.config.masks is not None and self.config.masks.mode == "labels"
             volumes.mask_dtype = torch.int64 if cast is not None and labels_mode else None
         dataset = BatchDataset(base, collate, threads=n_threads, image_dtype=cast)
-        if part == "predict":  # Lightning tracks prediction indices itself: keep a plain sampler
-            sampler: Any = [
+        if part == "train" and lc.sampler == "balanced":
+            assert self._train_classes is not None
+            sampler: Any = BalancedBatchSampler(
+                class_sample_weights(self._train_classes, lc.class_weights),
+                lc.batch_size,
+                lc.samples_per_epoch or len(dataset),
+                num_replicas=world,
+                rank=rank,
+                seed=self.config.split.seed,
+            )
+        elif part == "predict":  # Lightning tracks prediction indices itself: keep a plain sampler
+            sampler = [
                 list(range(i, min(i + lc.batch_size, len(dataset))))
                 for i in range(0, len(dataset), lc.batch_size)
             ]
@@ -388,9 +437,36 @@ class DicomDataModule(pl.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """The split (series ids per part), so a resumed run trains on the same series."""
-        return {"split": self.split} if self.split is not None else {}
+        """The split (series ids per part) and its config, so a resumed run trains on the same series."""
+        if self.split is None:
+            return {}
+        return {"split": self.split, "split_config": self.config.split.model_dump()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get("split"):
-            self._restored_split = {k: list(v) for k, v in state_dict["split"].items()}
+        """Restore the split of the checkpoint.
+
+        Lightning calls this *after* ``setup`` when resuming (``trainer.fit(ckpt_path=...)``: setup
+        hook, then ``_restore_modules_and_callbacks``), and asks for the dataloaders only afterwards;
+        so when ``setup`` has already built datasets from a freshly computed split, they are rebuilt
+        here from the restored one. Series of the checkpoint's split that are no longer selected or
+        usable are left out (logged); series added since are in no training/validation part.
+        """
+        if not state_dict.get("split"):
+            return
+        restored = {k: list(v) for k, v in state_dict["split"].items()}
+        self._restored_split = restored
+        if self.split is None or not self.datasets:  # before setup: setup uses it
+            return
+        gone = [i for part in restored.values() for i in part if i not in self.series]
+        if gone:
+            warn(f"{len(gone)} series of the checkpoint's split are no longer selected: left out")
+        restored = {k: [i for i in v if i in self.series] for k, v in restored.items()}
+        if restored != self.split:
+            log.info(
+                "lightning_dicom: resuming on the checkpoint's split (%s)",
+                {k: len(v) for k, v in restored.items()},
+            )
+        self.split = restored
+        self.report["split"] = {k: len(v) for k, v in self.split.items()}
+        self._save_split()
+        self._build_datasets()

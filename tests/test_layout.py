@@ -46,6 +46,7 @@ LAYERS = [
     ("lightning_dicom.geometry", 4),
     ("lightning_dicom.writer", 5),
     ("lightning_dicom.render", 5),
+    ("lightning_dicom.planning", 5),
     ("lightning_dicom.datamodule", 6),
     ("lightning_dicom.demo", 7),
     ("lightning_dicom.cli", 8),

@@ -1,5 +1,11 @@
 """SimpleITK preprocessing: reorient, resample, clip, normalise, crop/pad.
 
+Normalisation (``cfg.normalize``): ``minmax`` to [0, 1] over the window (or the image's range);
+``zscore`` per image (mean/std of the whole image); ``ct_zscore`` clip to the window, then
+``(x - zscore_mean) / zscore_std`` with fixed dataset statistics, as nnU-Net's ``CTNormalization``
+(nnunetv2/preprocessing/normalization/default_normalization_schemes.py) with the window = the
+foreground 0.5/99.5 percentiles.
+
 Input: a 3D ``SimpleITK.Image`` in modality units (see :func:`lightning_dicom.read_series`).
 Output: a float32 array ``[C, D, H, W]`` (z-y-x) and the geometry needed to place it in the
 world (LPS, mm) and to map it back onto the source grid.
@@ -96,6 +102,10 @@ def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray,
         mean, std = float(array.mean()), float(array.std())
         array -= mean
         array *= 1.0 / std if std > 0 else 1.0
+    elif cfg.normalize == "ct_zscore":  # nnU-Net's CTNormalization: window (the clip) applied above
+        assert cfg.zscore_mean is not None and cfg.zscore_std is not None  # the config validator ensures it
+        array -= np.float32(cfg.zscore_mean)
+        array /= np.float32(cfg.zscore_std)
     origin = np.array(image.GetOrigin())
     crop_start = [0, 0, 0]
     if cfg.size is not None:
