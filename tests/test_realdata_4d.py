@@ -6,7 +6,8 @@ voxels within 0.01 mm (LPS).
 What is compared, exactly:
 
 * a folder is "multi-volume" when a dcm2niix output has several volumes, or several outputs share a
-  SeriesInstanceUID; every such folder is listed by :func:`_multi_volume_folders` (no hand-picked list);
+  SeriesInstanceUID (:func:`_is_multi_volume`; every realdata folder is a parameter, the others skip:
+  no hand-picked list);
 * our volumes of one SeriesInstanceUID are grouped by (echo number, echo time, image type) and ordered by
   ``temporal_index``: each dcm2niix output must be matched by one group with as many volumes, volume k to
   its 4th-dimension index k, values and corners as above;
@@ -52,21 +53,16 @@ def ours() -> dict[str, list[SeriesRecord]]:
     return out
 
 
-def _multi_volume_folders() -> list[str]:
-    """Folders where dcm2niix writes a 4D output or several outputs of one SeriesInstanceUID."""
-    import tempfile
-
-    out = []
-    cache = Path(tempfile.gettempdir()) / f"ld_dcm2niix_4d_{ref.dcm2niix_version()}"
-    for rel, outputs in ref.convert_realdata(cache).items():
-        primary = [o for o in outputs if not o.variant]
-        uids = [o.series_uid for o in primary]
-        if any(len(o.volumes) > 1 for o in primary) or len(uids) != len(set(uids)):
-            out.append(rel)
-    return out
+def _is_multi_volume(outputs: list[ref.RefSeries]) -> bool:
+    """dcm2niix writes a 4D output, or several outputs of one SeriesInstanceUID, for this folder."""
+    primary = [o for o in outputs if not o.variant]
+    uids = [o.series_uid for o in primary]
+    return any(len(o.volumes) > 1 for o in primary) or len(uids) != len(set(uids))
 
 
-MULTI = _multi_volume_folders() if ref.dcm2niix_path() and ref.REALDATA.is_dir() else []
+FOLDERS = (
+    [p.relative_to(ref.REALDATA).as_posix() for p in ref.realdata_folders()] if ref.REALDATA.is_dir() else []
+)
 
 
 def _groups(records: list[SeriesRecord], uid: str) -> list[list[SeriesRecord]]:
@@ -77,13 +73,16 @@ def _groups(records: list[SeriesRecord], uid: str) -> list[list[SeriesRecord]]:
     return [sorted(g, key=lambda r: r.temporal_index) for g in by_kind.values()]
 
 
-def test_the_multi_volume_folders_are_found() -> None:
-    assert len(MULTI) >= 19, MULTI
-    assert "dcm_qa_nih/20180918GE/mr_0004" in MULTI and "dcm_qa_enh/Philips" in MULTI
+def test_the_multi_volume_folders_are_found(refs) -> None:
+    multi = [rel for rel, outputs in refs.items() if _is_multi_volume(outputs)]
+    assert len(multi) >= 19, multi
+    assert "dcm_qa_nih/20180918GE/mr_0004" in multi and "dcm_qa_enh/Philips" in multi
 
 
-@pytest.mark.parametrize("rel", MULTI)
+@pytest.mark.parametrize("rel", FOLDERS)
 def test_volumes_equal_dcm2niix(rel: str, refs, ours) -> None:
+    if not _is_multi_volume(refs[rel]):
+        pytest.skip("one volume per series in dcm2niix: tests/test_dcm2niix_reference.py covers it")
     records = ours[rel]
     assert records, f"no volume indexed in {rel}"
     for out in (o for o in refs[rel] if not o.variant):
