@@ -59,6 +59,10 @@ def private_wanted(tag: int) -> bool:
 
 
 def _num(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if type(value) in (int, float):  # the usual case, fast
+        return float(value) if math.isfinite(value) else None
     try:
         if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)):
             value = value[0]
