@@ -296,3 +296,39 @@ def test_a_per_slice_acquisition_counter_is_not_a_mixed_stack(tmp_path):
 
     with pytest.warns(LightningDicomWarning, match="resampled onto a uniform grid"):
         assert read_series(rec, irregular="resample").GetSize()[2] == 5
+
+
+@pytest.mark.parametrize("vendor", ["ge", "siemens", "philips"])
+def test_fast_parser_and_pydicom_read_the_same_acquisition_fields(tmp_path, vendor):
+    import json
+
+    from lightning_dicom.dicom.header import _fast_header, _pydicom_header
+
+    make = {"ge": ge_b_value, "siemens": siemens_b_value, "philips": philips_b_value}[vendor]
+    attrs = {"EchoTime": "12.5", "EchoNumbers": 2, "AcquisitionNumber": 3, "TriggerTime": "40"}
+    (path, *_) = write_mr_series(tmp_path, [MRVolume(_stored(0, 1), attrs, private=[make(1500)])])
+    with open(path, "rb") as fh:
+        fast = _fast_header(fh, str(path))
+        fh.seek(0)
+        slow = _pydicom_header(fh, str(path))
+    assert fast is not None and fast["acq"] == slow["acq"]
+    acq = json.loads(fast["acq"])
+    assert (acq["b_value"], acq["echo_number"], acq["echo_time"], acq["trigger_time"]) == (
+        1500.0,
+        2,
+        12.5,
+        40.0,
+    )
+    assert acq["image_type"] == "ORIGINAL\\PRIMARY\\M\\ND"
+
+
+def test_index_report_lists_the_refusal(tmp_path):
+    vols = [
+        MRVolume(_stored(0), {"AcquisitionNumber": 2}),
+        MRVolume(_stored(1), {"AcquisitionNumber": 3}, z_offset=12.0),
+    ]
+    write_mr_series(tmp_path, vols)
+    with DicomIndex([tmp_path]) as idx:
+        idx.scan(workers=1)
+        (refusal,) = idx.report()["refusals"]
+    assert "duplicate slice positions" in refusal["reason"] and refusal["path"].endswith(".dcm")
