@@ -93,6 +93,8 @@ def _text(value: Any) -> str | None:
 
 
 def _vector(value: Any, n: int) -> list[float] | None:
+    if value is None:
+        return None
     try:
         out = [float(v) for v in value]
     except (TypeError, ValueError):
@@ -221,21 +223,30 @@ def _frame_fields(group: Any, shared: Any) -> dict[str, Any]:
     return out
 
 
+_TOP_LEVEL = (
+    ("echo_time", "EchoTime", _num),
+    ("echo_number", "EchoNumbers", _int),
+    ("acquisition_number", "AcquisitionNumber", _int),
+    ("temporal_position", "TemporalPositionIdentifier", _int),
+    ("trigger_time", "TriggerTime", _num),
+    ("b_value", "DiffusionBValue", _num),
+    ("image_type", "ImageType", _text),
+)
+
+
 def acquisition_fields(ds: Any) -> dict[str, Any]:
     """The acquisition attributes of one header (see the module docstring for keys, units, tags)."""
     out: dict[str, Any] = {}
-    for key, kw, conv in (
-        ("echo_time", "EchoTime", _num),
-        ("echo_number", "EchoNumbers", _int),
-        ("acquisition_number", "AcquisitionNumber", _int),
-        ("temporal_position", "TemporalPositionIdentifier", _int),
-        ("trigger_time", "TriggerTime", _num),
-        ("b_value", "DiffusionBValue", _num),
-        ("image_type", "ImageType", _text),
-    ):
-        v = conv(_get(ds, kw))
-        if v is not None:
-            out[key] = v
+    get = ds.get
+    for key, kw, conv in _TOP_LEVEL:
+        try:
+            raw = get(kw)
+        except Exception:  # a value pydicom cannot convert: left out
+            continue
+        if raw is not None and raw != "":
+            v = conv(raw)
+            if v is not None:
+                out[key] = v
     grad = _vector(_get(ds, "DiffusionGradientOrientation"), 3)
     if grad is not None:
         out["gradient"] = grad
