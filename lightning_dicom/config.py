@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lightning_dicom.errors import ConfigError
+from lightning_dicom.subjects.config import SubjectsConfig
 
 __all__ = [
     "AugmentConfig",
@@ -329,6 +330,10 @@ class DataConfig(_Model):
     )
     masks: MaskConfig | None = Field(
         default=None, description="Segmentation masks (NIfTI, DICOM SEG, RTSTRUCT)."
+    )
+    subjects: SubjectsConfig | None = Field(
+        default=None,
+        description="Samples made of several series of one study (channels [C, D, H, W]); null: one series each.",
     )
 
     @field_validator("root", mode="before")

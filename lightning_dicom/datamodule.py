@@ -35,6 +35,7 @@ from lightning_dicom.data.split import Split, assign_folds, save_split, split_se
 from lightning_dicom.data.workers import worker_init_fn
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
 from lightning_dicom.errors import ConfigError, LightningDicomError, warn
+from lightning_dicom.subjects.config import SubjectsConfig
 
 __all__ = ["DicomDataModule"]
 
@@ -65,6 +66,8 @@ class DicomDataModule(pl.LightningDataModule):
         augment: flips, 90-degree rotations, intensity scale/shift of training batches (on the device).
         masks: segmentation structures (name -> regex), mode (labels/channels), a CSV of NIfTI masks;
             DICOM SEG and RTSTRUCT objects in the folders are linked to their series automatically.
+        subjects: samples made of several series of one study (named inputs chosen by rules, resampled
+            onto a reference input's grid and stacked as channels); null: one series per sample.
         progress: show progress bars while indexing and caching.
     """
 
@@ -83,6 +86,7 @@ class DicomDataModule(pl.LightningDataModule):
         patches: PatchConfig | dict[str, Any] | None = None,
         augment: AugmentConfig | dict[str, Any] | None = None,
         masks: MaskConfig | dict[str, Any] | None = None,
+        subjects: SubjectsConfig | dict[str, Any] | None = None,
         progress: bool = True,
     ) -> None:
         super().__init__()
@@ -102,6 +106,7 @@ class DicomDataModule(pl.LightningDataModule):
             ("patches", patches),
             ("augment", augment),
             ("masks", masks),
+            ("subjects", subjects),
         ):
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
@@ -157,12 +162,37 @@ class DicomDataModule(pl.LightningDataModule):
     ) -> tuple[dict[str, list[str]], list[str]]:
         """Mask files per series id (CSV NIfTI paths + linked SEG/RTSTRUCT) and SEG/RTSTRUCT files linking nothing."""
         from lightning_dicom.masks.association import mask_sources
+        from lightning_dicom.subjects.resolve import SubjectRecord
 
         assert self.config.masks is not None
-        return mask_sources(idx, selected, self.config.masks)
+        # a subject's masks are those of any of its inputs
+        owner: dict[str, str] = {}
+        series: list[SeriesRecord] = []
+        for s in selected:
+            for rec in s.inputs if isinstance(s, SubjectRecord) else (s,):
+                if rec is not None and rec.series_id not in owner:
+                    owner[rec.series_id] = s.series_id
+                    series.append(rec)
+        linked, orphans = mask_sources(idx, series, self.config.masks)
+        out: dict[str, list[str]] = {}
+        for series_id, paths in linked.items():
+            out.setdefault(owner.get(series_id, series_id), []).extend(paths)
+        return {k: sorted(set(v)) for k, v in out.items()}, orphans
 
     def _selected(self, idx: DicomIndex) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
-        return select_series(idx.series(), self.config.selection)
+        """The samples: selected series, or subjects assembled from them (``data.subjects``)."""
+        series, dropped = select_series(idx.series(), self.config.selection)
+        if self.config.subjects is None:
+            return series, dropped
+        from lightning_dicom.subjects.resolve import resolve_subjects
+
+        subjects, report = resolve_subjects(series, self.config.subjects)
+        for gid in report["left_out"]:
+            missing = ", ".join(report["incomplete"].get(gid, [])) or "its reference input"
+            dropped.append(
+                (gid, f"subject without {missing} (subjects.missing: {self.config.subjects.missing})")
+            )
+        return list(subjects), dropped
 
     # -- Lightning hooks --------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -204,6 +234,16 @@ class DicomDataModule(pl.LightningDataModule):
             "series_failed": failed,
             "split": {k: len(v) for k, v in self.split.items()},
         }
+        if self.config.subjects is not None:
+            self.report["subjects"] = {
+                "used": len(selected),
+                "incomplete": {
+                    s.series_id: list(getattr(s, "missing_inputs", ()))
+                    for s in selected
+                    if getattr(s, "missing_inputs", ())
+                },
+                "left_out": [sid for sid, reason in dropped if sid.startswith(("study:", "patient:"))],
+            }
         if table is not None:
             _, unlabelled, orphans = table.match(selected)
             self.report.update(

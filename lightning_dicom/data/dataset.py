@@ -52,6 +52,17 @@ class _MetaTable:
         self.echo_number = np.array([a.get("echo_number") or 0 for a in acq], dtype=np.int64)
         self.temporal_index = np.array([a.get("temporal_index") or 0 for a in acq], dtype=np.int64)
         self.image_type = np.array([a.get("image_type") or "" for a in acq], dtype=np.str_)
+        self.has_inputs = bool(metas) and all("inputs" in m for m in metas)
+        if self.has_inputs:  # subjects: each channel's source series, and which inputs are zero channels
+            self.inputs = np.array([m["inputs"] for m in metas], dtype=np.str_)
+            names = [[p.split("=", 1)[0] for p in m["inputs"].split("|")] for m in metas]
+            self.missing_inputs = np.array(
+                [
+                    [n in m.get("missing_inputs", ()) for n in row]
+                    for row, m in zip(names, metas, strict=True)
+                ],
+                dtype=bool,
+            )
         self.has_source = bool(metas) and all("source" in m for m in metas)
         if self.has_source:  # the source series' grid, for to_source_geometry
             self.source_spacing = np.array([m["source"]["spacing"] for m in metas], np.float64).reshape(-1, 3)
@@ -74,6 +85,9 @@ class _MetaTable:
             "temporal_index": torch.tensor(int(self.temporal_index[i])),
             "image_type": str(self.image_type[i]),
         }
+        if self.has_inputs:
+            out["inputs"] = str(self.inputs[i])
+            out["missing_inputs"] = torch.from_numpy(self.missing_inputs[i].copy())
         if self.has_source:
             for k in ("source_spacing", "source_origin", "source_direction", "source_size"):
                 out[k] = torch.from_numpy(getattr(self, k)[i].copy())

@@ -54,7 +54,9 @@ def process_series(
     """Read, preprocess and (with ``masks``) label one series.
 
     Args:
-        rec: the series (from the index).
+        rec: the series (from the index), or a
+            :class:`~lightning_dicom.subjects.resolve.SubjectRecord` (several series as channels: see
+            :func:`lightning_dicom.subjects.pipeline.process_subject`).
         preprocessing: the preprocessing config.
         masks: the mask config, or None for images only.
         mask_sources: mask files (NIfTI, DICOM SEG, RTSTRUCT) linked to this series.
@@ -65,19 +67,20 @@ def process_series(
     """
     from lightning_dicom.data.preprocess import preprocess
     from lightning_dicom.dicom.series import read_series
+    from lightning_dicom.subjects.resolve import SubjectRecord
 
-    image = read_series(
-        rec, irregular=preprocessing.irregular_stacks, gap_tolerance=preprocessing.gap_tolerance
-    )
-    array, meta = preprocess(image, preprocessing)
-    meta.update(
-        {
-            "series_id": rec.series_id,
-            "series_uid": rec.series_uid,
-            "study_uid": rec.study_uid,
-            "acquisition": rec.acquisition(),  # echo, b-value, temporal index, image type (batch meta too)
-        }
-    )
+    subject = isinstance(rec, SubjectRecord)
+    if isinstance(rec, SubjectRecord):  # several series as channels, on the reference input's grid
+        from lightning_dicom.subjects.pipeline import process_subject
+
+        array, meta, image = process_subject(rec, preprocessing)
+    else:
+        image = read_series(
+            rec, irregular=preprocessing.irregular_stacks, gap_tolerance=preprocessing.gap_tolerance
+        )
+        array, meta = preprocess(image, preprocessing)
+    meta.update({"series_id": rec.series_id, "series_uid": rec.series_uid, "study_uid": rec.study_uid})
+    meta["acquisition"] = rec.acquisition()  # echo, b-value, temporal index, image type (sidecar, batch meta)
     if masks is None:
         return ProcessedSeries(array, meta)
     from lightning_dicom.masks.pipeline import mask_on_grid, match_structures
@@ -86,7 +89,12 @@ def process_series(
     found: dict[str, Any] = {}
     for src in mask_sources:
         found.update(
-            read_mask(src, image, series_uid=rec.series_uid, frame_of_reference_uid=rec.frame_uid or None)
+            read_mask(  # a subject's mask may reference any of its inputs: checked by frame of reference
+                src,
+                image,
+                series_uid=None if subject else rec.series_uid,
+                frame_of_reference_uid=rec.frame_uid or None,
+            )
         )
     structures, missing = match_structures(found, masks)
     return ProcessedSeries(array, meta, mask_on_grid(structures, meta, array.shape[1:], masks), missing)

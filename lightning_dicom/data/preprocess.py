@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from lightning_dicom import io
 from lightning_dicom.config import PreprocessingConfig
 
-__all__ = ["crop_or_pad", "preprocess"]
+__all__ = ["crop_or_pad", "finish", "preprocess", "to_grid"]
 
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
 
@@ -64,14 +64,21 @@ def crop_or_pad(
 
 
 def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray, dict[str, Any]]:
-    """Apply ``cfg`` to one image.
+    """Apply ``cfg`` to one image: :func:`to_grid` (reorient, resample) then :func:`finish` (clip,
+    normalise, crop/pad).
 
     Returns:
         ``(array, meta)``: ``array`` is float32 ``[C, D, H, W]``; ``meta`` holds ``spacing`` (x-y-z mm),
         ``origin`` (LPS mm of output voxel 0), ``direction`` (9 floats), ``source`` (the input's
         geometry) and ``crop_start`` (z-y-x index in the resampled grid of output voxel 0).
     """
-    source = io.geometry(image)
+    return finish(to_grid(image, cfg), cfg, io.geometry(image))
+
+
+def to_grid(image: sitk.Image, cfg: PreprocessingConfig) -> sitk.Image:
+    """The geometric steps of :func:`preprocess`: reorient to ``cfg.orientation`` (``sitk.DICOMOrient``,
+    a permutation/flip of axes, no interpolation) and resample to ``cfg.spacing`` (x-y-z mm) with
+    ``cfg.interpolation``; background (outside the image) = the image's minimum."""
     if cfg.orientation != "none" and (
         sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
         != cfg.orientation
@@ -79,6 +86,15 @@ def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray,
         image = sitk.DICOMOrient(image, cfg.orientation)
     if cfg.spacing is not None:
         image = _resample(image, cfg.spacing, cfg.interpolation)
+    return image
+
+
+def finish(
+    image: sitk.Image, cfg: PreprocessingConfig, source: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The intensity and size steps of :func:`preprocess` on an image already on its grid: clip to
+    ``cfg.window``, normalise, centre crop/pad to ``cfg.size`` (z-y-x). ``source`` is the geometry of
+    the series before :func:`to_grid` (stored in ``meta['source']`` for :func:`to_source_geometry`)."""
     array = io.array_view(image).astype(np.float32)
     array = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
     if cfg.window is not None:

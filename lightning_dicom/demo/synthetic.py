@@ -233,6 +233,7 @@ def write_series(
     label: int = 0,
     bits_stored: int = 16,
     pixel_representation: int = 0,
+    frame_of_reference_uid: str | None = None,
 ) -> SyntheticSeries:
     """Write ``hu`` (``[z, y, x]``, HU) as one DICOM file per slice directly into ``out_dir``.
 
@@ -266,7 +267,9 @@ def write_series(
 
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
-    for_uid = generate_uid(entropy_srcs=[_UID_NAMESPACE, "frame-of-reference", study_uid])
+    for_uid = frame_of_reference_uid or generate_uid(
+        entropy_srcs=[_UID_NAMESPACE, "frame-of-reference", study_uid]
+    )
     sop_class = MRImageStorage if modality == "MR" else CTImageStorage
 
     out = Path(out_dir)

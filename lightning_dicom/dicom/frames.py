@@ -10,7 +10,8 @@ GDCM applies one RescaleSlope/Intercept to every frame (the shared one, else the
 a volume's frames carry others in their PixelValueTransformationSequence (0028,9145)
 (:attr:`~lightning_dicom.dicom.index.SeriesRecord.frame_rescale`), the stored values are recovered
 (``round((v - intercept0) / slope0)``: stored values are integers) and rescaled with the frame's own
-slope and intercept, in float32.
+slope and intercept, in float32. Siemens mosaics (one stored image) are left to the reader, which
+unpacks their tiles (:mod:`lightning_dicom.dicom.mosaic`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def decode_volume(
         RuntimeError: from ``decode`` (GDCM cannot decode the file).
     """
     global _LAST
-    if not rec.file_frames or (not rec.frame_order and not rec.frame_rescale):
+    if rec.mosaic_grid or not rec.file_frames or (not rec.frame_order and not rec.frame_rescale):
         return decode(rec, ptype)
     key = _file_key(rec, ptype)
     if _LAST is not None and _LAST[0] == key:

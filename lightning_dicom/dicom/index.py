@@ -22,8 +22,10 @@ What the scan checks (cheaply, without decoding pixels):
 Series are derived from the table: instances are grouped by SeriesInstanceUID (0020,000E); within
 a UID, instances whose SeriesNumber (0020,0011), ImageOrientationPatient (0020,0037), Rows x Columns
 or SamplesPerPixel differ (localizers, scouts, a second series number under one UID) form separate
-stacks, and each multi-frame file, and each file without ImagePositionPatient/ImageOrientationPatient
-(2D images: CR, secondary captures), is its own stack. A stack holding several volumes -- time points,
+stacks, and each multi-frame file (a Siemens mosaic is one: its tiles are frames), and each 2D image
+without ImagePositionPatient/ImageOrientationPatient (CR, secondary captures), is its own stack. Slices
+of a CT/MR/PT series that lack position or orientation stay one volume, which the reader refuses naming
+the missing tag (:mod:`~lightning_dicom.dicom.stack_geometry`). A stack holding several volumes -- time points,
 echoes, b-values, image types, repeated acquisitions, or the frames of an enhanced file -- is split
 into volumes by :mod:`lightning_dicom.dicom.volumes` (the rule and its sources are there). A series'
 slices are ordered by ImagePositionPatient (0020,0032) projected on the slice normal, never by file
@@ -64,13 +66,14 @@ from typing import Any
 from lightning_dicom.dicom import uids
 from lightning_dicom.dicom.header import HEADER_FIELDS, encodable_path, read_header, scan_file, scan_files
 from lightning_dicom.dicom.record import SeriesRecord, make_series, patient_key, split_rows
+from lightning_dicom.dicom.stack_geometry import slice_of_stack
 from lightning_dicom.dicom.volumes import Volume
 
 __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_header", "select_series"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4  # 3: high_bit and pixel_offset columns; 4: acq (acquisition attributes)
+SCHEMA_VERSION = 5  # 3: high_bit and pixel_offset columns; 4: mosaic_grid, not_a_stack; 5: acq
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
 _UNCOMPRESSED = uids.UNCOMPRESSED_SYNTAXES
@@ -254,13 +257,14 @@ class DicomIndex:
         groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
         for f in kept:
             uid = f["series_uid"]
-            if f["iop"] is None or f["ipp"] is None:
-                key: tuple = (uid, f["path"])  # 2D image: a volume of its own
-            else:
+            n_frames = f["n_frames"] or 1
+            if (n_frames == 1 and not slice_of_stack(f)) or (n_frames > 1 and not (f["iop"] and f["ipp"])):
+                key: tuple = (uid, f["path"])  # 2D image, or multi-frame file without geometry: its own
+            else:  # a slice (without position or orientation too: refused as one volume, never split)
                 key = (
                     uid,
                     f["series_number"],
-                    _cluster(iop_reps[uid], json.loads(f["iop"])),
+                    _cluster(iop_reps[uid], json.loads(f["iop"])) if f["iop"] else -1,
                     f["rows"],
                     f["cols"],
                     f["samples_per_pixel"],

@@ -34,7 +34,7 @@ _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
 #: Elements decoded by the fast reader: tag -> (keyword, VR).
 FAST_TAGS = {
     0x00080005: ("SpecificCharacterSet", "CS"),
-    0x00080008: ("ImageType", "CS"),
+    0x00080008: ("ImageType", "CS"),  # multi-valued: decoded to a list of str (see _IMAGE_TYPE)
     0x00080016: ("SOPClassUID", "UI"),
     0x00080018: ("SOPInstanceUID", "UI"),
     0x00080060: ("Modality", "CS"),
@@ -73,18 +73,19 @@ FAST_TAGS = {
 _FAST_EXPECTED_VR = {tag: vr.encode() for tag, (_, vr) in FAST_TAGS.items()}
 _FAST_KEYWORDS = frozenset(kw for kw, _ in FAST_TAGS.values())
 _META_TAGS = {0x00020002: "MediaStorageSOPClassUID", 0x00020010: "TransferSyntaxUID"}
-#: Elements whose value may hold several items separated by backslashes (decoded as a list of strings).
-_MULTI_TEXT = frozenset({0x00080008})
 #: Elements that send a file to pydicom (DICOMDIR, enhanced multi-frame functional groups): the
 #: fast dataset answers ``keyword in ds`` with False for these, having checked that they are absent.
 SLOW_TAGS = {
     0x00041220: "DirectoryRecordSequence",
     0x52009229: "SharedFunctionalGroupsSequence",
     0x52009230: "PerFrameFunctionalGroupsSequence",
+    0x00540022: "DetectorInformationSequence",  # NM position/orientation (dicom/nm.py)
 }
 _SLOW_KEYWORDS = frozenset(SLOW_TAGS.values())
 _DS_ITEM = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *")
 _IS_ITEM = re.compile(r" *[+-]?[0-9]{1,10} *")
+#: ImageType (0008,0008): its values are what the header uses (a list of str; pydicom gives a MultiValue).
+_IMAGE_TYPE = 0x00080008
 _NOT_FAST_SYNTAXES = {EXPLICIT_VR_BIG_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN}
 
 
@@ -327,7 +328,10 @@ def fast_dataset(fh: BinaryIO) -> tuple[_FastDataset, bool, int]:
     ds.private = private
     for tag, value in raw.items():
         keyword, vr_name = FAST_TAGS[tag]
-        ds[keyword] = _decode(vr_name, value, multi=tag in _MULTI_TEXT)
+        if tag == _IMAGE_TYPE:
+            ds[keyword] = [v.strip() for v in value.decode("latin-1").rstrip(" \0").split("\\")]
+        else:
+            ds[keyword] = _decode(vr_name, value)
     return ds, implicit, pos
 
 

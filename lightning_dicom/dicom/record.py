@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lightning_dicom.dicom import uids
+from lightning_dicom.dicom.stack_geometry import missing_geometry
 from lightning_dicom.dicom.volumes import Volume, frames_of, split_frames
 from lightning_dicom.typing import SpacingXYZ
 
@@ -108,6 +109,13 @@ class SeriesRecord:
     file_frames: int = 0
     frame_rescale: tuple[tuple[float, float], ...] = field(default=(), repr=False)
     base_rescale: tuple[float, float] = (1.0, 0.0)
+    # -- geometry from other places (issue 10; lightning_dicom.dicom.mosaic, .nm, .stack_geometry) --
+    mosaic_grid: int = 0
+    """Siemens mosaic: tiles per side of the stored image (its ``n_slices`` tiles of ``rows x cols``
+    are unpacked by the reader); 0 otherwise."""
+    geometry_problem: str = ""
+    """Why the files cannot be placed as one 3D volume (missing ImagePositionPatient or orientation in
+    a stack, NM frames that are not slices); the reader refuses the volume with this reason."""
     refusal: tuple[str, str] = ("", "")
     """(file, reason) when the slices share positions and nothing separates them into volumes
     (:mod:`lightning_dicom.dicom.volumes`): reading raises it."""
@@ -193,8 +201,11 @@ def _normal(iop: Sequence[float]) -> np.ndarray:
 def split_rows(members: list[dict[str, Any]]) -> list[Volume]:
     """The volumes of one group of rows (one stack of single-frame files, or one multi-frame file)."""
     first = members[0]
-    if not first["iop"] or not first["ipp"] or ((first["n_frames"] or 1) > 1 and not first["frame_ipps"]):
-        vol = Volume(frames_of(first) if (first["n_frames"] or 1) == 1 else frames_of(first)[:1])
+    single = (first["n_frames"] or 1) == 1
+    if (single and not all(f["iop"] and f["ipp"] for f in members)) or (
+        not single and (not first["iop"] or not first["ipp"] or not first["frame_ipps"])
+    ):  # no positions to split by: one volume (refused by the reader when a stack lacks geometry)
+        vol = Volume([fr for f in members for fr in frames_of(f)] if single else frames_of(first)[:1])
         vol.order = ((), -1, int(first["instance_number"] or 0), first["path"], 0)
         return [vol]
     iop = json.loads(first["iop"])
@@ -213,6 +224,7 @@ def make_series(  # noqa: C901 - one record's fields
     n_frames = int(first["n_frames"] or 1)
     if n_frames > 1:
         fallback_dz = float(first["slice_gap"] or first["slice_thickness"] or 1.0)
+        fallback_dz = fallback_dz if has_geometry else abs(fallback_dz)  # no position: origin 0, file order
     else:
         fallback_dz = float(first["slice_thickness"] or first["slice_gap"] or 1.0)
     frame_order: tuple[int, ...] = ()
@@ -236,9 +248,14 @@ def make_series(  # noqa: C901 - one record's fields
             ]
             if any(sc != base for sc in scales):
                 frame_rescale = tuple(scales)
-        else:  # classic multi-frame: frames assumed contiguous along the normal, in file order
+        else:  # classic multi-frame: frames contiguous along the normal in file order, by the signed
+            # SpacingBetweenSlices (negative in NM: frame k at IPP - k |gap| normal, as GDCM reads it)
             origin = np.asarray(json.loads(first["ipp"]), dtype=float) if first["ipp"] else np.zeros(3)
             pts = origin + np.outer(np.arange(n_frames) * fallback_dz, normal)
+            order = np.argsort(pts @ normal, kind="stable")
+            pts = pts[order]
+            if not np.array_equal(order, np.arange(n_frames)):
+                frame_order = tuple(int(i) for i in order)
         positions = [tuple(float(v) for v in p) for p in pts]
     else:  # single-frame files: their positions were parsed (and projected) by split_rows
         if has_geometry and all(fr.row["ipp"] for fr in vol.frames):
@@ -297,6 +314,8 @@ def make_series(  # noqa: C901 - one record's fields
         frame_order=frame_order,
         problems=tuple((f["path"], f["problem"]) for f in members if f["problem"]),
         refusal=vol.problem or ("", ""),
+        mosaic_grid=int(first["mosaic_grid"] or 0),
+        geometry_problem=(first["not_a_stack"] or "") if n_frames > 1 else missing_geometry(members),
         duplicates=tuple(d for f in members for d in dropped.get(f["path"], ())),
         has_geometry=has_geometry,
         photometric=first["photometric"] or "",

@@ -19,6 +19,10 @@ frames of one enhanced multi-frame file), follows dcm2niix:
    instances, the instances at each position are ordered by InstanceNumber (0020,0013) (frames of an
    enhanced file: by file order) and the k-th goes to volume k: how dcm2niix reads GE EPI series whose
    TemporalPositionIdentifier is 1 in every file. The split is reported as "InstanceNumber order".
+   When every instance sits at ONE position, only an acquisition attribute separates them (not
+   DimensionIndexValues, whose in-stack index then contradicts the positions, nor InstanceNumber order):
+   dicom2nifti's "notavolume" CT (4 files at one position, AcquisitionNumber 12-15) is 4 one-slice
+   volumes as in dcm2niix, while frames that differ in nothing are a 2D+t series and refused.
 4. Otherwise the stack is one volume with a recorded problem that names the files at the first
    repeated position, the position and the attributes compared; reading it raises
    :class:`~lightning_dicom.errors.SeriesError`.
@@ -167,9 +171,13 @@ def _value(f: Frame, key: str, positional: set[int]) -> Any:
 def _separate(
     frames: list[Frame], pids: list[int], positional: set[int]
 ) -> tuple[str, list[list[Frame]]] | None:
-    """(attribute name, volumes) from the first attribute that separates the frames on a full grid."""
+    """(attribute name, volumes) from the first attribute that separates the frames on a full grid.
+    When every frame sits at one position, DimensionIndexValues are not trusted (their in-stack index
+    then contradicts the positions): only an acquisition attribute separates such frames."""
     n_pos = len(set(pids))
     for name, key in _SEPARATORS:
+        if n_pos == 1 and key == "dim":
+            continue
         values = [_value(f, key, positional) for f in frames]
         if any(v is None for v in values):
             continue
@@ -227,7 +235,7 @@ def _refusal(frames: list[Frame], pids: list[int]) -> tuple[str, str]:
     differ = [
         f"{name} ({', '.join(sorted({_fmt(_value(f, key, set())) for f in here}))})"
         for name, key in _SEPARATORS
-        if len({_fmt(_value(f, key, set())) for f in here}) > 1
+        if len({_fmt(_value(f, key, set())) for f in here}) > 1 and (len(at) > 1 or key != "dim")
     ]
     why = (
         f"they differ in {'; '.join(differ)}, but the positions hold {'/'.join(map(str, counts))} "
@@ -236,6 +244,12 @@ def _refusal(frames: list[Frame], pids: list[int]) -> tuple[str, str]:
         else "no acquisition attribute tells them apart (TemporalPositionIdentifier, AcquisitionNumber, "
         "TriggerTime, gradient, InstanceNumber order with the same count at every position)"
     )
+    if len(at) == 1 and not differ:
+        why = (
+            f"all {len(frames)} slices/frames sit at one position, a time series (2D+t) or repeated "
+            "instances/acquisitions, not a 3D volume, and no acquisition attribute (TemporalPosition, "
+            "TriggerTime, AcquisitionNumber, gradient) tells them apart"
+        )
     reason = (
         f"{len(frames) - len(at)} duplicate slice positions: {len(here)} instances share the slice position {here[0].depth:.3f} mm along the normal "
         f"({names}): {why}; no setting reads this stack as one volume: remove the repeated files or "
@@ -245,18 +259,27 @@ def _refusal(frames: list[Frame], pids: list[int]) -> tuple[str, str]:
 
 
 def _finish(vol: Volume) -> Volume:
-    """Set the volume's attributes (common values, else None) and ``varying``: the attributes that group
-    its slices into several acquisitions (at least two values and fewer values than slices; a counter
-    that gives every slice its own AcquisitionNumber, as step-and-shoot CT does, is not one)."""
+    """Set the volume's attributes (common values, else None) and ``varying``: the attributes whose
+    values interleave along the normal (slices of several acquisitions alternate in space: resampling
+    would blend them). Acquisitions that follow one another along the normal (a CT acquired in two
+    parts, AcquisitionNumber 4 then 5) and a counter that gives every slice its own value (step-and-shoot
+    CT) do not interleave."""
     varying = []
+    by_depth = sorted(vol.frames, key=lambda f: f.depth)
     for a in ATTRIBUTES:
         first = vol.frames[0].attrs.get(a)
         same = all(f.attrs.get(a) == first for f in vol.frames)
         vol.attrs[a] = first if same else None
-        if not same and len({json.dumps(f.attrs.get(a)) for f in vol.frames}) < len(vol.frames):
+        if not same and _interleaved([json.dumps(f.attrs.get(a)) for f in by_depth]):
             varying.append(a)
     vol.varying = tuple(varying)
     return vol
+
+
+def _interleaved(values: Sequence[str]) -> bool:
+    """Values (in slice order) that do not form one contiguous run each."""
+    changes = sum(1 for a, b in zip(values, values[1:], strict=False) if a != b)
+    return changes > len(set(values)) - 1
 
 
 def _order_key(vol: Volume, positional: set[int]) -> tuple:
@@ -291,7 +314,9 @@ def split_frames(frames: list[Frame], normal: np.ndarray) -> list[Volume]:
             out.append(_finish(Volume(members, "kind" if len(kinds) > 1 else "")))
             continue
         positional = _positional_dims(members, pids)
-        found = _separate(members, pids, positional) or _by_order(members, pids)
+        found = _separate(members, pids, positional)
+        if found is None and len(set(pids)) > 1:  # at one position, order alone is no evidence of 4D
+            found = _by_order(members, pids)
         if found is None:
             out.append(_finish(Volume(members, "", _refusal(members, pids))))
             continue
