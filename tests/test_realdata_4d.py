@@ -11,9 +11,9 @@ What is compared, exactly:
 * our volumes of one SeriesInstanceUID are grouped by (echo number, echo time, image type) and ordered by
   ``temporal_index``: each dcm2niix output must be matched by one group with as many volumes, volume k to
   its 4th-dimension index k, values and corners as above;
-* Siemens mosaics (ImageType MOSAIC): tiles are unpacked by the geometry work, so here only the split is
-  checked: one volume per file (time point), as many as dcm2niix's 4th dimension, in AcquisitionNumber
-  order (= file name order there). Their voxels are not compared.
+* Siemens mosaics (ImageType MOSAIC): besides the voxels (tiles unpacked by
+  :mod:`lightning_dicom.dicom.mosaic`), the split is checked: one volume per file (time point), as many
+  as dcm2niix's 4th dimension, in AcquisitionNumber order (= file name order there).
 """
 
 from __future__ import annotations
@@ -88,12 +88,11 @@ def test_volumes_equal_dcm2niix(rel: str, refs, ours) -> None:
     for out in (o for o in refs[rel] if not o.variant):
         groups = _groups(records, out.series_uid)
         if any("MOSAIC" in (r.image_type or "") for g in groups for r in g):
-            (group,) = groups  # split per time point only (tiles: the geometry issue)
+            (group,) = groups  # one mosaic file per time point (tiles unpacked by dicom.mosaic)
             assert len(group) == len(out.volumes) and all(len(r.files) == 1 for r in group)
             assert [r.acquisition_number for r in group] == sorted(r.acquisition_number for r in group)
             assert [Path(r.files[0]).name for r in group] == sorted(Path(r.files[0]).name for r in group)
             assert all(r.split_by == "AcquisitionNumber" for r in group)
-            continue
         matched = []
         for group in (g for g in groups if len(g) == len(out.volumes)):
             reports = [ref.compare_sitk(read_series(r), v) for r, v in zip(group, out.volumes, strict=True)]
