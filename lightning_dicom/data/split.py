@@ -53,12 +53,14 @@ Stratum = int | None
 
 def _group(rec: SeriesRecord, by: str) -> str:
     """Group key; an empty PatientID (anonymised data) falls back to the study, then the series,
-    so that unrelated series without an ID do not all land in one part."""
+    so that unrelated series without an ID do not all land in one part. ``series`` keys on the
+    SeriesInstanceUID, so the volumes of one series (time points, echoes, b-values: ``uid#k``) always
+    land in the same part."""
     if by == "patient" and rec.patient_id.strip():
         return "P" + rec.patient_id  # hashed below; never stored
     if by in ("patient", "study") and rec.study_uid:
         return "S" + rec.study_uid
-    return "R" + rec.series_id
+    return "R" + rec.series_uid
 
 
 def _skey(s: Stratum) -> tuple[bool, int]:
