@@ -66,7 +66,7 @@ def assert_same(a: Any, b: Any) -> None:
             assert_same(a[k], b[k])
     elif isinstance(a, torch.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape
-        torch.testing.assert_close(a.cpu(), b.cpu(), rtol=0, atol=1e-9)
+        torch.testing.assert_close(a.cpu(), b.cpu(), rtol=0, atol=1e-9, equal_nan=True)
     else:
         assert a == b
 

@@ -95,20 +95,20 @@ class _MetaTable:
 
     def batch(self, idx: np.ndarray) -> dict[str, Any]:
         """What ``default_collate([get(i) for i in idx])`` returns, gathered from the arrays at once
-        (strings as lists, arrays stacked ``[B, ...]``, ``index`` int64 ``[B]``)."""
-        out: dict[str, Any] = {
-            "series_id": [str(x) for x in self.series_id[idx]],
-            "spacing": torch.from_numpy(self.spacing[idx]),
-            "origin": torch.from_numpy(self.origin[idx]),
-            "direction": torch.from_numpy(self.direction[idx]),
-            "index": torch.from_numpy(np.asarray(idx, dtype=np.int64)),
-        }
-        if self.has_inputs:
-            out["inputs"] = [str(x) for x in self.inputs[idx]]
-            out["missing_inputs"] = torch.from_numpy(self.missing_inputs[idx])
-        if self.has_source:
-            for k in ("source_spacing", "source_origin", "source_direction", "source_size"):
-                out[k] = torch.from_numpy(getattr(self, k)[idx])
+        (strings as lists, arrays stacked ``[B, ...]``, ``index`` int64 ``[B]``). Each key of ``get`` is read
+        from the table's array of the same name; a key without one is collated sample by sample."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out: dict[str, Any] = {}
+        template = self.get(int(idx[0])) if len(idx) else {}
+        for key in template:
+            arr = getattr(self, key, None)
+            if key == "index":
+                out[key] = torch.from_numpy(idx.copy())
+            elif isinstance(arr, np.ndarray) and len(arr) == len(self.series_id):
+                picked = arr[idx]
+                out[key] = [str(x) for x in picked] if picked.dtype.kind == "U" else torch.from_numpy(picked)
+            else:
+                out[key] = default_collate([self.get(int(i))[key] for i in idx])
         return out
 
 
