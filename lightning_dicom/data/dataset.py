@@ -98,17 +98,26 @@ class _MetaTable:
         (strings as lists, arrays stacked ``[B, ...]``, ``index`` int64 ``[B]``). Each key of ``get`` is read
         from the table's array of the same name; a key without one is collated sample by sample."""
         idx = np.asarray(idx, dtype=np.int64)
+        if not len(idx):
+            return {}
+        plan = self.__dict__.get("_plan")
+        if plan is None:  # once: each key of get() -> its array (or None: collate per sample)
+            plan = []
+            for key in self.get(0):
+                arr = getattr(self, key, None)
+                ok = isinstance(arr, np.ndarray) and len(arr) == len(self.series_id) and key != "index"
+                plan.append((key, arr if ok else None))
+            self._plan = plan
         out: dict[str, Any] = {}
-        template = self.get(int(idx[0])) if len(idx) else {}
-        for key in template:
-            arr = getattr(self, key, None)
+        for key, arr in plan:
             if key == "index":
                 out[key] = torch.from_numpy(idx.copy())
-            elif isinstance(arr, np.ndarray) and len(arr) == len(self.series_id):
-                picked = arr[idx]
-                out[key] = [str(x) for x in picked] if picked.dtype.kind == "U" else torch.from_numpy(picked)
-            else:
+            elif arr is None:
                 out[key] = default_collate([self.get(int(i))[key] for i in idx])
+            elif arr.dtype.kind == "U":
+                out[key] = arr[idx].tolist()
+            else:
+                out[key] = torch.from_numpy(arr[idx])
         return out
 
 
