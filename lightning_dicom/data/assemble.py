@@ -155,7 +155,13 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype, pin: bool) -> torch.Tenso
     75x179x179 float32 volume, copy included, on the 2-core CI machine)."""
     if pin:
         return torch.empty(shape, dtype=dtype, pin_memory=True)
-    return torch.from_numpy(np.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
+    np_dtype = _NP_DTYPES.get(dtype)
+    if np_dtype is None:
+        np_dtype = _NP_DTYPES[dtype] = torch.empty(0, dtype=dtype).numpy().dtype
+    return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+
+
+_NP_DTYPES: dict[torch.dtype, np.dtype] = {}
 
 
 def _fit(buf: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
