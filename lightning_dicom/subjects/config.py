@@ -46,7 +46,9 @@ class InputRule(_Model):
     )
     echo_number: int | None = Field(default=None, description="EchoNumbers (0018,0086) of the volume.")
     b_value: float | None = Field(default=None, description="Diffusion b-value (s/mm^2) of the volume.")
-    temporal_index: int | None = Field(default=None, description="Time point of a 4D series (1-based).")
+    temporal_index: int | None = Field(
+        default=None, description="Time point of a 4D series: 0-based index along dcm2niix's 4th dimension."
+    )
     tie_break: Literal["most_slices", "latest", "first"] = Field(
         default="most_slices",
         description="Several series match: the one with the most slices, the highest SeriesNumber (0020,0011) "
