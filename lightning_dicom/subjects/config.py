@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lightning_dicom._validators import ordered_window
+
 __all__ = ["InputRule", "SubjectsConfig"]
 
 
@@ -75,9 +77,7 @@ class InputRule(_Model):
     @field_validator("window")
     @classmethod
     def _window_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not v[0] < v[1]:
-            raise ValueError(f"window must be [low, high] with low < high, got {list(v)}")
-        return v
+        return ordered_window(v)
 
 
 class SubjectsConfig(_Model):
