@@ -73,7 +73,9 @@ __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_head
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5  # 3: high_bit and pixel_offset columns; 4: mosaic_grid, not_a_stack; 5: acq
+SCHEMA_VERSION = (
+    6  # 3: high_bit and pixel_offset columns; 4: mosaic_grid, not_a_stack; 5: acq; 6: contrast_agent
+)
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
 _UNCOMPRESSED = uids.UNCOMPRESSED_SYNTAXES
