@@ -31,14 +31,30 @@ from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, Seri
 from lightning_dicom.data.labels import LabelTable, read_labels
 from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
-from lightning_dicom.data.split import Split, save_split, split_series
+from lightning_dicom.data.split import Split, save_split, split_groups, split_series
 from lightning_dicom.data.workers import worker_init_fn
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
+from lightning_dicom.dicom.pseudonym import project_key
 from lightning_dicom.errors import ConfigError, LightningDicomError
 
 __all__ = ["DicomDataModule"]
 
 log = logging.getLogger(__name__)
+
+
+def _nothing_usable(roots: list[Path], idx: DicomIndex, dropped: list[tuple[str, str]]) -> str:
+    """'data.root X: N files, 0 usable series; top reasons: ...' (no patient data: reasons and counts)."""
+    reasons: dict[str, int] = {}
+    for _, reason in idx.skipped():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for _, reason in dropped:
+        key = f"series dropped by data.selection: {reason}"
+        reasons[key] = reasons.get(key, 0) + 1
+    n_files = len(idx.files())
+    top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+    why = "; ".join(f"{n} x {r}" for r, n in top) if top else "no files"
+    where = ", ".join(str(r) for r in roots)
+    return f"data.root {where}: {n_files} files, 0 usable series ({why})"
 
 
 class DicomDataModule(pl.LightningDataModule):
@@ -54,7 +70,8 @@ class DicomDataModule(pl.LightningDataModule):
         root: folder(s) scanned recursively for DICOM files.
         labels: CSV keyed by SeriesInstanceUID, StudyInstanceUID or PatientID.
         label_columns: label columns of the CSV (default: all but the key).
-        work_dir: where the index, split and cache live (default ``.lightning_dicom/<hash>``).
+        work_dir: where the index, split and cache live (default
+            ``$XDG_CACHE_HOME/lightning_dicom/<hash of the roots>``, the same from any working directory).
         on_error: a series that fails to read: 'raise', or 'skip' it and report.
         selection: which series to use (modality, min_slices, description regex, planes).
         preprocessing: reorient, spacing (x-y-z mm), window, normalize, size (z-y-x voxels).
@@ -92,6 +109,7 @@ class DicomDataModule(pl.LightningDataModule):
             "label_columns": label_columns,
             "work_dir": work_dir,
             "on_error": on_error,
+            "progress": progress,
         }
         for name, value in (
             ("selection", selection),
@@ -106,7 +124,7 @@ class DicomDataModule(pl.LightningDataModule):
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
         self.config: DataConfig = parse_config(raw)
-        self.progress = progress
+        self.progress = self.config.progress
         self.datasets: dict[str, Dataset] = {}
         self.series: dict[str, SeriesRecord] = {}
         self.split: Split | None = None
@@ -170,8 +188,15 @@ class DicomDataModule(pl.LightningDataModule):
         return select_series(idx.series(), self.config.selection)
 
     # -- Lightning hooks --------------------------------------------------------------------------
+    def _check_roots(self) -> None:
+        """Every root must exist: a typo in ``data.root`` is one clear error, not an empty epoch."""
+        for root in self.config.root:
+            if not Path(root).exists():
+                raise ConfigError(f"data.root {root} does not exist (expected a folder of DICOM files)")
+
     def prepare_data(self) -> None:
         """Scan the folders and build missing cache entries (one process per node; sets no state)."""
+        self._check_roots()
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
             selected, _ = self._selected(idx)
@@ -182,11 +207,19 @@ class DicomDataModule(pl.LightningDataModule):
             )
 
     def setup(self, stage: str | None = None) -> None:
-        """Reload the index, select and label series, split, and build datasets (every rank)."""
+        """Reload the index, select and label series, split, and build datasets (every rank).
+
+        Raises:
+            ConfigError: a root does not exist, or no series is usable (the message counts the files
+                found and the commonest reasons they were skipped or dropped).
+        """
+        self._check_roots()
         with self.open_index() as idx:
             if not idx.files():
                 idx.scan(progress=self.progress)  # prepare_data was not called (notebook use)
             selected, dropped = self._selected(idx)
+            if not selected:
+                raise ConfigError(_nothing_usable(self.config.root, idx, dropped))
             n_skipped_files = len(idx.skipped())
             mask_orphans: list[str] = []
             if self.config.masks is not None:
@@ -194,7 +227,11 @@ class DicomDataModule(pl.LightningDataModule):
                     raise ConfigError("masks need the cache (cache.enabled: true)")
                 self._mask_sources, mask_orphans = self._find_masks(idx, selected)
         self.series = {s.series_id: s for s in selected}
-        table = read_labels(self.config.labels, self.config.label_columns) if self.config.labels else None
+        table = (
+            read_labels(self.config.labels, self.config.label_columns, project_key(self.work_dir))
+            if self.config.labels
+            else None
+        )
         usable, failed = self._usable(selected)
         self.split = self._restored_split or split_series(selected, self.config.split)
         if self.trainer is None or self.trainer.global_rank == 0:
@@ -205,6 +242,7 @@ class DicomDataModule(pl.LightningDataModule):
             "files_skipped": n_skipped_files,
             "series_failed": failed,
             "split": {k: len(v) for k, v in self.split.items()},
+            "split_groups": split_groups(selected, self.config.split.group_by),
         }
         if table is not None:
             _, unlabelled, orphans = table.match(selected)
@@ -221,6 +259,14 @@ class DicomDataModule(pl.LightningDataModule):
                     len(unlabelled),
                     len(orphans),
                 )
+        fallback = self.report["split_groups"]
+        if self.config.split.group_by == "patient" and (fallback["study"] or fallback["series"]):
+            log.warning(
+                "%d series have no PatientID: grouped by their study (%d) or alone (%d) in the split",
+                fallback["study"] + fallback["series"],
+                fallback["study"],
+                fallback["series"],
+            )
         usable_ids = {s.series_id for s in usable}
         supervised_ids = set(usable_ids)
         if self.config.masks is not None:
@@ -236,7 +282,9 @@ class DicomDataModule(pl.LightningDataModule):
             if table is not None:
                 recs = [r for r in recs if table.lookup(r) is not None]
             self.datasets[part] = self._dataset(recs, table, train=part == "train")
-        self.datasets["predict"] = self._dataset(usable, table, train=False, with_labels=False)
+        self.datasets["predict"] = self._dataset(
+            usable, table, train=False
+        )  # labels when every series has one
         log.info(
             "lightning_dicom: %d series selected (%s), %d failed, %d files skipped",
             len(selected),
@@ -323,7 +371,7 @@ class DicomDataModule(pl.LightningDataModule):
         )
         common: dict[str, Any] = {
             "num_workers": workers,
-            "pin_memory": lc.pin_memory,
+            "pin_memory": lc.pin_memory and self._device_type() != "cpu",  # as torch: pin only for a device
             "persistent_workers": lc.persistent_workers and workers > 0,
             "worker_init_fn": functools.partial(worker_init_fn, threads=lc.threads_per_worker)
             if workers

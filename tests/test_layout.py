@@ -41,6 +41,7 @@ LAYERS = [
     ("lightning_dicom.data.preprocess", 3),
     ("lightning_dicom.data.workers", 3),
     ("lightning_dicom.inference", 3),
+    ("lightning_dicom.prediction_csv", 3),
     ("lightning_dicom.data", 4),
     ("lightning_dicom.geometry", 4),
     ("lightning_dicom.writer", 5),
@@ -48,6 +49,7 @@ LAYERS = [
     ("lightning_dicom.datamodule", 6),
     ("lightning_dicom.demo", 7),
     ("lightning_dicom.cli", 8),
+    ("lightning_dicom.commands", 8),
 ]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from lightning_dicom.config import SplitConfig
 from lightning_dicom.dicom.index import SeriesRecord
 
-__all__ = ["Split", "save_split", "split_series"]
+__all__ = ["Split", "save_split", "split_groups", "split_series"]
 
 Split = dict[str, list[str]]
 """``{"train": [series_id, ...], "val": [...], "test": [...]}``."""
@@ -29,10 +29,20 @@ def _group(rec: SeriesRecord, by: str) -> str:
     """Group key; an empty PatientID (anonymised data) falls back to the study, then the series,
     so that unrelated series without an ID do not all land in one part."""
     if by == "patient" and rec.patient_id.strip():
-        return "P" + rec.patient_id  # hashed below; never stored
+        return "P" + rec.patient_id  # the index's keyed pseudonym, never the ID
     if by in ("patient", "study") and rec.study_uid:
         return "S" + rec.study_uid
     return "R" + rec.series_id
+
+
+def split_groups(series: Sequence[SeriesRecord], by: str) -> dict[str, int]:
+    """How many series were grouped by what: ``{"patient": n, "study": n, "series": n}``. With
+    ``group_by: patient``, series without a PatientID fall back to their study, then to themselves: the
+    counts say how many did (split reports show it, so a fallback is never silent)."""
+    out = {"patient": 0, "study": 0, "series": 0}
+    for rec in series:
+        out[{"P": "patient", "S": "study", "R": "series"}[_group(rec, by)[0]]] += 1
+    return out
 
 
 def split_series(series: Sequence[SeriesRecord], cfg: SplitConfig) -> Split:
@@ -62,7 +72,11 @@ def save_split(split: Split, path: str | Path, series: Sequence[SeriesRecord], c
     doc: dict[str, Any] = {
         "config": cfg.model_dump(),
         "counts": {k: len(v) for k, v in split.items()},
-        "patients": {k: len({by_id[i].patient_key for i in v if i in by_id}) for k, v in split.items()},
+        "patients": {
+            k: len({by_id[i].patient_key for i in v if i in by_id and by_id[i].patient_key})
+            for k, v in split.items()
+        },
+        "grouped_by": split_groups(list(by_id.values()), cfg.group_by),
         "modalities": {
             k: dict(Counter(by_id[i].modality for i in v if i in by_id)) for k, v in split.items()
         },
@@ -71,5 +85,7 @@ def save_split(split: Split, path: str | Path, series: Sequence[SeriesRecord], c
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)  # owner-only, as the work dir
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(doc, indent=1))
     os.replace(tmp, path)

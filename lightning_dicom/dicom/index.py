@@ -33,8 +33,10 @@ once. The copy kept is the first of: no pixel-data problem, uncompressed, lossle
 syntax, then path order; the others are listed in :attr:`SeriesRecord.duplicates` and
 ``report()["duplicates"]``.
 
-Patient IDs are stored (they group the split) but never printed: reports show
-:func:`patient_key`, a one-way hash.
+PatientID (0010,0020) is never stored: the index keeps its keyed pseudonym
+(:func:`~lightning_dicom.dicom.pseudonym.pseudonym`, HMAC-SHA256 with the project's key in
+``<work_dir>/pseudonym.key``), which groups the split and is what reports show. The index file is
+created readable by its owner only.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from collections import defaultdict
@@ -56,13 +59,14 @@ import numpy as np
 
 from lightning_dicom.dicom import uids
 from lightning_dicom.dicom.header import HEADER_FIELDS, encodable_path, read_header, scan_file, scan_files
+from lightning_dicom.dicom.pseudonym import private_dir, private_file, project_key, pseudonym
 from lightning_dicom.typing import SpacingXYZ
 
 __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_header", "select_series"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 3: high_bit and pixel_offset columns
+SCHEMA_VERSION = 4  # 3: high_bit and pixel_offset columns; 4: patient_id holds the keyed pseudonym
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
 _UNCOMPRESSED = uids.UNCOMPRESSED_SYNTAXES
@@ -71,9 +75,10 @@ _NATIVE_LITTLE_ENDIAN = uids.NATIVE_LITTLE_ENDIAN
 _LOSSLESS = uids.LOSSLESS_SYNTAXES
 
 
-def patient_key(patient_id: str | None) -> str:
-    """A short one-way pseudonym of a PatientID, safe to print (never log the ID itself)."""
-    return hashlib.sha256((patient_id or "").encode()).hexdigest()[:10]
+def patient_key(patient_id: str | None, key: bytes) -> str:
+    """The keyed pseudonym of a PatientID under a project's key (:func:`.pseudonym.pseudonym`), safe to
+    print; '' when there is no ID."""
+    return pseudonym(patient_id, key)
 
 
 def _db_key(path: str) -> str:
@@ -101,6 +106,7 @@ class SeriesRecord:
     series_uid: str
     study_uid: str
     patient_id: str = field(repr=False)
+    """Keyed pseudonym of PatientID (0010,0020) (:func:`patient_key`), '' without an ID: never the ID."""
     frame_uid: str
     modality: str
     description: str
@@ -146,8 +152,9 @@ class SeriesRecord:
     pixels straight from the files); empty otherwise."""
 
     @property
-    def patient_key(self) -> str:
-        return patient_key(self.patient_id)
+    def patient_key(self) -> str | None:
+        """The patient pseudonym for reports; None when the series has no PatientID."""
+        return self.patient_id or None
 
     def summary(self) -> dict[str, Any]:
         """A PHI-free description (for reports, split files and batch metadata)."""
@@ -229,18 +236,29 @@ class DicomIndex:
     Args:
         roots: folders (or files) to scan recursively.
         db_path: SQLite file; ``None`` keeps the index in memory (nothing persisted).
+        pseudonym_key: key of the PatientID pseudonyms; default the work dir's (``<db_path's
+            folder>/pseudonym.key``, created once), or random for an index in memory.
     """
 
     def __init__(
-        self, roots: Iterable[str | os.PathLike[str]], db_path: str | os.PathLike[str] | None = None
+        self,
+        roots: Iterable[str | os.PathLike[str]],
+        db_path: str | os.PathLike[str] | None = None,
+        pseudonym_key: bytes | None = None,
     ):
         if isinstance(roots, (str, os.PathLike)):
             roots = [roots]
         self.roots = [_resolved(Path(r)) for r in roots]
         self.db_path = Path(db_path) if db_path is not None else None
         if self.db_path is not None:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.db_path.parent)
+        #: key of the PatientID pseudonyms: the work dir's (stable within a project), random in memory
+        self.pseudonym_key = pseudonym_key or (
+            project_key(self.db_path.parent) if self.db_path is not None else secrets.token_bytes(32)
+        )
         self._db = sqlite3.connect(str(self.db_path) if self.db_path else ":memory:", timeout=60)
+        if self.db_path is not None:
+            private_file(self.db_path)  # SQLite gives its -wal/-shm files the database's permissions
         self._db.execute("PRAGMA journal_mode=WAL" if self.db_path else "PRAGMA journal_mode=MEMORY")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -285,7 +303,11 @@ class DicomIndex:
                     todo.append((path, size, mtime))
         removed = [p for p in known if p not in seen]
         self._db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in removed])
-        rows = [(_db_key(r[0]), *r[1:]) for r in self._read_headers(todo, workers=workers, progress=progress)]
+        pid = _COLUMNS.index("patient_id")
+        rows = [
+            (_db_key(r[0]), *r[1:pid], pseudonym(r[pid], self.pseudonym_key), *r[pid + 1 :])
+            for r in self._read_headers(todo, workers=workers, progress=progress)
+        ]
         marks = ",".join("?" * len(_COLUMNS))
         self._db.executemany(f"INSERT OR REPLACE INTO files ({','.join(_COLUMNS)}) VALUES ({marks})", rows)
         self._db.commit()
