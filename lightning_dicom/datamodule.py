@@ -57,6 +57,17 @@ def _nothing_usable(roots: list[Path], idx: DicomIndex, dropped: list[tuple[str,
     return f"data.root {where}: {n_files} files, 0 usable series ({why})"
 
 
+def _warn_group_fallback(groups: dict[str, int], group_by: str) -> None:
+    """Say when series without a PatientID were grouped by study or alone (``split_groups``)."""
+    if group_by == "patient" and (groups["study"] or groups["series"]):
+        log.warning(
+            "%d series have no PatientID: grouped by their study (%d) or alone (%d) in the split",
+            groups["study"] + groups["series"],
+            groups["study"],
+            groups["series"],
+        )
+
+
 class DicomDataModule(pl.LightningDataModule):
     """From DICOM folders to batches: index, select, preprocess (cached), split, load.
 
@@ -259,14 +270,7 @@ class DicomDataModule(pl.LightningDataModule):
                     len(unlabelled),
                     len(orphans),
                 )
-        fallback = self.report["split_groups"]
-        if self.config.split.group_by == "patient" and (fallback["study"] or fallback["series"]):
-            log.warning(
-                "%d series have no PatientID: grouped by their study (%d) or alone (%d) in the split",
-                fallback["study"] + fallback["series"],
-                fallback["study"],
-                fallback["series"],
-            )
+        _warn_group_fallback(self.report["split_groups"], self.config.split.group_by)
         usable_ids = {s.series_id for s in usable}
         supervised_ids = set(usable_ids)
         if self.config.masks is not None:
