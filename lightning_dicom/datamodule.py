@@ -37,7 +37,7 @@ from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
 from lightning_dicom.dicom.pseudonym import project_key
 from lightning_dicom.errors import ConfigError, LightningDicomError
 
-__all__ = ["DicomDataModule"]
+__all__ = ["DicomDataModule", "DicomDataModuleImpl"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _warn_group_fallback(groups: dict[str, int], group_by: str) -> None:
         )
 
 
-class DicomDataModule(pl.LightningDataModule):
+class DicomDataModuleImpl:
     """From DICOM folders to batches: index, select, preprocess (cached), split, load.
 
     ``prepare_data`` (one process per node) scans the folders into a persisted SQLite index and
@@ -451,3 +451,7 @@ class DicomDataModule(pl.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("split"):
             self._restored_split = {k: list(v) for k, v in state_dict["split"].items()}
+
+
+class DicomDataModule(DicomDataModuleImpl, pl.LightningDataModule):
+    __doc__ = DicomDataModuleImpl.__doc__  # the implementation is shared with :mod:`lightning_dicom.unified`

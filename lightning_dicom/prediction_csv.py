@@ -25,7 +25,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from lightning_dicom.errors import ConfigError
 
-__all__ = ["ClassificationCSVWriter", "PredictionCSV", "new_run_path"]
+__all__ = ["ClassificationCSVWriter", "ClassificationCSVWriterImpl", "PredictionCSV", "new_run_path"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _label_text(value: Any, names: list[str]) -> str:
     return " ".join(str(x) for x in v.ravel())
 
 
-class ClassificationCSVWriter(BasePredictionWriter):
+class ClassificationCSVWriterImpl:
     """Write ``predict_step`` outputs ``{"series_id": [...], "probs": [B, K], "label"?: [B]}`` to a CSV per run.
 
     YAML (LightningCLI)::
@@ -165,3 +165,9 @@ class ClassificationCSVWriter(BasePredictionWriter):
             log.info("%d predictions written to %s", self.csv.rows, self.csv.path)
         elif self.csv is not None:
             self.csv.path.unlink(missing_ok=True)
+
+
+class ClassificationCSVWriter(ClassificationCSVWriterImpl, BasePredictionWriter):
+    __doc__ = (
+        ClassificationCSVWriterImpl.__doc__
+    )  # the implementation is shared with :mod:`lightning_dicom.unified`

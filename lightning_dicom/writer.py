@@ -67,7 +67,14 @@ from lightning_dicom.dicom.index import SeriesRecord
 from lightning_dicom.errors import LightningDicomError
 from lightning_dicom.geometry import to_source_geometry
 
-__all__ = ["PredictionWriter", "build_seg", "prediction_to_source", "record_geometry", "safe_filename"]
+__all__ = [
+    "PredictionWriter",
+    "PredictionWriterImpl",
+    "build_seg",
+    "prediction_to_source",
+    "record_geometry",
+    "safe_filename",
+]
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +214,7 @@ def _replace_atomically(path: Path, write: Any) -> None:
         raise
 
 
-class PredictionWriter(BasePredictionWriter):
+class PredictionWriterImpl:
     """Write each predicted mask onto its source series as NIfTI and/or DICOM SEG.
 
     ``predict_step`` must return ``{"mask": tensor, "meta": batch["meta"]}`` (see the module
@@ -465,3 +472,7 @@ def build_seg(
         series_description=f"{algorithm_name} segmentation"[:64],
         omit_empty_frames=bool(stack.any()),  # an all-empty SEG keeps its frames (highdicom would warn)
     )
+
+
+class PredictionWriter(PredictionWriterImpl, BasePredictionWriter):
+    __doc__ = PredictionWriterImpl.__doc__  # the implementation is shared with :mod:`lightning_dicom.unified`

@@ -47,6 +47,7 @@ LAYERS = [
     ("lightning_dicom.writer", 5),
     ("lightning_dicom.render", 5),
     ("lightning_dicom.datamodule", 6),
+    ("lightning_dicom.unified", 6),
     ("lightning_dicom.demo", 7),
     ("lightning_dicom.cli", 8),
     ("lightning_dicom.commands", 8),

@@ -7,25 +7,29 @@
   in a new process.
 * ``predict`` without a prediction writer adds :class:`~lightning_dicom.prediction_csv.ClassificationCSVWriter`:
   class probabilities go to ``<log_dir>/predictions/predictions-<time>.csv``.
+
+It is built on ``pytorch_lightning``, or on the unified ``lightning.pytorch`` when the config's or the
+command line's class paths name ``lightning.pytorch`` (a model written for ``import lightning.pytorch as
+L``), or when ``LIGHTNING_DICOM_NAMESPACE=lightning`` is set (:func:`namespace`).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytorch_lightning.callbacks import BasePredictionWriter
-from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
-
 from lightning_dicom.commands.checkpoints import resolve_checkpoint
-from lightning_dicom.prediction_csv import ClassificationCSVWriter
 
-__all__ = ["DicomCLI", "RunConfigSaver", "run"]
+__all__ = ["DicomCLIMixin", "RunConfigSaverMixin", "namespace", "run"]
+
+NAMESPACE_ENV = "LIGHTNING_DICOM_NAMESPACE"
 
 
-class RunConfigSaver(SaveConfigCallback):
+class RunConfigSaverMixin:
     """Save the resolved config beside the run's logs, under a name no earlier run used."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -48,7 +52,7 @@ class RunConfigSaver(SaveConfigCallback):
         self.already_saved = bool(trainer.strategy.broadcast(True))
 
 
-class DicomCLI(LightningCLI):
+class DicomCLIMixin:
     """LightningCLI for a :class:`~lightning_dicom.DicomDataModule` (see the module docstring)."""
 
     def init_parser(self, **kwargs: Any) -> Any:
@@ -63,23 +67,55 @@ class DicomCLI(LightningCLI):
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         if kwargs.get("ckpt_path") in ("best", "last") and subcommand != "fit":
             kwargs["ckpt_path"] = str(resolve_checkpoint(kwargs["ckpt_path"], self.trainer))
-        if subcommand == "predict" and not any(
-            isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks
-        ):
-            self.trainer.callbacks.append(ClassificationCSVWriter(strict=False))
+        writer_base, csv_writer = self.writer_classes
+        if subcommand == "predict" and not any(isinstance(cb, writer_base) for cb in self.trainer.callbacks):
+            self.trainer.callbacks.append(csv_writer(strict=False))
         return kwargs
 
 
+def namespace(args: Sequence[str]) -> str:
+    """'lightning' or 'pytorch_lightning': ``$LIGHTNING_DICOM_NAMESPACE``, else 'lightning' when the
+    arguments or the YAML files they name (``--config``/``-c``) mention ``lightning.pytorch``."""
+    chosen = os.environ.get(NAMESPACE_ENV, "")
+    if chosen in ("lightning", "pytorch_lightning"):
+        return chosen
+    texts = list(args)
+    for flag, value in zip(args, list(args[1:]) + [""], strict=True):
+        if flag in ("--config", "-c") and Path(value).is_file():
+            texts.append(Path(value).read_text(errors="replace"))
+        elif flag.startswith("--config="):
+            path = Path(flag.split("=", 1)[1])
+            texts.append(path.read_text(errors="replace") if path.is_file() else "")
+    pattern = re.compile(r"(?<![\w.])lightning\.pytorch\b")
+    return "lightning" if any(pattern.search(t) for t in texts) else "pytorch_lightning"
+
+
 def run(args: Sequence[str]) -> None:
-    """Run LightningCLI on ``args`` (``fit --config ...``) with the DicomDataModule."""
-    import pytorch_lightning as pl
+    """Run LightningCLI on ``args`` (``fit --config ...``) with the DicomDataModule of :func:`namespace`."""
+    if namespace(args) == "lightning":
+        import lightning.pytorch as pl
+        from lightning.pytorch.callbacks import BasePredictionWriter
+        from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-    from lightning_dicom.datamodule import DicomDataModule
+        from lightning_dicom.unified import ClassificationCSVWriter, DicomDataModule
+    else:
+        import pytorch_lightning as pl  # type: ignore[no-redef]
+        from pytorch_lightning.callbacks import BasePredictionWriter  # type: ignore[assignment]
+        from pytorch_lightning.cli import LightningCLI, SaveConfigCallback  # type: ignore[assignment]
 
-    DicomCLI(
+        from lightning_dicom.datamodule import DicomDataModule  # type: ignore[assignment]
+        from lightning_dicom.prediction_csv import ClassificationCSVWriter  # type: ignore[assignment]
+
+    saver = type("RunConfigSaver", (RunConfigSaverMixin, SaveConfigCallback), {})
+    cli = type(
+        "DicomCLI",
+        (DicomCLIMixin, LightningCLI),
+        {"writer_classes": (BasePredictionWriter, ClassificationCSVWriter)},
+    )
+    cli(
         pl.LightningModule,
         DicomDataModule,
         subclass_mode_model=True,
         args=list(args),
-        save_config_callback=RunConfigSaver,
+        save_config_callback=saver,
     )
