@@ -26,6 +26,8 @@ bench: $(BIN)/.bench-installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check lightning_dicom tests benchmarks
+	$(BIN)/ruff format --check lightning_dicom tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) demo_data .lightning_dicom lightning_logs

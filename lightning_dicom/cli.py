@@ -7,6 +7,7 @@
     lightning-dicom fit --config configs/ct_classification.yaml --data.root /data/ct \\
         --data.labels /data/labels.csv --data.preprocessing.spacing "[1.5,1.5,1.5]"
     lightning-dicom schema > data-config.schema.json    # JSON Schema of the data config
+    lightning-dicom plan --data.root /data/ct           # fingerprint -> proposed preprocessing (YAML)
     lightning-dicom demo                                # synthetic CT, small 3D CNN, val metrics
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 __all__ = ["main"]
 
-_OWN = ("index", "cache", "schema", "demo", "preview")
+_OWN = ("index", "cache", "schema", "demo", "plan", "preview")
 
 
 def _index(argv: Sequence[str]) -> int:
@@ -152,6 +153,51 @@ def _cache(argv: Sequence[str]) -> int:
     return 0
 
 
+def _plan(argv: Sequence[str]) -> int:
+    from lightning_dicom.planning import FingerprintSettings, PlanSettings, plan_dataset
+
+    parser = _data_parser("lightning-dicom plan")
+    parser.description = (
+        "Fingerprint the selected series (spacing, size, orientation, foreground intensities per "
+        "modality) and propose preprocessing and a patch size (nnU-Net's rules; see "
+        "lightning_dicom/planning/plan.py). Writes plan_<MODALITY>.yaml (use with --config), plan.txt "
+        "and plan_<MODALITY>.png."
+    )
+    parser.add_argument(
+        "--plan.out", type=Path | None, default=None, help="output folder (default <work_dir>/plan)"
+    )
+    parser.add_argument("--plan.memory_gb", type=float, default=8.0, help="training memory budget, GB")
+    parser.add_argument("--plan.batch_size", type=int, default=2, help="patches per batch for the budget")
+    parser.add_argument("--plan.bytes_per_voxel", type=float, default=2000.0, help="network memory per voxel")
+    parser.add_argument(
+        "--plan.series_per_modality", type=int, default=30, help="series read for intensities"
+    )
+    parser.add_argument("--plan.no_figures", type=bool, default=False, help="skip the PNG histograms")
+    parser.add_argument("--plan.no_patches", type=bool, default=False, help="leave patches out of the YAML")
+    cfg = parser.parse_args(list(argv))
+    pc = cfg.plan
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # jsonargparse >= 4.49
+    dm = instantiate(cfg).data  # the DataModule validates the data section
+    result = plan_dataset(
+        dm.config,
+        pc.out,
+        fingerprint_settings=FingerprintSettings(series_per_modality=pc.series_per_modality),
+        plan_settings=PlanSettings(
+            memory_gb=pc.memory_gb, batch_size=pc.batch_size, bytes_per_voxel=pc.bytes_per_voxel
+        ),
+        figures=not pc.no_figures,
+        with_patches=not pc.no_patches,
+        progress=dm.progress,
+    )
+    print(result.report)
+    how = "loaded (unchanged index and settings)" if result.fingerprint["cached"] else "computed"
+    print(f"fingerprint {how}: {result.fingerprint_path} ({result.seconds:.2f} s)")
+    for files in result.files.values():
+        for f in files:
+            print(f"wrote {f}")
+    return 0
+
+
 def _schema(argv: Sequence[str]) -> int:
     from lightning_dicom.config import DataConfig
 
@@ -206,7 +252,7 @@ def _demo(argv: Sequence[str]) -> int:
     model = Classifier3D()
     trainer.fit(model, datamodule=dm)
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
-    n_val = len(dm.datasets["val"])
+    n_val = len(dm.datasets["val"])  # type: ignore[arg-type]
     print(
         f"\ndemo: {dm.report['split']} series (train/val/test), {a.epochs} epochs, "
         f"{time.perf_counter() - t0:.0f} s total"
@@ -362,9 +408,15 @@ def _dispatch(args: list[str]) -> int:
         print(_usage())
         return 0 if args else 2
     if args[0] in _OWN:
-        return {"index": _index, "cache": _cache, "schema": _schema, "demo": _demo, "preview": _preview}[
-            args[0]
-        ](args[1:])
+        commands = {
+            "index": _index,
+            "cache": _cache,
+            "schema": _schema,
+            "demo": _demo,
+            "plan": _plan,
+            "preview": _preview,
+        }
+        return commands[args[0]](args[1:])
     if args[0] not in COMMANDS:
         print(f"lightning-dicom: error: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2

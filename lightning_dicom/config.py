@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lightning_dicom.errors import ConfigError
+from lightning_dicom.subjects.config import SubjectsConfig
 
 __all__ = [
     "AugmentConfig",
@@ -96,10 +97,21 @@ class PreprocessingConfig(_Model):
     window: tuple[float, float] | None = Field(
         default=None, description="Clip intensities to [low, high] in modality units (HU for CT)."
     )
-    normalize: Literal["minmax", "zscore", "none"] = Field(
+    normalize: Literal["minmax", "zscore", "ct_zscore", "none"] = Field(
         default="minmax",
         description="'minmax' scales to [0, 1] (using the window when set), 'zscore' to zero mean and unit "
-        "variance, 'none' keeps modality units.",
+        "variance per image, 'ct_zscore' clips to the window then subtracts zscore_mean and divides by "
+        "zscore_std, fixed for the whole dataset (nnU-Net's CTNormalization; `lightning-dicom plan` proposes "
+        "the three values from the foreground), 'none' keeps modality units.",
+    )
+    zscore_mean: float | None = Field(
+        default=None,
+        description="Dataset foreground mean in modality units (HU for CT), subtracted by 'ct_zscore'.",
+    )
+    zscore_std: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Dataset foreground standard deviation in modality units, divided by 'ct_zscore'.",
     )
     size: tuple[int, int, int] | None = Field(
         default=None,
@@ -126,15 +138,39 @@ class PreprocessingConfig(_Model):
             raise ValueError(f"window must be [low, high] with low < high, got {list(v)}")
         return v
 
+    @model_validator(mode="after")
+    def _ct_zscore(self) -> PreprocessingConfig:
+        fixed = self.zscore_mean is not None or self.zscore_std is not None
+        if self.normalize == "ct_zscore":
+            if self.window is None or self.zscore_mean is None or self.zscore_std is None:
+                raise ValueError(
+                    "normalize 'ct_zscore' needs window (the clip, e.g. the foreground 0.5/99.5 percentiles), "
+                    "zscore_mean and zscore_std (see `lightning-dicom plan`)"
+                )
+        elif fixed:
+            raise ValueError(
+                f"zscore_mean/zscore_std are used only by normalize 'ct_zscore', not {self.normalize!r}"
+            )
+        return self
+
     def digest(self) -> str:
-        """Stable hash of the settings that change the preprocessed array (part of the cache key)."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        """Stable hash of the settings that change the preprocessed array (part of the cache key).
+
+        ``zscore_mean``/``zscore_std`` enter only when set, so configs without them keep the keys they
+        had before the fields existed (no cache rebuilt by the upgrade)."""
+        dump = self.model_dump(mode="json")
+        for k in ("zscore_mean", "zscore_std"):
+            if dump[k] is None:
+                del dump[k]
+        return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
 
 
 class SplitConfig(_Model):
     """Train/val/test split by series, optionally grouped so a patient's series stay together."""
 
-    val: float = Field(default=0.2, ge=0.0, lt=1.0, description="Fraction of groups in validation.")
+    val: float = Field(
+        default=0.2, ge=0.0, lt=1.0, description="Fraction of groups in validation (ignored with folds)."
+    )
     test: float = Field(default=0.0, ge=0.0, lt=1.0, description="Fraction of groups in test.")
     seed: int = Field(default=0, description="Seed of the hash-based assignment.")
     group_by: Literal["patient", "study", "series"] = Field(
@@ -142,10 +178,29 @@ class SplitConfig(_Model):
         description="Unit kept together: 'patient' (default; series-level splits leak patients), 'study', "
         "or 'series'.",
     )
+    folds: int | None = Field(
+        default=None,
+        ge=2,
+        description="K-fold cross-validation: the non-test groups are cut into K folds and fold `fold` is "
+        "the validation part (replaces val). The test part is held out first, the same for every fold.",
+    )
+    fold: int = Field(default=0, ge=0, description="Which fold (0..folds-1) validates; the others train.")
+    stratify: bool = Field(
+        default=False,
+        description="Keep each class's share equal in every part (and fold), still grouped: a group's "
+        "class is its most frequent label (ties: the smallest). Needs one class label column.",
+    )
 
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
-        if self.val + self.test >= 1.0:
+        if self.folds is not None:
+            if self.fold >= self.folds:
+                raise ValueError(
+                    f"fold must be in 0..{self.folds - 1} for folds={self.folds}, got {self.fold}"
+                )
+        elif self.fold != 0:
+            raise ValueError(f"fold={self.fold} needs folds (the number of folds K)")
+        elif self.val + self.test >= 1.0:
             raise ValueError(f"val + test must be < 1 to leave a training set, got {self.val} + {self.test}")
         return self
 
@@ -176,6 +231,26 @@ class LoaderConfig(_Model):
     )
     persistent_workers: bool = Field(default=True, description="Keep workers alive between epochs.")
     prefetch_factor: int | None = Field(default=None, ge=1, description="Batches prefetched per worker.")
+    sampler: Literal["shuffle", "balanced"] = Field(
+        default="shuffle",
+        description="Training samples per epoch: 'shuffle' (each once, in a new order) or 'balanced' "
+        "(drawn with replacement, weight of a sample = its class weight / its class's count, so every "
+        "class is drawn equally often, or in proportion to class_weights).",
+    )
+    class_weights: list[float] | None = Field(
+        default=None,
+        description="'balanced': share of draws per class index (normalised); default equal shares.",
+    )
+    samples_per_epoch: int | None = Field(
+        default=None, ge=1, description="'balanced': draws per epoch over all ranks; default the train size."
+    )
+
+    @field_validator("class_weights")
+    @classmethod
+    def _weights_positive(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(not (w >= 0) for w in v) or not sum(v) > 0):
+            raise ValueError(f"class_weights must be non-negative numbers, not all zero, got {v}")
+        return v
 
 
 class CacheConfig(_Model):
@@ -244,6 +319,10 @@ class DataConfig(_Model):
     )
     masks: MaskConfig | None = Field(
         default=None, description="Segmentation masks (NIfTI, DICOM SEG, RTSTRUCT)."
+    )
+    subjects: SubjectsConfig | None = Field(
+        default=None,
+        description="Samples made of several series of one study (channels [C, D, H, W]); null: one series each.",
     )
     progress: bool = Field(default=True, description="Progress bars while indexing and caching.")
 

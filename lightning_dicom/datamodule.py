@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -26,16 +25,18 @@ from lightning_dicom.config import (
     parse_config,
 )
 from lightning_dicom.data.augment import augment_batch
+from lightning_dicom.data.balanced import BalancedBatchSampler, class_sample_weights
 from lightning_dicom.data.cache import VolumeCache
 from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
 from lightning_dicom.data.labels import LabelTable, read_labels
 from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
-from lightning_dicom.data.split import Split, save_split, split_groups, split_series
+from lightning_dicom.data.split import Split, assign_folds, save_split, split_groups, split_series
 from lightning_dicom.data.workers import worker_init_fn
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
 from lightning_dicom.dicom.pseudonym import project_key
-from lightning_dicom.errors import ConfigError, LightningDicomError
+from lightning_dicom.errors import ConfigError, LightningDicomError, warn
+from lightning_dicom.subjects.config import SubjectsConfig
 
 __all__ = ["DicomDataModule", "DicomDataModuleImpl"]
 
@@ -93,6 +94,8 @@ class DicomDataModuleImpl:
         augment: flips, 90-degree rotations, intensity scale/shift of training batches (on the device).
         masks: segmentation structures (name -> regex), mode (labels/channels), a CSV of NIfTI masks;
             DICOM SEG and RTSTRUCT objects in the folders are linked to their series automatically.
+        subjects: samples made of several series of one study (named inputs chosen by rules, resampled
+            onto a reference input's grid and stacked as channels); null: one series per sample.
         progress: show progress bars while indexing and caching.
     """
 
@@ -111,6 +114,7 @@ class DicomDataModuleImpl:
         patches: PatchConfig | dict[str, Any] | None = None,
         augment: AugmentConfig | dict[str, Any] | None = None,
         masks: MaskConfig | dict[str, Any] | None = None,
+        subjects: SubjectsConfig | dict[str, Any] | None = None,
         progress: bool = True,
     ) -> None:
         super().__init__()
@@ -131,6 +135,7 @@ class DicomDataModuleImpl:
             ("patches", patches),
             ("augment", augment),
             ("masks", masks),
+            ("subjects", subjects),
         ):
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
@@ -141,6 +146,10 @@ class DicomDataModuleImpl:
         self.split: Split | None = None
         self.prepare_data_per_node = True  # set False when all nodes share one cache directory
         self._restored_split: Split | None = None
+        self._table: LabelTable | None = None
+        self._supervised_ids: set[str] = set()
+        self._usable_series: list[SeriesRecord] = []
+        self._train_classes: np.ndarray | None = None  # class of each train-dataset index ('balanced')
         self._mask_sources: dict[str, list[str]] | None = None
         self._sidecars: dict[str, dict[str, Any]] = {}  # cache sidecars of usable series, read once in setup
         self.report: dict[str, Any] = {}
@@ -181,22 +190,38 @@ class DicomDataModuleImpl:
         self, idx: DicomIndex, selected: list[SeriesRecord]
     ) -> tuple[dict[str, list[str]], list[str]]:
         """Mask files per series id (CSV NIfTI paths + linked SEG/RTSTRUCT) and SEG/RTSTRUCT files linking nothing."""
-        from lightning_dicom.masks.association import find_mask_objects, link_masks, read_mask_csv
+        from lightning_dicom.masks.association import mask_sources
+        from lightning_dicom.subjects.resolve import SubjectRecord
 
         assert self.config.masks is not None
-        kinds = set(self.config.masks.sources)
-        linked, orphans = link_masks(selected, [o for o in find_mask_objects(idx) if o.kind in kinds])
-        if self.config.masks.csv is not None and "csv" in kinds:
-            by_uid = {}
-            for s in selected:
-                by_uid.setdefault(s.series_uid, s.series_id)
-            for uid, paths in read_mask_csv(self.config.masks.csv).items():
-                if uid in by_uid:
-                    linked.setdefault(by_uid[uid], []).extend(paths)
-        return {k: sorted(v) for k, v in linked.items()}, orphans
+        # a subject's masks are those of any of its inputs
+        owner: dict[str, str] = {}
+        series: list[SeriesRecord] = []
+        for s in selected:
+            for rec in s.inputs if isinstance(s, SubjectRecord) else (s,):
+                if rec is not None and rec.series_id not in owner:
+                    owner[rec.series_id] = s.series_id
+                    series.append(rec)
+        linked, orphans = mask_sources(idx, series, self.config.masks)
+        out: dict[str, list[str]] = {}
+        for series_id, paths in linked.items():
+            out.setdefault(owner.get(series_id, series_id), []).extend(paths)
+        return {k: sorted(set(v)) for k, v in out.items()}, orphans
 
     def _selected(self, idx: DicomIndex) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
-        return select_series(idx.series(), self.config.selection)
+        """The samples: selected series, or subjects assembled from them (``data.subjects``)."""
+        series, dropped = select_series(idx.series(), self.config.selection)
+        if self.config.subjects is None:
+            return series, dropped
+        from lightning_dicom.subjects.resolve import resolve_subjects
+
+        subjects, report = resolve_subjects(series, self.config.subjects)
+        for gid in report["left_out"]:
+            missing = ", ".join(report["incomplete"].get(gid, [])) or "its reference input"
+            dropped.append(
+                (gid, f"subject without {missing} (subjects.missing: {self.config.subjects.missing})")
+            )
+        return list(subjects), dropped
 
     # -- Lightning hooks --------------------------------------------------------------------------
     def _check_roots(self) -> None:
@@ -244,9 +269,12 @@ class DicomDataModuleImpl:
             else None
         )
         usable, failed = self._usable(selected)
-        self.split = self._restored_split or split_series(selected, self.config.split)
-        if self.trainer is None or self.trainer.global_rank == 0:
-            save_split(self.split, self.work_dir / "split.json", selected, self.config.split)
+        self._table = table
+        if self._restored_split is not None:  # load_state_dict before setup; series gone since are left out
+            self.split = {k: [i for i in v if i in self.series] for k, v in self._restored_split.items()}
+        else:
+            self.split = split_series(selected, self.config.split, self._classes(selected))
+        self._save_split()
         self.report = {
             "series_selected": len(selected),
             "series_dropped": dropped,
@@ -255,6 +283,16 @@ class DicomDataModuleImpl:
             "split": {k: len(v) for k, v in self.split.items()},
             "split_groups": split_groups(selected, self.config.split.group_by),
         }
+        if self.config.subjects is not None:
+            self.report["subjects"] = {
+                "used": len(selected),
+                "incomplete": {
+                    s.series_id: list(getattr(s, "missing_inputs", ()))
+                    for s in selected
+                    if getattr(s, "missing_inputs", ())
+                },
+                "left_out": [sid for sid, reason in dropped if sid.startswith(("study:", "patient:"))],
+            }
         if table is not None:
             _, unlabelled, orphans = table.match(selected)
             self.report.update(
@@ -264,11 +302,9 @@ class DicomDataModuleImpl:
                 labels_without_series=orphans,
             )
             if unlabelled or orphans:
-                log.warning(
-                    "%d selected series have no label (left out of fit/validate/test); "
-                    "%d labels match no series",
-                    len(unlabelled),
-                    len(orphans),
+                warn(
+                    f"{len(unlabelled)} selected series have no label (left out of fit/validate/test); "
+                    f"{len(orphans)} labels match no series"
                 )
         _warn_group_fallback(self.report["split_groups"], self.config.split.group_by)
         usable_ids = {s.series_id for s in usable}
@@ -277,18 +313,10 @@ class DicomDataModuleImpl:
             missing = self._missing_structures(usable)
             self.report.update(mask_objects_unlinked=mask_orphans, series_missing_structures=missing)
             if missing and self.config.masks.require_all:
-                log.warning(
-                    "%d series lack a required structure (left out of fit/validate/test)", len(missing)
-                )
+                warn(f"{len(missing)} series lack a required structure (left out of fit/validate/test)")
                 supervised_ids -= set(missing)
-        for part in ("train", "val", "test"):
-            recs = [self.series[i] for i in self.split[part] if i in supervised_ids]
-            if table is not None:
-                recs = [r for r in recs if table.lookup(r) is not None]
-            self.datasets[part] = self._dataset(recs, table, train=part == "train")
-        self.datasets["predict"] = self._dataset(
-            usable, table, train=False
-        )  # labels when every series has one
+        self._supervised_ids, self._usable_series = supervised_ids, usable
+        self._build_datasets()
         log.info(
             "lightning_dicom: %d series selected (%s), %d failed, %d files skipped",
             len(selected),
@@ -296,6 +324,52 @@ class DicomDataModuleImpl:
             len(failed),
             n_skipped_files,
         )
+
+    def _classes(self, series: list[SeriesRecord], required: bool = True) -> dict[str, int] | None:
+        """Class index by series id when the labels are one class column (for stratify, 'balanced' and
+        the class counts of split.json); raises ConfigError when stratify/'balanced' lack class labels."""
+        table = self._table
+        needs = self.config.split.stratify or self.config.loader.sampler == "balanced"
+        if not (needs and required) and (table is None or table.kind != "class"):
+            return None
+        if table is None or table.kind != "class":
+            what = "split.stratify" if self.config.split.stratify else "loader.sampler 'balanced'"
+            got = "no labels" if table is None else f"{table.kind} labels"
+            raise ConfigError(f"{what} needs one class label column (data.labels), got {got}")
+        out = {}
+        for s in series:
+            v = table.lookup(s)
+            if v is not None:
+                out[s.series_id] = int(v)
+        return out
+
+    def _save_split(self) -> None:
+        """Write ``<work_dir>/split.json`` (rank 0): the split, its folds, class counts per part."""
+        if self.split is None or not (self.trainer is None or self.trainer.global_rank == 0):
+            return
+        selected = list(self.series.values())
+        classes = self._classes(selected, required=False)
+        folds = None
+        if self.config.split.folds is not None and self._restored_split is None:
+            folds = assign_folds(selected, self.config.split, classes)[1]
+        save_split(self.split, self.work_dir / "split.json", selected, self.config.split, folds, classes)
+
+    def _build_datasets(self) -> None:
+        """Datasets of every part from ``self.split`` (called by setup, and again by load_state_dict)."""
+        table = self._table
+        assert self.split is not None
+        for part in ("train", "val", "test"):
+            recs = [self.series[i] for i in self.split[part] if i in self._supervised_ids]
+            if table is not None:
+                recs = [r for r in recs if table.lookup(r) is not None]
+            self.datasets[part] = self._dataset(recs, table, train=part == "train")
+            if part == "train" and self.config.loader.sampler == "balanced":
+                classes = self._classes(recs) or {}
+                per_volume = self.config.patches.per_volume if self.config.patches is not None else 1
+                self._train_classes = np.repeat([classes[r.series_id] for r in recs], per_volume)
+        self.datasets["predict"] = self._dataset(
+            self._usable_series, table, train=False
+        )  # labels if all have one
 
     def _usable(self, selected: list[SeriesRecord]) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
         if not self.config.cache.enabled:
@@ -316,7 +390,7 @@ class DicomDataModuleImpl:
         for s in selected:
             if status[s.series_id] == "ok":
                 usable.append(s)
-                self._sidecars[s.series_id] = json.loads(cache.paths(s)[1].read_text())
+                self._sidecars[s.series_id] = cache.sidecar(s)
             else:
                 failed.append((s.series_id, cache.error(s) or "cache entry missing"))
                 log.warning("series %s left out: %s", s.series_id, failed[-1][1])
@@ -337,20 +411,20 @@ class DicomDataModuleImpl:
     def _dataset(
         self, recs: list[SeriesRecord], table: LabelTable | None, *, train: bool, with_labels: bool = True
     ) -> Dataset:
-        labels = [table.lookup(r) for r in recs] if table is not None and with_labels else None
-        if labels is not None and any(x is None for x in labels):
+        found = [table.lookup(r) for r in recs] if table is not None and with_labels else None
+        labels = [x for x in found if x is not None] if found is not None else None
+        if labels is not None and len(labels) != len(recs):
             labels = None
         if not self.config.cache.enabled:
             return SeriesDataset(recs, self.config.preprocessing, labels, self.config.on_error)
         cache = self.volume_cache()
         paths, metas, mask_paths, fgs = [], [], [], []
         for r in recs:
-            paths.append(cache.paths(r)[0])
+            paths.append(cache.array_path(r))
             metas.append(self._sidecars[r.series_id])
             if self.config.masks is not None:
-                mpath, fpath = cache.mask_paths(r)
-                mask_paths.append(mpath)
-                fgs.append(np.load(fpath, allow_pickle=False))
+                mask_paths.append(cache.mask_paths(r)[0])
+                fgs.append(cache.foreground(r))
         shared = None
         if self.config.cache.in_memory:
             shared = [torch.from_numpy(np.load(p, allow_pickle=False)).share_memory_() for p in paths]
@@ -391,8 +465,18 @@ class DicomDataModuleImpl:
             labels_mode = self.config.masks is not None and self.config.masks.mode == "labels"
             volumes.mask_dtype = torch.int64 if cast is not None and labels_mode else None
         dataset = BatchDataset(base, collate, threads=n_threads, image_dtype=cast)
-        if part == "predict":  # Lightning tracks prediction indices itself: keep a plain sampler
-            sampler: Any = [
+        if part == "train" and lc.sampler == "balanced":
+            assert self._train_classes is not None
+            sampler: Any = BalancedBatchSampler(
+                class_sample_weights(self._train_classes, lc.class_weights),
+                lc.batch_size,
+                lc.samples_per_epoch or len(dataset),
+                num_replicas=world,
+                rank=rank,
+                seed=self.config.split.seed,
+            )
+        elif part == "predict":  # Lightning tracks prediction indices itself: keep a plain sampler
+            sampler = [
                 list(range(i, min(i + lc.batch_size, len(dataset))))
                 for i in range(0, len(dataset), lc.batch_size)
             ]
@@ -445,12 +529,39 @@ class DicomDataModuleImpl:
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """The split (series ids per part), so a resumed run trains on the same series."""
-        return {"split": self.split} if self.split is not None else {}
+        """The split (series ids per part) and its config, so a resumed run trains on the same series."""
+        if self.split is None:
+            return {}
+        return {"split": self.split, "split_config": self.config.split.model_dump()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get("split"):
-            self._restored_split = {k: list(v) for k, v in state_dict["split"].items()}
+        """Restore the split of the checkpoint.
+
+        Lightning calls this *after* ``setup`` when resuming (``trainer.fit(ckpt_path=...)``: setup
+        hook, then ``_restore_modules_and_callbacks``), and asks for the dataloaders only afterwards;
+        so when ``setup`` has already built datasets from a freshly computed split, they are rebuilt
+        here from the restored one. Series of the checkpoint's split that are no longer selected or
+        usable are left out (logged); series added since are in no training/validation part.
+        """
+        if not state_dict.get("split"):
+            return
+        restored = {k: list(v) for k, v in state_dict["split"].items()}
+        self._restored_split = restored
+        if self.split is None or not self.datasets:  # before setup: setup uses it
+            return
+        gone = [i for part in restored.values() for i in part if i not in self.series]
+        if gone:
+            warn(f"{len(gone)} series of the checkpoint's split are no longer selected: left out")
+        restored = {k: [i for i in v if i in self.series] for k, v in restored.items()}
+        if restored != self.split:
+            log.info(
+                "lightning_dicom: resuming on the checkpoint's split (%s)",
+                {k: len(v) for k, v in restored.items()},
+            )
+        self.split = restored
+        self.report["split"] = {k: len(v) for k, v in self.split.items()}
+        self._save_split()
+        self._build_datasets()
 
 
 class DicomDataModule(DicomDataModuleImpl, pl.LightningDataModule):

@@ -16,6 +16,7 @@ name or ID: DICOM carries PHI.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 __all__ = [
@@ -27,11 +28,23 @@ __all__ = [
     "MaskError",
     "NotDicomError",
     "SeriesError",
+    "warn",
 ]
 
 
 class LightningDicomWarning(UserWarning):
-    """Warnings raised by lightning_dicom (turned into errors in the project's own tests)."""
+    """Warnings raised by lightning_dicom (turned into errors in the project's own tests).
+
+    Issued for data that is read but changed or left out in a way the user should know about: an
+    irregular stack resampled, a mask cropped or moved onto its series, series left out of training for
+    a missing label or structure. Silence them with ``warnings.filterwarnings("ignore",
+    category=LightningDicomWarning)``.
+    """
+
+
+def warn(message: str, *, stacklevel: int = 2) -> None:
+    """Issue a :class:`LightningDicomWarning` (and nothing else: no patient identifiers in ``message``)."""
+    warnings.warn(message, LightningDicomWarning, stacklevel=stacklevel + 1)
 
 
 class LightningDicomError(Exception):

@@ -174,6 +174,7 @@ def _volume_figure(
         ax.set_xlabel(xl, fontsize=8)
         ax.set_ylabel(yl, fontsize=8)
         ax.tick_params(labelsize=7)
+    assert im is not None  # at least one panel was drawn
     cbar = fig.colorbar(im, ax=axes, shrink=0.85)
     cbar.set_label("modality units (HU for CT)" if is_sitk else "intensity", fontsize=8)
     cbar.ax.tick_params(labelsize=7)
@@ -304,6 +305,7 @@ def save_batch_png(batch: Mapping[str, Any], path: str | os.PathLike[str], *, ma
             parts.append(f"label {_label_text(labels[i])}")
         parts.append(_short_id(ids[i]) if i < len(ids) else f"sample {i}")
         ax.set_title("\n".join(parts), fontsize=9)
+    assert im is not None  # at least one panel was drawn
     fig.colorbar(im, ax=list(axes), shrink=0.8).ax.tick_params(labelsize=7)
     fig.suptitle(
         f"{n} of {len(_numpy(batch['image']))} samples, mid axial slice (z={d // 2}/{d})", fontsize=10

@@ -49,9 +49,7 @@ otherwise Lightning keeps every volume's prediction in memory.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +63,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from lightning_dicom import io
 from lightning_dicom.dicom.index import SeriesRecord
 from lightning_dicom.errors import LightningDicomError
+from lightning_dicom.files import atomic_write
 from lightning_dicom.geometry import to_source_geometry
 
 __all__ = [
@@ -202,18 +201,6 @@ def _sample(meta: Mapping[str, Any], i: int) -> dict[str, Any]:
     return {k: (_sample(v, i) if isinstance(v, Mapping) else v[i]) for k, v in meta.items()}
 
 
-def _replace_atomically(path: Path, write: Any) -> None:
-    """Write via ``write(tmp_path)`` to a temporary file next to ``path`` (same suffixes), then rename."""
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}")  # umask permissions
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class PredictionWriterImpl:
     """Write each predicted mask onto its source series as NIfTI and/or DICOM SEG.
 
@@ -257,7 +244,7 @@ class PredictionWriterImpl:
         if write_interval not in ("batch", "epoch"):
             raise ValueError(f"write_interval must be 'batch' or 'epoch', got {write_interval!r}")
         super().__init__(write_interval)
-        formats = [formats] if isinstance(formats, str) else list(formats)
+        formats = [formats] if isinstance(formats, str) else list(formats)  # type: ignore[list-item]
         bad = [f for f in formats if f not in ("nifti", "seg")]
         if bad or not formats:
             raise ValueError(f"formats must be a non-empty list of 'nifti' and 'seg', got {formats}")
@@ -345,7 +332,7 @@ class PredictionWriterImpl:
         paths: dict[str, Path] = {}
         if "nifti" in self.formats:
             path = self.output_dir / f"{stem}.nii.gz"
-            _replace_atomically(path, lambda tmp: io.write_image(image, tmp))
+            atomic_write(path, lambda tmp: io.write_image(image, tmp))
             paths["nifti"] = path
         if "seg" in self.formats:
             if record is None:
@@ -356,7 +343,7 @@ class PredictionWriterImpl:
                 )
             seg = build_seg(image, record, self.structure_names, algorithm_name=self.algorithm_name)
             path = self.output_dir / f"{stem}.seg.dcm"
-            _replace_atomically(path, lambda tmp: seg.save_as(tmp))
+            atomic_write(path, lambda tmp: seg.save_as(tmp))
             paths["seg"] = path
         self.written[series_id] = paths
         log.info("wrote prediction of series %s: %s", series_id, ", ".join(p.name for p in paths.values()))

@@ -248,3 +248,23 @@ def test_float16_overflow_is_an_error_not_infinity(tmp_path: Path) -> None:
     windowed = VolumeCache(tmp_path / "cw", PreprocessingConfig(window=(0, 1000), normalize="none"))
     assert windowed.build([rec], workers=1)["ok"] == 1
     assert float(windowed.load(rec)[0].max()) == 1000.0
+
+
+def test_cache_key_is_pinned_for_fixed_inputs() -> None:
+    """Keys computed from fixed inputs: the same values as before the package was reorganised (issue 8;
+    computed at e3d3fb8). Change them only with a deliberate cache format or preprocessing change,
+    since a new key means every user's cache is rebuilt."""
+    from lightning_dicom.config import MaskConfig, PreprocessingConfig
+    from lightning_dicom.data.cache import VolumeCache
+    from lightning_dicom.dicom.index import SeriesRecord
+
+    rec = SeriesRecord(
+        series_id="1.2.826.0.1.3680043.8.498.1", series_uid="1.2.826.0.1.3680043.8.498.1", study_uid="1.2.3",
+        patient_id="x", frame_uid="1.2.4", modality="CT", description="", series_number=1, n_instances=2,
+        n_slices=2, rows=4, cols=4, spacing=(1.0, 1.0, 2.0), orientation=(1.0, 0, 0, 0, 1.0, 0), plane="axial",
+        files=("a", "b"), fingerprint="0123456789abcdef",
+    )  # fmt: skip
+    windowed = PreprocessingConfig(spacing=(1.5, 1.5, 1.5), window=(-1000, 400))
+    assert VolumeCache("unused", windowed, "float16").key(rec) == "398707fea570f64f33d8e30291e763db"
+    masked = VolumeCache("unused", PreprocessingConfig(), "float32", masks=MaskConfig(structures=["lesion"]))
+    assert masked.key(rec) == "aac111aec1f99b26fea8baa76d3e48ab"

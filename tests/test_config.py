@@ -193,7 +193,7 @@ def test_json_schema_has_descriptions() -> None:
     assert "Target voxel spacing in mm, x-y-z" in prep["properties"]["spacing"]["description"]
     assert "[low, high]" in prep["properties"]["window"]["description"]
     assert "z-y-x" in prep["properties"]["size"]["description"]
-    assert set(prep["properties"]["normalize"]["enum"]) == {"minmax", "zscore", "none"}
+    assert set(prep["properties"]["normalize"]["enum"]) == {"minmax", "zscore", "ct_zscore", "none"}
     split = schema["$defs"]["SplitConfig"]["properties"]
     assert "Fraction of groups in validation" in split["val"]["description"]
     for name, model in schema["$defs"].items():

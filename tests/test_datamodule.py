@@ -13,6 +13,7 @@ import torch
 from lightning_dicom import DicomDataModule, LightningDicomError
 from lightning_dicom.demo.models import Classifier3D
 from lightning_dicom.dicom.index import DicomIndex
+from lightning_dicom.errors import LightningDicomWarning
 
 PREP = {"spacing": [2.0, 2.0, 2.0], "window": [-200, 400], "size": [8, 12, 12]}
 
@@ -178,6 +179,7 @@ def test_irregular_stacks_are_rejected_or_resampled_per_config(tmp_path):
         preprocessing={**PREP, "irregular_stacks": "resample"},
         loader={"num_workers": 0},
     )
-    lenient.setup("fit")
+    with pytest.warns(LightningDicomWarning, match="resampled onto a uniform grid"):
+        lenient.setup("fit")
     assert lenient.report["series_failed"] == []
     assert len(lenient.datasets["predict"]) == 3

@@ -3,7 +3,6 @@ and resampled onto an orthogonal uniform grid with ``read_series(..., irregular=
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from lightning_dicom.demo.synthetic import direction_from_orientation, make_phan
 from lightning_dicom.demo.synthetic_stacks import write_irregular_series, write_multiframe
 from lightning_dicom.dicom.index import DicomIndex
 from lightning_dicom.dicom.series import planned_geometry, read_series
-from lightning_dicom.errors import SeriesError
+from lightning_dicom.errors import LightningDicomWarning, SeriesError
 from lightning_dicom.io import geometry, to_array
 
 
@@ -98,7 +97,7 @@ def test_missing_slice_rejected_by_default_and_interpolated_on_resample(tmp_path
         read_series(rec)
     assert info.value.series_uid == s.series_uid
     assert s.series_uid in str(info.value)
-    with caplog.at_level(logging.WARNING, logger="lightning_dicom.dicom.series"):
+    with pytest.warns(LightningDicomWarning) as record:
         image = read_series(rec, irregular="resample")
     assert image.GetPixelID() == sitk.sitkFloat32
     assert image.GetSize() == (10, 12, 7)
@@ -110,7 +109,7 @@ def test_missing_slice_rejected_by_default_and_interpolated_on_resample(tmp_path
         np.testing.assert_array_equal(arr[k], s.hu[k].astype(np.float32))
     np.testing.assert_array_equal(arr[3], (arr[2] + arr[4]) / 2)  # the missing one: mean of its neighbours
     np.testing.assert_array_equal(arr[3], s.hu[3])  # ... which, linear along z, is the slice that was lost
-    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    messages = [str(w.message) for w in record]
     assert len(messages) == 1
     assert s.series_uid in messages[0] and "1 missing slice filled by linear interpolation" in messages[0]
     assert "PID4242" not in messages[0] and "DOE" not in messages[0]
@@ -124,7 +123,7 @@ def test_consecutive_missing_slices_are_interpolated_linearly(tmp_path):
     s.files[4].unlink()
     with pytest.raises(SeriesError, match=r"2 missing slices"):
         read_series(tmp_path)
-    arr = to_array(read_series(tmp_path, irregular="resample"))
+    arr = to_array(_resampled(tmp_path, irregular="resample"))
     assert arr.shape == hu.shape
     np.testing.assert_allclose(arr, s.hu, atol=1e-3)  # exact up to float32 rounding of the thirds
 
@@ -147,7 +146,7 @@ def test_non_uniform_gaps_resample_onto_the_median_gap(tmp_path):
     ) as info:
         read_series(rec)
     assert info.value.series_uid == s.series_uid
-    image = read_series(rec, irregular="resample", gap_tolerance=0.05)
+    image = _resampled(rec, irregular="resample", gap_tolerance=0.05)
     assert image.GetSize() == (10, 12, 7)  # 0, 2, ..., 12 mm: the last one 1 mm before the last acquired
     assert image.GetSpacing() == pytest.approx((0.9, 0.6, 2.0))
     assert image.GetOrigin() == pytest.approx(s.positions[0], abs=1e-9)
@@ -203,7 +202,7 @@ def test_gantry_tilted_stack_is_resampled_in_world_coordinates(tmp_path, orienta
         read_series(rec)
     assert info.value.series_uid == s.series_uid
 
-    image = read_series(rec, irregular="resample")
+    image = _resampled(rec, irregular="resample")
     assert image.GetPixelID() == sitk.sitkFloat32
     mat = np.asarray(image.GetDirection()).reshape(3, 3)
     np.testing.assert_allclose(mat.T @ mat, np.eye(3), atol=1e-9)  # orthonormal ...
@@ -266,7 +265,7 @@ def test_in_plane_shift_along_both_axes_is_undone(tmp_path):
     write_irregular_series(tmp_path, hu, positions=positions, spacing=(1.0, 1.0, 3.0), seed=2)
     with pytest.raises(SeriesError, match=r"offset up to 3.00 mm"):
         read_series(tmp_path)
-    image = read_series(tmp_path, irregular="resample")
+    image = _resampled(tmp_path, irregular="resample")
     arr = to_array(image)
     assert arr.shape == (5, 16, 18)
     # slice 0 is the reference grid: unchanged; slice 1 moved by whole pixels: exact copies where in view
@@ -345,6 +344,12 @@ def test_gdcm_and_raw_reads_of_an_irregular_stack_agree(tmp_path, monkeypatch):
     hu = _world_phantom(positions, direction, (1.0, 1.0), (10, 12), lambda p: 4 * p[..., 1] + 9 * p[..., 2])
     write_irregular_series(tmp_path, hu, positions=positions, spacing=(1.0, 1.0, 2.0), seed=1)
     rec = _record(tmp_path)
-    fast = read_series(rec, irregular="resample")
+    fast = _resampled(rec, irregular="resample")
     monkeypatch.setattr(lio, "_FORCE_GDCM", True)
-    _assert_same_image(read_series(rec, irregular="resample"), fast)
+    _assert_same_image(_resampled(rec, irregular="resample"), fast)
+
+
+def _resampled(*args, **kwargs):
+    """read_series of an irregular stack with resampling: it must warn (LightningDicomWarning) that it did."""
+    with pytest.warns(LightningDicomWarning, match=r"irregular stack .* resampled onto a uniform grid"):
+        return read_series(*args, **kwargs)

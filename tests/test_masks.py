@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from lightning_dicom.demo.synthetic import (
 from lightning_dicom.demo.synthetic_masks import write_rtstruct, write_seg
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
 from lightning_dicom.dicom.series import read_series
+from lightning_dicom.errors import LightningDicomWarning
 from lightning_dicom.masks.read import MaskError, read_mask, read_mask_report
 from lightning_dicom.masks.rtstruct import fill_polygons
 
@@ -312,7 +312,7 @@ def test_rtstruct_referenced_series_is_checked(axial, other_series, tmp_path):
         read_mask(wrong_series, record_of(folder))
 
 
-def test_read_mask_logs_the_report(axial, tmp_path, caplog):
+def test_read_mask_warns_with_the_report(axial, tmp_path):
     s, ref, _ = axial
     path = write_rtstruct(
         tmp_path / "rt.dcm",
@@ -322,10 +322,10 @@ def test_read_mask_logs_the_report(axial, tmp_path, caplog):
             "marker": [to_lps(s, np.array([[4.0, 4.0]]), 5)],
         },
     )
-    with caplog.at_level(logging.WARNING, logger="lightning_dicom.masks.read"):
+    with pytest.warns(LightningDicomWarning) as record:
         masks = read_mask(path, ref)
     assert list(masks) == ["box"]
-    assert any("marker" in r.getMessage() and "POINT" in r.getMessage() for r in caplog.records)
+    assert any("marker" in str(w.message) and "POINT" in str(w.message) for w in record)
 
 
 # ------------------------------------------------------------------------------------------------

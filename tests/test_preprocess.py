@@ -273,3 +273,22 @@ def test_vector_image_gives_channels() -> None:
     arr, _ = preprocess(img, PreprocessingConfig(normalize="none", size=(3, 4, 4)))
     assert arr.shape == (3, 3, 4, 4)
     assert [float(arr[c].mean()) for c in range(3)] == [10.0, 20.0, 30.0]
+
+
+def test_ct_zscore_clips_to_the_window_then_uses_the_fixed_statistics() -> None:
+    """nnU-Net's CTNormalization: clip to [p0.5, p99.5] of the foreground, then (x - mean) / std."""
+    from lightning_dicom import io
+
+    hu = np.array([[[-1000, -100, 0], [40, 300, 2000]]], dtype=np.int16)  # z-y-x
+    cfg = PreprocessingConfig(
+        orientation="none", window=(-100.0, 300.0), normalize="ct_zscore", zscore_mean=50.0, zscore_std=100.0
+    )
+    out, _ = preprocess(io.from_array(hu), cfg)
+    expected = (np.clip(hu.astype(np.float32), -100, 300) - 50) / 100
+    np.testing.assert_allclose(out[0], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="'ct_zscore' needs window"):
+        PreprocessingConfig(normalize="ct_zscore", zscore_mean=0.0, zscore_std=1.0)
+    with pytest.raises(ValueError, match="used only by normalize 'ct_zscore', not 'minmax'"):
+        PreprocessingConfig(zscore_mean=0.0)
+    with pytest.raises(ValueError, match="greater than 0"):
+        PreprocessingConfig(window=(0, 1), normalize="ct_zscore", zscore_mean=0.0, zscore_std=0.0)

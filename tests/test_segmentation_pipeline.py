@@ -8,6 +8,7 @@ import torch
 from lightning_dicom import DicomDataModule
 from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset
 from lightning_dicom.dicom.index import DicomIndex
+from lightning_dicom.errors import LightningDicomWarning
 from lightning_dicom.masks.association import find_mask_objects, link_masks
 
 PREP = {"spacing": [1.5, 1.5, 2.0], "window": [-200, 400], "size": [12, 24, 24]}
@@ -106,5 +107,6 @@ def test_channels_mode_missing_structure_and_foreground_patches(seg_data, tmp_pa
         masks={"structures": ["lesion", "liver"]},
         loader={"num_workers": 0},
     )
-    strict.setup("fit")
+    with pytest.warns(LightningDicomWarning, match="4 series lack a required structure"):
+        strict.setup("fit")
     assert len(strict.datasets["train"]) == 0 and len(strict.datasets["predict"]) == 4

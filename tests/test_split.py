@@ -197,3 +197,109 @@ def test_series_without_patient_id_fall_back_to_their_study() -> None:
     split = split_series([rec(i) for i in range(20)], SplitConfig(val=0.25))
     assert len(split["val"]) == 5 and len(split["train"]) == 15
     assert split_groups([rec(i) for i in range(20)], "patient") == {"patient": 0, "study": 20, "series": 0}
+
+
+# -- k-fold cross-validation (issue 12) ------------------------------------------------------------
+from lightning_dicom.data.split import assign_folds  # noqa: E402
+from lightning_dicom.errors import ConfigError  # noqa: E402
+
+
+@pytest.mark.parametrize(("k", "test", "seed"), [(5, 0.0, 0), (5, 0.15, 3), (3, 0.2, 7), (10, 0.1, 1)])
+def test_folds_are_disjoint_cover_every_non_test_group_and_keep_test_fixed(
+    k: int, test: float, seed: int
+) -> None:
+    series = cohort(83)
+    pid = {s.series_id: s.patient_id for s in series}
+    splits = [split_series(series, SplitConfig(folds=k, fold=f, test=test, seed=seed)) for f in range(k)]
+    test_part = splits[0]["test"]
+    assert all(sp["test"] == test_part for sp in splits)  # held out first, the same for every fold
+    assert test_part == split_series(series, SplitConfig(val=0.2, test=test, seed=seed))["test"]
+    vals = [set(sp["val"]) for sp in splits]
+    for a in range(k):
+        for b in range(a + 1, k):
+            assert not vals[a] & vals[b]
+    non_test = {s.series_id for s in series} - set(test_part)
+    assert set().union(*vals) == non_test  # every non-test series validates exactly once
+    for sp in splits:
+        assert set(sp["train"]) == non_test - set(sp["val"])
+        parts = {part: {pid[i] for i in sp[part]} for part in PARTS}  # a patient never in two parts
+        assert not parts["train"] & parts["val"] and not parts["train"] & parts["test"]
+        assert not parts["val"] & parts["test"]
+    n_groups = [len({pid[i] for i in v}) for v in vals]
+    assert max(n_groups) - min(n_groups) <= 1  # fold sizes in patients differ by at most one
+    test_cfg = SplitConfig(folds=k, test=test, seed=seed)
+    assert assign_folds(series, test_cfg) == assign_folds(
+        list(reversed(series)), test_cfg
+    )  # any order, any run
+
+
+def test_folds_need_enough_groups_and_a_valid_fold() -> None:
+    with pytest.raises(ConfigError, match="folds=5 needs at least 5 non-test patient groups, found 4"):
+        split_series(cohort(4), SplitConfig(folds=5))
+    with pytest.raises(ValueError, match="fold must be in 0..2"):
+        SplitConfig(folds=3, fold=3)
+    with pytest.raises(ValueError, match="needs folds"):
+        SplitConfig(fold=1)
+    SplitConfig(folds=3, val=0.5, test=0.6)  # val is ignored with folds: val + test may exceed 1
+
+
+def test_save_split_records_folds_and_class_counts(tmp_path: Path) -> None:
+    series = cohort(20)
+    cfg = SplitConfig(folds=4, fold=2, seed=1)
+    test, folds = assign_folds(series, cfg)
+    labels = {s.series_id: i % 2 for i, s in enumerate(series)}
+    split = split_series(series, cfg)
+    save_split(split, tmp_path / "split.json", series, cfg, folds, labels)
+    doc = json.loads((tmp_path / "split.json").read_text())
+    assert doc["fold"] == 2 and doc["folds"] == folds and doc["val"] == folds[2]
+    assert sum(sum(c.values()) for c in doc["classes"].values()) == len(series)
+
+
+# -- stratification (issue 12) ---------------------------------------------------------------------
+def _rare_cohort(n_patients: int, rare_every: int = 10) -> tuple[list[SeriesRecord], dict[str, int]]:
+    series = cohort(n_patients)
+    label = {s.series_id: int(int(s.patient_id.split("-")[1]) % rare_every == 0) for s in series}
+    return series, label
+
+
+def _class_share(ids: list[str], series: list[SeriesRecord], labels: dict[str, int]) -> tuple[int, int]:
+    """(patients of class 1, patients) among ids."""
+    pid = {s.series_id: s.patient_id for s in series}
+    pats = {pid[i]: labels[i] for i in ids}
+    return sum(pats.values()), len(pats)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stratified_split_keeps_a_10_90_ratio_in_every_part(seed: int) -> None:
+    series, labels = _rare_cohort(200)  # 20 rare patients of 200 (10 %)
+    cfg = SplitConfig(val=0.2, test=0.15, seed=seed, stratify=True)
+    split = split_series(series, cfg, labels)
+    for part, n_exp in (("train", 130), ("val", 40), ("test", 30)):
+        rare, n = _class_share(split[part], series, labels)
+        assert n == n_exp
+        assert abs(rare - 0.1 * n) < 1  # stated tolerance: within one group of the exact share
+    plain = split_series(series, SplitConfig(val=0.2, test=0.15, seed=seed), labels)
+    assert plain != split  # stratification changed something, yet patients stay grouped
+    pid = {s.series_id: s.patient_id for s in series}
+    groups = [{pid[i] for i in split[p]} for p in PARTS]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_stratified_folds_keep_the_ratio_and_balance_sizes(k: int) -> None:
+    series, labels = _rare_cohort(150)  # 15 rare patients
+    sizes, rares = [], []
+    for f in range(k):
+        split = split_series(series, SplitConfig(folds=k, fold=f, test=0.2, stratify=True, seed=2), labels)
+        rare, n = _class_share(split["val"], series, labels)
+        sizes.append(n)
+        rares.append(rare)
+        t_rare, t_n = _class_share(split["test"], series, labels)
+        assert (t_rare, t_n) == (3, 30)
+    assert sum(sizes) == 120 and max(sizes) - min(sizes) <= 1
+    assert sum(rares) == 12 and max(rares) - min(rares) <= 1  # floor/ceil of 12 / k per fold
+
+
+def test_stratify_needs_labels() -> None:
+    with pytest.raises(ConfigError, match="stratify needs class labels"):
+        split_series(cohort(10), SplitConfig(stratify=True))

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -28,24 +28,14 @@ import numpy as np
 
 from lightning_dicom.config import MaskConfig, PreprocessingConfig
 from lightning_dicom.dicom.index import SeriesRecord
-from lightning_dicom.errors import CacheError, LightningDicomError
+from lightning_dicom.errors import CacheError, LightningDicomError, LightningDicomWarning, warn
+from lightning_dicom.files import atomic_write
 
 __all__ = ["VolumeCache"]
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class VolumeCache:
@@ -150,6 +140,28 @@ class VolumeCache:
                 series_uid=rec.series_uid,
             ) from None
 
+    def sidecar(self, rec: SeriesRecord) -> dict[str, Any]:
+        """The JSON sidecar of a series' entry (geometry, ids, preprocessing, mask summary).
+
+        Raises:
+            CacheError: the entry is missing or unreadable.
+        """
+        side = self.paths(rec)[1]
+        try:
+            return json.loads(side.read_text())
+        except (OSError, ValueError) as err:
+            raise CacheError(
+                f"cannot read cache sidecar ({err}); rebuild the cache", path=side, series_uid=rec.series_uid
+            ) from None
+
+    def array_path(self, rec: SeriesRecord) -> Path:
+        """The ``.npy`` of a series' image entry (``[C, D, H, W]``, memory-mappable)."""
+        return self.paths(rec)[0]
+
+    def foreground(self, rec: SeriesRecord) -> np.ndarray:
+        """Foreground voxel list ``[N, 3]`` (z-y-x int32) of a series' mask entry."""
+        return np.load(self.mask_paths(rec)[1], allow_pickle=False)
+
     def error(self, rec: SeriesRecord) -> str | None:
         """The recorded failure reason of a series, if any."""
         err = self.paths(rec)[2]
@@ -161,32 +173,28 @@ class VolumeCache:
         st = self.status(rec)
         if st == "ok" or (st == "error" and not raise_errors):
             return st
-        from lightning_dicom.data.preprocess import preprocess
-        from lightning_dicom.dicom.series import read_series
+        from lightning_dicom.data.pipeline import process_series
 
         npy, side, err = self.paths(rec)
         npy.parent.mkdir(parents=True, exist_ok=True)
         try:
-            image = read_series(
+            done = process_series(
                 rec,
-                irregular=self.preprocessing.irregular_stacks,
-                gap_tolerance=self.preprocessing.gap_tolerance,
+                self.preprocessing,
+                masks=self.masks,
+                mask_sources=self.mask_sources.get(rec.series_id, ()),
             )
-            array, meta = preprocess(image, self.preprocessing)
-            array = self._cast(array, rec)
-            mask = self._mask(rec, image, meta, array.shape[1:]) if self.masks is not None else None
+            array = self._cast(done.image, rec)
         except LightningDicomError as e:
             if raise_errors:
                 raise
             marker = json.dumps({"series_id": rec.series_id, "reason": str(e)}).encode()
-            _atomic_write(err, lambda fh: fh.write(marker))
+            atomic_write(err, lambda tmp: Path(tmp).write_bytes(marker))
             log.warning("skipping series %s: %s", rec.series_id, e.reason)
             return "error"
+        meta = done.meta
         meta.update(
             {
-                "series_id": rec.series_id,
-                "series_uid": rec.series_uid,
-                "study_uid": rec.study_uid,
                 "shape": list(array.shape),
                 "dtype": array.dtype.str,
                 "preprocessing": self.preprocessing.model_dump(mode="json"),
@@ -194,39 +202,25 @@ class VolumeCache:
                 "lightning_dicom": self._salt,
             }
         )
-        if mask is not None:
-            labels, missing = mask
+        if done.mask is not None and self.masks is not None:
             from lightning_dicom.masks.pipeline import foreground_coords
 
+            labels = done.mask
             fg = foreground_coords(labels)
             mpath, fpath = self.mask_paths(rec)
-            _atomic_write(mpath, lambda fh: np.save(fh, labels, allow_pickle=False))
-            _atomic_write(fpath, lambda fh: np.save(fh, fg, allow_pickle=False))
+            atomic_write(mpath, lambda tmp: np.save(tmp, labels, allow_pickle=False))
+            atomic_write(fpath, lambda tmp: np.save(tmp, fg, allow_pickle=False))
             meta["mask"] = {
                 "structures": list(self.masks.structures),
-                "missing": missing,  # type: ignore[union-attr]
+                "missing": done.missing,
                 "mode": self.masks.mode,
-                "shape": list(labels.shape),  # type: ignore[union-attr]
+                "shape": list(labels.shape),
                 "foreground_voxels": int(len(fg)),
             }
-        _atomic_write(npy, lambda fh: np.save(fh, array, allow_pickle=False))
-        _atomic_write(side, lambda fh: fh.write(json.dumps(meta).encode()))
+        atomic_write(npy, lambda tmp: np.save(tmp, array, allow_pickle=False))
+        atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
         err.unlink(missing_ok=True)  # a failure recorded earlier no longer holds
         return "ok"
-
-    def _mask(
-        self, rec: SeriesRecord, image: Any, meta: dict[str, Any], shape: Sequence[int]
-    ) -> tuple[np.ndarray, list[str]]:
-        from lightning_dicom.masks.pipeline import mask_on_grid, match_structures
-        from lightning_dicom.masks.read import read_mask
-
-        found: dict[str, Any] = {}
-        for src in self.mask_sources.get(rec.series_id, ()):
-            found.update(
-                read_mask(src, image, series_uid=rec.series_uid, frame_of_reference_uid=rec.frame_uid or None)
-            )
-        structures, missing = match_structures(found, self.masks)  # type: ignore[arg-type]
-        return mask_on_grid(structures, meta, shape, self.masks), missing  # type: ignore[arg-type]
 
     def _cast(self, array: np.ndarray, rec: SeriesRecord) -> np.ndarray:
         """``array`` in the stored dtype; values beyond its range are an error, not silent infinities."""
@@ -279,8 +273,12 @@ class VolumeCache:
                     )
                     for s in todo
                 ]
-                for s, result in zip(todo, pool.map(_build_entry, jobs), strict=True):
+                for s, (result, notes) in zip(todo, pool.map(_build_entry, jobs), strict=True):
                     status[s.series_id] = result
+                    for (
+                        note
+                    ) in notes:  # warnings of a worker process, issued again here where the user sees them
+                        warn(note)
                     bar.update()
         bar.close()
         ok = sum(1 for v in status.values() if v == "ok")
@@ -297,6 +295,10 @@ def _init_worker() -> None:
     limit_threads(1)
 
 
-def _build_entry(args: tuple) -> str:
+def _build_entry(args: tuple) -> tuple[str, list[str]]:
+    """One entry built in a worker process: (status, messages of the LightningDicomWarnings it issued)."""
     directory, prep, dtype, masks, sources, rec, raise_errors = args
-    return VolumeCache(directory, prep, dtype, masks, sources).build_one(rec, raise_errors=raise_errors)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LightningDicomWarning)
+        status = VolumeCache(directory, prep, dtype, masks, sources).build_one(rec, raise_errors=raise_errors)
+    return status, [str(w.message) for w in caught if issubclass(w.category, LightningDicomWarning)]

@@ -15,6 +15,7 @@ A sample is a dict::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -42,6 +43,17 @@ class _MetaTable:
         self.spacing = np.array([m["spacing"] for m in metas], dtype=np.float64).reshape(-1, 3)
         self.origin = np.array([m["origin"] for m in metas], dtype=np.float64).reshape(-1, 3)
         self.direction = np.array([m["direction"] for m in metas], dtype=np.float64).reshape(-1, 9)
+        self.has_inputs = bool(metas) and all("inputs" in m for m in metas)
+        if self.has_inputs:  # subjects: each channel's source series, and which inputs are zero channels
+            self.inputs = np.array([m["inputs"] for m in metas], dtype=np.str_)
+            names = [[p.split("=", 1)[0] for p in m["inputs"].split("|")] for m in metas]
+            self.missing_inputs = np.array(
+                [
+                    [n in m.get("missing_inputs", ()) for n in row]
+                    for row, m in zip(names, metas, strict=True)
+                ],
+                dtype=bool,
+            )
         self.has_source = bool(metas) and all("source" in m for m in metas)
         if self.has_source:  # the source series' grid, for to_source_geometry
             self.source_spacing = np.array([m["source"]["spacing"] for m in metas], np.float64).reshape(-1, 3)
@@ -59,6 +71,9 @@ class _MetaTable:
             "direction": torch.from_numpy(self.direction[i].copy()),
             "index": i,
         }
+        if self.has_inputs:
+            out["inputs"] = str(self.inputs[i])
+            out["missing_inputs"] = torch.from_numpy(self.missing_inputs[i].copy())
         if self.has_source:
             for k in ("source_spacing", "source_origin", "source_direction", "source_size"):
                 out[k] = torch.from_numpy(getattr(self, k)[i].copy())
@@ -92,11 +107,11 @@ class CachedVolumeDataset(Dataset):
 
     def __init__(
         self,
-        paths: Sequence[str],
+        paths: Sequence[str | os.PathLike[str]],
         metas: Sequence[dict[str, Any]],
         labels: Sequence[np.ndarray] | None = None,
         shared: Sequence[torch.Tensor] | None = None,
-        mask_paths: Sequence[str] | None = None,
+        mask_paths: Sequence[str | os.PathLike[str]] | None = None,
         foreground: Sequence[np.ndarray] | None = None,
     ):
         self.paths = np.array([str(p) for p in paths], dtype=np.str_)
@@ -273,15 +288,12 @@ class SeriesDataset(Dataset):
         return len(self.series)
 
     def load(self, i: int) -> dict[str, Any]:
-        from lightning_dicom.data.preprocess import preprocess
-        from lightning_dicom.dicom.series import read_series
+        from lightning_dicom.data.pipeline import process_series
 
         rec = self.series[i]
-        prep = self.preprocessing
-        image = read_series(rec, irregular=prep.irregular_stacks, gap_tolerance=prep.gap_tolerance)
-        array, meta = preprocess(image, prep)
-        table = _MetaTable([meta], [rec.series_id])
-        out: dict[str, Any] = {"image": torch.from_numpy(array), "meta": {**table.get(0), "index": i}}
+        done = process_series(rec, self.preprocessing)
+        table = _MetaTable([done.meta], [rec.series_id])
+        out: dict[str, Any] = {"image": torch.from_numpy(done.image), "meta": {**table.get(0), "index": i}}
         if self.labels is not None:
             out["label"] = torch.as_tensor(np.asarray(self.labels[i]).copy())
         return out

@@ -21,7 +21,12 @@ from lightning_dicom.errors import LabelError
 
 __all__ = ["LabelTable", "read_labels"]
 
-KEYS = {"SeriesInstanceUID": "series_uid", "StudyInstanceUID": "study_uid", "PatientID": "patient_id"}
+KEYS = {
+    "SeriesInstanceUID": "series_uid",
+    "StudyInstanceUID": "study_uid",
+    "PatientID": "patient_id",
+    "SubjectID": "series_id",  # a subject of `data.subjects`: "study:<StudyInstanceUID>" or "patient:<pseudonym>"
+}
 
 
 @dataclass

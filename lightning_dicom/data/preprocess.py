@@ -1,5 +1,11 @@
 """SimpleITK preprocessing: reorient, resample, clip, normalise, crop/pad.
 
+Normalisation (``cfg.normalize``): ``minmax`` to [0, 1] over the window (or the image's range);
+``zscore`` per image (mean/std of the whole image); ``ct_zscore`` clip to the window, then
+``(x - zscore_mean) / zscore_std`` with fixed dataset statistics, as nnU-Net's ``CTNormalization``
+(nnunetv2/preprocessing/normalization/default_normalization_schemes.py) with the window = the
+foreground 0.5/99.5 percentiles.
+
 Input: a 3D ``SimpleITK.Image`` in modality units (see :func:`lightning_dicom.read_series`).
 Output: a float32 array ``[C, D, H, W]`` (z-y-x) and the geometry needed to place it in the
 world (LPS, mm) and to map it back onto the source grid.
@@ -15,7 +21,7 @@ import SimpleITK as sitk
 from lightning_dicom import io
 from lightning_dicom.config import PreprocessingConfig
 
-__all__ = ["crop_or_pad", "preprocess"]
+__all__ = ["crop_or_pad", "finish", "preprocess", "to_grid"]
 
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
 
@@ -58,14 +64,21 @@ def crop_or_pad(
 
 
 def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray, dict[str, Any]]:
-    """Apply ``cfg`` to one image.
+    """Apply ``cfg`` to one image: :func:`to_grid` (reorient, resample) then :func:`finish` (clip,
+    normalise, crop/pad).
 
     Returns:
         ``(array, meta)``: ``array`` is float32 ``[C, D, H, W]``; ``meta`` holds ``spacing`` (x-y-z mm),
         ``origin`` (LPS mm of output voxel 0), ``direction`` (9 floats), ``source`` (the input's
         geometry) and ``crop_start`` (z-y-x index in the resampled grid of output voxel 0).
     """
-    source = io.geometry(image)
+    return finish(to_grid(image, cfg), cfg, io.geometry(image))
+
+
+def to_grid(image: sitk.Image, cfg: PreprocessingConfig) -> sitk.Image:
+    """The geometric steps of :func:`preprocess`: reorient to ``cfg.orientation`` (``sitk.DICOMOrient``,
+    a permutation/flip of axes, no interpolation) and resample to ``cfg.spacing`` (x-y-z mm) with
+    ``cfg.interpolation``; background (outside the image) = the image's minimum."""
     if cfg.orientation != "none" and (
         sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
         != cfg.orientation
@@ -73,6 +86,15 @@ def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray,
         image = sitk.DICOMOrient(image, cfg.orientation)
     if cfg.spacing is not None:
         image = _resample(image, cfg.spacing, cfg.interpolation)
+    return image
+
+
+def finish(
+    image: sitk.Image, cfg: PreprocessingConfig, source: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The intensity and size steps of :func:`preprocess` on an image already on its grid: clip to
+    ``cfg.window``, normalise, centre crop/pad to ``cfg.size`` (z-y-x). ``source`` is the geometry of
+    the series before :func:`to_grid` (stored in ``meta['source']`` for :func:`to_source_geometry`)."""
     array = io.array_view(image).astype(np.float32)
     array = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
     if cfg.window is not None:
@@ -96,6 +118,10 @@ def preprocess(image: sitk.Image, cfg: PreprocessingConfig) -> tuple[np.ndarray,
         mean, std = float(array.mean()), float(array.std())
         array -= mean
         array *= 1.0 / std if std > 0 else 1.0
+    elif cfg.normalize == "ct_zscore":  # nnU-Net's CTNormalization: window (the clip) applied above
+        assert cfg.zscore_mean is not None and cfg.zscore_std is not None  # the config validator ensures it
+        array -= np.float32(cfg.zscore_mean)
+        array /= np.float32(cfg.zscore_std)
     origin = np.array(image.GetOrigin())
     crop_start = [0, 0, 0]
     if cfg.size is not None:

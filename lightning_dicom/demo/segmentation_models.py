@@ -131,7 +131,7 @@ class UNet3D(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes, D, H, W]`` of ``x`` ``[B, C, D, H, W]``."""
         size = x.shape[2:]
-        m = 2**self.hparams.depth
+        m = 2 ** self.hparams["depth"]
         pad = [(-s) % m for s in size]
         if any(pad):
             x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
@@ -147,7 +147,7 @@ class UNet3D(pl.LightningModule):
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy + ``dice_weight`` x soft Dice loss; ``target`` int64 ``[B, D, H, W]``."""
-        return F.cross_entropy(logits.float(), target) + self.hparams.dice_weight * soft_dice_loss(
+        return F.cross_entropy(logits.float(), target) + self.hparams["dice_weight"] * soft_dice_loss(
             logits, target
         )
 
@@ -158,7 +158,7 @@ class UNet3D(pl.LightningModule):
         bs = target.shape[0]
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage != "train")
         if stage != "train":
-            dice = dice_per_class(logits.argmax(1), target, self.hparams.num_classes).mean()
+            dice = dice_per_class(logits.argmax(1), target, self.hparams["num_classes"]).mean()
             self.log(f"{stage}_dice", dice.float(), prog_bar=True, batch_size=bs, sync_dist=True)
         return loss
 
@@ -174,11 +174,11 @@ class UNet3D(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """``{"mask": labels [B, 1, D, H, W] int64 (or probabilities [B, K, D, H, W]), "meta": batch["meta"]}``."""
         logits = self(batch["image"].float())
-        if self.hparams.predict_probabilities:
+        if self.hparams["predict_probabilities"]:
             mask = torch.softmax(logits, dim=1)
         else:
             mask = logits.argmax(1, keepdim=True)
         return {"mask": mask, "meta": batch.get("meta")}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"])

@@ -25,11 +25,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
@@ -195,10 +197,11 @@ def _to_stored(
     if not np.isfinite(values).all():
         raise ValueError("hu contains non-finite values")
     stored = np.rint((values - intercept) / slope)
+    dtype: np.dtype[Any]
     if pixel_representation == 0:
-        lo, hi, dtype = 0, 2**bits_stored - 1, np.uint16
+        lo, hi, dtype = 0, 2**bits_stored - 1, np.dtype(np.uint16)
     else:
-        lo, hi, dtype = -(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1, np.int16
+        lo, hi, dtype = -(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1, np.dtype(np.int16)
     if stored.size and (stored.min() < lo or stored.max() > hi):
         raise ValueError(
             f"HU range [{values.min()}, {values.max()}] is not representable with slope={slope}, "
@@ -230,6 +233,7 @@ def write_series(
     label: int = 0,
     bits_stored: int = 16,
     pixel_representation: int = 0,
+    frame_of_reference_uid: str | None = None,
 ) -> SyntheticSeries:
     """Write ``hu`` (``[z, y, x]``, HU) as one DICOM file per slice directly into ``out_dir``.
 
@@ -263,7 +267,9 @@ def write_series(
 
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
-    for_uid = generate_uid(entropy_srcs=[_UID_NAMESPACE, "frame-of-reference", study_uid])
+    for_uid = frame_of_reference_uid or generate_uid(
+        entropy_srcs=[_UID_NAMESPACE, "frame-of-reference", study_uid]
+    )
     sop_class = MRImageStorage if modality == "MR" else CTImageStorage
 
     out = Path(out_dir)
@@ -330,8 +336,8 @@ def write_series(
 def new_dataset(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
     """An empty explicit-VR little-endian dataset with its file meta (Part-10 header) and character set."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = Dataset()
@@ -394,8 +400,8 @@ def _orientation_spec(spec: str | tuple[str, float]) -> tuple[str, float]:
     if isinstance(spec, str):
         name, _, deg = spec.partition(":")
         return name, float(deg) if deg else 0.0
-    name, deg = spec
-    return str(name), float(deg)
+    name, degrees = spec
+    return str(name), float(degrees)
 
 
 def _hashed(*parts: object) -> str:

@@ -82,8 +82,13 @@ def write_irregular_series(
         raise ValueError(f"positions must be {nz} finite LPS points, got shape {pts.shape}")
     ipps = [[_ds(v) for v in p] for p in pts]
     base = write_series(
-        out_dir, vol, spacing=spacing, origin=tuple(float(v) for v in pts[0]), direction=direction, **kwargs
-    )  # type: ignore[arg-type]
+        out_dir,
+        vol,
+        spacing=spacing,
+        origin=tuple(float(v) for v in pts[0]),
+        direction=direction,
+        **kwargs,  # type: ignore[arg-type]
+    )
     written = tuple(tuple(float(v) for v in ipp) for ipp in ipps)
     for path, ipp, p in zip(base.files, ipps, written, strict=True):
         ds = pydicom.dcmread(path)

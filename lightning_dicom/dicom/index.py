@@ -547,7 +547,7 @@ def _make_series(
         plane=plane_of(iop),
         files=tuple(f["path"] for f in members),
         samples_per_pixel=int(first["samples_per_pixel"] or 1),
-        positions=tuple(positions),
+        positions=tuple((p[0], p[1], p[2]) for p in positions),
         value_range=(float(lo), float(hi)),
         integer_values=integral,
         fingerprint=hashlib.sha256(

@@ -297,7 +297,8 @@ def fast_dataset(fh: BinaryIO) -> tuple[_FastDataset, bool, int]:
 
 def _fast_meta(r: _Reader) -> tuple[dict[str, Any], int]:
     """File meta elements read here (keyword -> value) and the position of the dataset after them."""
-    pos, meta = 132, {}
+    pos = 132
+    meta: dict[str, Any] = {}
     while True:  # explicit VR little endian, group 0002
         off = r.at(pos, 8)
         if r.data[off] | r.data[off + 1] << 8 != 0x0002:

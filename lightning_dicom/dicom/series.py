@@ -64,7 +64,7 @@ import SimpleITK as sitk
 
 from lightning_dicom import io
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
-from lightning_dicom.errors import SeriesError
+from lightning_dicom.errors import SeriesError, warn
 
 __all__ = ["check_files", "check_geometry", "planned_geometry", "read_series"]
 
@@ -463,7 +463,7 @@ def _stored_values(raw: np.ndarray, bits: int, bits_stored: int, signed: int) ->
         np.bitwise_and(raw, np.array((1 << bits_stored) - 1, dtype=raw.dtype), out=raw)
     if not signed:
         return raw
-    values = raw.view(np.int16 if bits == 16 else np.int8)
+    values: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = raw.view(np.int16 if bits == 16 else np.int8)
     if bits_stored < bits:
         sign = 1 << (bits_stored - 1)
         values ^= sign
@@ -485,7 +485,7 @@ def _rescale(values: np.ndarray, slope: float, icpt: float, dtype: type) -> np.n
     ``values`` may be reused as the output."""
     if np.dtype(dtype).kind == "i":
         if values.dtype.itemsize == np.dtype(dtype).itemsize:
-            out = values.view(dtype)
+            out: np.ndarray = values.view(dtype)
         else:
             big = (int(np.iinfo(values.dtype).max) + 1) * abs(int(slope)) + abs(int(icpt))
             work = dtype if dtype == np.int16 or big < 2**31 else np.int64
@@ -611,15 +611,10 @@ def _resampled(img: sitk.Image, rec: SeriesRecord, plan: _Resampling) -> sitk.Im
         )
     if plan.tilt_deg:
         done.append(f"a {plan.tilt_deg:.1f} degree shear (gantry tilt) undone")
-    log.warning(
-        "series %s: irregular stack (%s) resampled onto a uniform grid of %d slices at %.4g mm "
-        "(%d acquired)%s",
-        rec.series_uid,
-        plan.reason,
-        plan.n_out,
-        plan.spacing,
-        rec.n_slices,
-        "; " + ", ".join(done) if done else "",
+    warn(
+        f"series {rec.series_uid}: irregular stack ({plan.reason}) resampled onto a uniform grid of "
+        f"{plan.n_out} slices at {plan.spacing:.4g} mm ({rec.n_slices} acquired)"
+        + ("; " + ", ".join(done) if done else "")
     )
     return out
 

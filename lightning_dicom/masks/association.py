@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightning_dicom.config import MaskConfig
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
 from lightning_dicom.dicom.uids import mask_kind
 
-__all__ = ["MaskObject", "find_mask_objects", "link_masks"]
+__all__ = ["MaskObject", "find_mask_objects", "link_masks", "mask_sources", "read_mask_csv"]
 
 _HINTS = ("Segmentation", "RT Structure")
 
@@ -160,3 +161,20 @@ def read_mask_csv(path: str | Path) -> dict[str, list[str]]:
                     str(p if p.is_absolute() else path.parent / p)
                 )
     return out
+
+
+def mask_sources(
+    index: DicomIndex, selected: Sequence[SeriesRecord], cfg: MaskConfig
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Mask files per series id (the CSV's NIfTI/NRRD paths + linked SEG/RTSTRUCT, per ``cfg.sources``)
+    and the SEG/RTSTRUCT files that link to none of ``selected``."""
+    kinds = set(cfg.sources)
+    linked, orphans = link_masks(selected, [o for o in find_mask_objects(index) if o.kind in kinds])
+    if cfg.csv is not None and "csv" in kinds:
+        by_uid: dict[str, str] = {}
+        for s in selected:
+            by_uid.setdefault(s.series_uid, s.series_id)
+        for uid, paths in read_mask_csv(cfg.csv).items():
+            if uid in by_uid:
+                linked.setdefault(by_uid[uid], []).extend(paths)
+    return {k: sorted(v) for k, v in linked.items()}, orphans

@@ -51,7 +51,7 @@ import SimpleITK as sitk
 from lightning_dicom import io
 from lightning_dicom.dicom.index import SeriesRecord
 from lightning_dicom.dicom.uids import mask_kind
-from lightning_dicom.errors import MaskError
+from lightning_dicom.errors import MaskError, warn
 from lightning_dicom.masks.rtstruct import (
     fill_polygons,
     index_to_physical,
@@ -176,7 +176,7 @@ def read_mask(
         plane_tolerance=plane_tolerance,
     )
     for line in report:
-        log.warning("%s: %s", path, line)
+        warn(f"{path}: {line}")
     return masks
 
 
