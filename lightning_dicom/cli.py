@@ -332,6 +332,7 @@ COMMANDS = {
     "cache": "build the preprocessed cache ahead of training (same options as fit's data:)",
     "schema": "print the JSON Schema of the data config (for editors)",
     "demo": "write a synthetic CT dataset and train a small 3D CNN on CPU",
+    "plan": "fingerprint the series and propose preprocessing and a patch size (nnU-Net's rules)",
     "preview": "PNGs of a series (three planes, mask overlay), a batch and the split",
 }
 DEBUG_ENV = "LIGHTNING_DICOM_DEBUG"

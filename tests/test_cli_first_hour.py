@@ -62,7 +62,7 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 def test_help_lists_every_command_one_line_each(tmp_path: Path) -> None:
     proc = cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for name in ("fit", "validate", "test", "predict", "index", "cache", "schema", "demo", "preview"):
+    for name in ("fit", "validate", "test", "predict", "index", "cache", "schema", "demo", "plan", "preview"):
         assert sum(line.split()[:1] == [name] for line in proc.stdout.splitlines()) == 1, name
     assert set(COMMANDS) >= {
         "fit",
