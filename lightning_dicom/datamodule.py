@@ -99,6 +99,8 @@ class DicomDataModuleImpl:
         progress: show progress bars while indexing and caching.
     """
 
+    trainer: Any  # set by the Lightning base class of the thin class (one per namespace)
+
     def __init__(
         self,
         root: Path | list[Path],
@@ -155,7 +157,7 @@ class DicomDataModuleImpl:
         self.report: dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, config: DataConfig | dict[str, Any] | str | Path, **kwargs: Any) -> DicomDataModule:
+    def from_config(cls, config: DataConfig | dict[str, Any] | str | Path, **kwargs: Any) -> Any:
         """Build from a :class:`DataConfig`, a mapping, or a YAML file."""
         if isinstance(config, (str, Path)):
             config = DataConfig.from_yaml(config)

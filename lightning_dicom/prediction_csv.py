@@ -114,7 +114,7 @@ class ClassificationCSVWriterImpl:
     def __init__(
         self, output_dir: Path | None = None, class_names: list[str] | None = None, strict: bool = True
     ) -> None:
-        super().__init__("batch")
+        super().__init__("batch")  # type: ignore[call-arg]  # BasePredictionWriter
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.class_names = class_names
         self.strict = strict

@@ -147,7 +147,7 @@ def _volume_figure(
     )
     im = None
     for ax, (img, extent, origin, xl, yl, name), over in zip(axes, panels, overlays, strict=True):
-        if over is not None and over.any():
+        if over is not None and labels is not None and over.any():
             ax.imshow(
                 np.ma.masked_equal(over, 0),
                 cmap="autumn",

@@ -35,9 +35,9 @@ class DicomDataModule(DicomDataModuleImpl, L.LightningDataModule):
     __doc__ = DicomDataModuleImpl.__doc__
 
 
-class PredictionWriter(PredictionWriterImpl, BasePredictionWriter):
+class PredictionWriter(PredictionWriterImpl, BasePredictionWriter):  # type: ignore[misc]
     __doc__ = PredictionWriterImpl.__doc__
 
 
-class ClassificationCSVWriter(ClassificationCSVWriterImpl, BasePredictionWriter):
+class ClassificationCSVWriter(ClassificationCSVWriterImpl, BasePredictionWriter):  # type: ignore[misc]
     __doc__ = ClassificationCSVWriterImpl.__doc__

@@ -243,7 +243,7 @@ class PredictionWriterImpl:
     ) -> None:
         if write_interval not in ("batch", "epoch"):
             raise ValueError(f"write_interval must be 'batch' or 'epoch', got {write_interval!r}")
-        super().__init__(write_interval)
+        super().__init__(write_interval)  # type: ignore[call-arg]  # BasePredictionWriter
         formats = [formats] if isinstance(formats, str) else list(formats)  # type: ignore[list-item]
         bad = [f for f in formats if f not in ("nifti", "seg")]
         if bad or not formats:

@@ -32,6 +32,12 @@ NAMESPACE_ENV = "LIGHTNING_DICOM_NAMESPACE"
 class RunConfigSaverMixin:
     """Save the resolved config beside the run's logs, under a name no earlier run used."""
 
+    already_saved: bool  # these come from SaveConfigCallback (either namespace)
+    config_filename: str
+    parser: Any
+    config: Any
+    multifile: bool
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.already_saved:
             return
@@ -55,16 +61,20 @@ class RunConfigSaverMixin:
 class DicomCLIMixin:
     """LightningCLI for a :class:`~lightning_dicom.DicomDataModule` (see the module docstring)."""
 
+    trainer: Any  # from LightningCLI (either namespace)
+    config: Any
+    writer_classes: tuple[Any, Any]  # (BasePredictionWriter, ClassificationCSVWriter) of the namespace
+
     def init_parser(self, **kwargs: Any) -> Any:
         # a bad option raises (one line from lightning_dicom.cli.main) instead of printing the whole usage
-        return super().init_parser(**{"exit_on_error": False, **kwargs})
+        return super().init_parser(**{"exit_on_error": False, **kwargs})  # type: ignore[misc]
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         # Lightning warns when ``args`` is given while sys.argv has arguments: here they are the same ones.
         self.config = parser.parse_args(args)
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)  # type: ignore[misc]
         if kwargs.get("ckpt_path") in ("best", "last") and subcommand != "fit":
             kwargs["ckpt_path"] = str(resolve_checkpoint(kwargs["ckpt_path"], self.trainer))
         writer_base, csv_writer = self.writer_classes
