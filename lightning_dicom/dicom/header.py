@@ -36,6 +36,9 @@ Tags read (all optional unless said otherwise):
   (5200,9229) and PerFrameFunctionalGroupsSequence (5200,9230) items -- PlaneOrientationSequence
   (0020,9116), PlanePositionSequence (0020,9113), PixelMeasuresSequence (0028,9110),
   PixelValueTransformationSequence (0028,9145);
+* geometry kept elsewhere: Siemens mosaics (ImageType (0008,0008) MOSAIC, CSA header; the tiles become
+  frames: :mod:`~lightning_dicom.dicom.mosaic`), NM DetectorInformationSequence (0054,0022), a signed
+  SpacingBetweenSlices, NM frames that are not slices (``not_a_stack``: :mod:`~lightning_dicom.dicom.nm`);
 * Pixel Data (7FE0,0010): its element header is read from the file (not its value) to check that
   the file holds Rows x Columns x frames x samples x BitsAllocated bits (native transfer syntaxes)
   or that every fragment of encapsulated data lies inside the file. A file failing this, or using
@@ -58,7 +61,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from lightning_dicom.dicom import uids
+from lightning_dicom.dicom import nm, uids
+from lightning_dicom.dicom.mosaic import is_mosaic, mosaic_layout, tile_shape
 from lightning_dicom.dicom.parser import CHUNK as _CHUNK  # noqa: F401 - tests size files by it
 from lightning_dicom.dicom.parser import fast_dataset, fast_reader_available
 from lightning_dicom.dicom.pixel_data import decoder_problem, pixel_data_problem, raw_problem
@@ -110,6 +114,9 @@ HEADER_FIELDS = (
     "problem",
     "high_bit",
     "pixel_offset",
+    # -- geometry from other places (issue 10): mosaics, NM frames --
+    "mosaic_grid",
+    "not_a_stack",
 )
 
 _NON_IMAGE_HINT = (
@@ -302,6 +309,7 @@ def _finish(fh: BinaryIO, header: dict[str, Any], implicit: bool, little: bool, 
     problem, offset = pixel_data_problem(fh, implicit, little, header, size, raw=raw)
     header["problem"] = problem or decoder_problem(header) or (raw_problem(header) if raw else None)
     header["pixel_offset"] = offset if header["problem"] is None else None
+    tile_shape(header)  # a mosaic's Rows/Columns/frames become its tiles' (after checking the stored size)
 
 
 def _read_dataset(fh: BinaryIO, path: str) -> tuple[Any, bool]:
@@ -398,6 +406,10 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
 
     iop = _element(ds, "ImageOrientationPatient", 6, path, limit=1.5, tag="(0020,0037)")
     ipp = _element(ds, "ImagePositionPatient", 3, path, tag="(0020,0032)")
+    if (iop is None or ipp is None) and "DetectorInformationSequence" in ds:  # NM (0054,0022): dicom/nm.py
+        det, where = nm.detector_item(ds), "in DetectorInformationSequence (0054,0022)"
+        iop = iop or _element(det, "ImageOrientationPatient", 6, path, limit=1.5, tag=f"(0020,0037) {where}")
+        ipp = ipp or _element(det, "ImagePositionPatient", 3, path, tag=f"(0020,0032) {where}")
     spacing = _element(ds, "PixelSpacing", 2, path, positive=True, limit=MAX_SPACING_MM, tag="(0028,0030)")
 
     def num(value: Any, *, positive: bool = False) -> float | None:
@@ -410,7 +422,7 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         return out
 
     thickness = num(ds.get("SliceThickness"), positive=True)
-    gap = num(ds.get("SpacingBetweenSlices"), positive=True)
+    gap = num(ds.get("SpacingBetweenSlices")) or None  # signed: NM frames may run against the normal
     slope_raw, icpt_raw = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     frame_ipps = None
     problem = None
@@ -469,6 +481,14 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
             else:
                 frame_ipps = parsed
                 ipp = ipp or parsed[0]
+        shared = _floats(
+            _functional(
+                ds, "SharedFunctionalGroupsSequence", "PlanePositionSequence", "ImagePositionPatient"
+            ),
+            3,
+        )
+        if frame_ipps is None and shared and n_frames > 1:  # one shared position: every frame there (2D+t)
+            frame_ipps, ipp = [shared] * n_frames, ipp or shared
     iop = _checked_iop(iop, path)
     slope = num(slope_raw)
     icpt = num(icpt_raw)
@@ -480,6 +500,13 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         raise NotDicomError(
             f"RescaleIntercept (0028,1052) must be a finite number (got {_short(icpt_raw)})", path=path
         )
+
+    mosaic: dict[str, Any] = {}
+    if is_mosaic(ds):  # Siemens mosaic: a grid of tiles -> slices (dicom/mosaic.py)
+        stored: dict[str, Any] = {"rows": rows, "cols": cols, "n_frames": n_frames, "iop": iop, "ipp": ipp}
+        stored.update(pixel_spacing=spacing, slice_gap=gap, slice_thickness=thickness)
+        mosaic = mosaic_layout(ds, stored, path)
+        ipp, frame_ipps, gap = mosaic.get("ipp", ipp), mosaic.get("frame_ipps"), mosaic.get("slice_gap", gap)
 
     def opt_int(keyword: str) -> int:
         try:
@@ -530,6 +557,9 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         "problem": problem,
         "high_bit": lenient_int("HighBit"),
         "pixel_offset": None,
+        "mosaic_grid": mosaic.get("mosaic_grid"),
+        "_mosaic_tiles": mosaic.get("_mosaic_tiles"),
+        "not_a_stack": nm.frames_problem(ds, n_frames),
     }
 
 

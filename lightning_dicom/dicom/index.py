@@ -21,9 +21,11 @@ What the scan checks (cheaply, without decoding pixels):
 
 Series are derived from the table: instances are grouped by SeriesInstanceUID (0020,000E); within
 a UID, instances whose ImageOrientationPatient (0020,0037), Rows x Columns or SamplesPerPixel differ
-(localizers, scouts) become separate sub-volumes, and each multi-frame file, and each file without
-ImagePositionPatient/ImageOrientationPatient (2D images: CR, secondary captures), is its own
-volume. A series' slices are ordered by ImagePositionPatient (0020,0032) projected on the slice
+(localizers, scouts) become separate sub-volumes, and each multi-frame file (a Siemens mosaic is
+one: its tiles are frames), and each 2D image without ImagePositionPatient/ImageOrientationPatient
+(CR, secondary captures), is its own volume. Slices of a CT/MR/PT series that lack position or
+orientation stay one volume, which the reader refuses naming the missing tag
+(:mod:`~lightning_dicom.dicom.stack_geometry`). A series' slices are ordered by ImagePositionPatient (0020,0032) projected on the slice
 normal, never by file name or InstanceNumber; the frames of a multi-frame file likewise, from the
 per-frame PlanePositionSequence when present.
 
@@ -60,13 +62,16 @@ import numpy as np
 from lightning_dicom.dicom import uids
 from lightning_dicom.dicom.header import HEADER_FIELDS, encodable_path, read_header, scan_file, scan_files
 from lightning_dicom.dicom.pseudonym import private_dir, private_file, project_key, pseudonym
+from lightning_dicom.dicom.stack_geometry import missing_geometry, slice_of_stack
 from lightning_dicom.typing import SpacingXYZ
 
 __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_header", "select_series"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4  # 3: high_bit and pixel_offset columns; 4: patient_id holds the keyed pseudonym
+SCHEMA_VERSION = (
+    5  # 3: high_bit, pixel_offset; 4: mosaic_grid, not_a_stack; 5: patient_id is the keyed pseudonym
+)
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
 _UNCOMPRESSED = uids.UNCOMPRESSED_SYNTAXES
@@ -150,6 +155,13 @@ class SeriesRecord:
     RescaleIntercept) of each file, in ``files`` order, when every file is a single-frame MONOCHROME2
     image with native little-endian pixel data the index found complete (then the reader reads the
     pixels straight from the files); empty otherwise."""
+    # -- geometry from other places (issue 10; lightning_dicom.dicom.mosaic, .nm, .stack_geometry) --
+    mosaic_grid: int = 0
+    """Siemens mosaic: tiles per side of the stored image (its ``n_slices`` tiles of ``rows x cols``
+    are unpacked by the reader); 0 otherwise."""
+    geometry_problem: str = ""
+    """Why the files cannot be placed as one 3D volume (missing ImagePositionPatient or orientation in
+    a stack, NM frames that are not slices); the reader refuses the volume with this reason."""
 
     @property
     def patient_key(self) -> str | None:
@@ -365,12 +377,12 @@ class DicomIndex:
         groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
         for f in kept:
             uid = f["series_uid"]
-            if f["iop"] is None or f["ipp"] is None or (f["n_frames"] or 1) > 1:
+            if (f["n_frames"] or 1) > 1 or not slice_of_stack(f):
                 key: tuple = (uid, f["path"])  # 2D image or multi-frame file: a volume of its own
-            else:
+            else:  # a slice (without position or orientation too: refused as one volume, never split)
                 key = (
                     uid,
-                    _cluster(iop_reps[uid], json.loads(f["iop"])),
+                    _cluster(iop_reps[uid], json.loads(f["iop"])) if f["iop"] else -1,
                     f["rows"],
                     f["cols"],
                     f["samples_per_pixel"],
@@ -489,19 +501,21 @@ def _make_series(
     n_frames = int(first["n_frames"] or 1)
     if n_frames > 1:
         fallback_dz = float(first["slice_gap"] or first["slice_thickness"] or 1.0)
+        fallback_dz = fallback_dz if has_geometry else abs(fallback_dz)  # no position: origin 0, file order
     else:
         fallback_dz = float(first["slice_thickness"] or first["slice_gap"] or 1.0)
     frame_order: tuple[int, ...] = ()
     if n_frames > 1:  # one multi-frame file
         if first["frame_ipps"]:
             pts = np.asarray(json.loads(first["frame_ipps"]), dtype=float)
-            order = np.argsort(pts @ normal, kind="stable")
-            pts = pts[order]
-            if not np.array_equal(order, np.arange(n_frames)):
-                frame_order = tuple(int(i) for i in order)
-        else:  # classic multi-frame: frames assumed contiguous along the normal, in file order
+        else:  # classic multi-frame: frames contiguous along the normal in file order, by the signed
+            # SpacingBetweenSlices (negative in NM: frame k at IPP - k |gap| normal, as GDCM reads it)
             origin = np.asarray(json.loads(first["ipp"]), dtype=float) if first["ipp"] else np.zeros(3)
             pts = origin + np.outer(np.arange(n_frames) * fallback_dz, normal)
+        order = np.argsort(pts @ normal, kind="stable")
+        pts = pts[order]
+        if not np.array_equal(order, np.arange(n_frames)):
+            frame_order = tuple(int(i) for i in order)
         positions = [tuple(float(v) for v in p) for p in pts]
     else:
 
@@ -561,6 +575,8 @@ def _make_series(
         photometric=first["photometric"] or "",
         uniform_rescale=len(encodings) == 1,
         raw_pixels=_raw_pixels(members) if n_frames == 1 else (),
+        mosaic_grid=int(first["mosaic_grid"] or 0),
+        geometry_problem=(first["not_a_stack"] or "") if n_frames > 1 else missing_geometry(members),
     )
 
 

@@ -33,6 +33,7 @@ _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
 #: Elements decoded by the fast reader: tag -> (keyword, VR).
 FAST_TAGS = {
     0x00080005: ("SpecificCharacterSet", "CS"),
+    0x00080008: ("ImageType", "CS"),  # multi-valued: decoded to a list of str (see _IMAGE_TYPE)
     0x00080016: ("SOPClassUID", "UI"),
     0x00080018: ("SOPInstanceUID", "UI"),
     0x00080060: ("Modality", "CS"),
@@ -69,10 +70,13 @@ SLOW_TAGS = {
     0x00041220: "DirectoryRecordSequence",
     0x52009229: "SharedFunctionalGroupsSequence",
     0x52009230: "PerFrameFunctionalGroupsSequence",
+    0x00540022: "DetectorInformationSequence",  # NM position/orientation (dicom/nm.py)
 }
 _SLOW_KEYWORDS = frozenset(SLOW_TAGS.values())
 _DS_ITEM = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *")
 _IS_ITEM = re.compile(r" *[+-]?[0-9]{1,10} *")
+#: ImageType (0008,0008): its values are what the header uses (a list of str; pydicom gives a MultiValue).
+_IMAGE_TYPE = 0x00080008
 _NOT_FAST_SYNTAXES = {EXPLICIT_VR_BIG_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN}
 
 
@@ -291,7 +295,10 @@ def fast_dataset(fh: BinaryIO) -> tuple[_FastDataset, bool, int]:
     ds = _FastDataset(meta)
     for tag, value in raw.items():
         keyword, vr_name = FAST_TAGS[tag]
-        ds[keyword] = _decode(vr_name, value)
+        if tag == _IMAGE_TYPE:
+            ds[keyword] = [v.strip() for v in value.decode("latin-1").rstrip(" \0").split("\\")]
+        else:
+            ds[keyword] = _decode(vr_name, value)
     return ds, implicit, pos
 
 

@@ -9,7 +9,9 @@ ImageOrientationPatient (0020,0037) (columns: row direction, column direction, n
 PixelSpacing (0028,0030) reversed to x-y, and the slice gap measured between sorted positions (see
 :class:`~lightning_dicom.dicom.index.SeriesRecord` for the fallbacks). Multi-frame files are volumes
 too: their frames are put in slice order using the per-frame PlanePositionSequence when present.
-A single 2D image is a volume of one slice. Values are modality units: stored x RescaleSlope
+A single 2D image is a volume of one slice. A Siemens mosaic (one stored image holding a grid of
+slices) is unpacked into its slices at the positions the index computed
+(:mod:`lightning_dicom.dicom.mosaic`). Values are modality units: stored x RescaleSlope
 (0028,1053) + RescaleIntercept (0028,1052) (HU for CT), read as int16 when the headers guarantee
 integers that fit (GDCM would otherwise promote int16 CT to int32). MONOCHROME1 images are not
 inverted (GDCM inverts them; that is undone): values stay modality values, and
@@ -30,8 +32,9 @@ wrongly: RLE colour above 8 bits, 32-bit big endian). Every failure is a
 :class:`~lightning_dicom.errors.SeriesError` naming the file at fault.
 
 Irregular stacks -- missing slices, non-uniform slice spacing (a gap further than ``gap_tolerance``
-x median from the median gap) and sheared stacks (slice origins offset within the slice plane by
-more than :data:`SHEAR_TOLERANCE_MM`: gantry tilt) -- are rejected by default
+x median from the median gap) and sheared stacks (slice origins that drift within the slice plane in
+proportion to depth -- gantry tilt -- or scatter beyond rounding noise; the least-squares rule and its
+tolerance are :mod:`lightning_dicom.dicom.stack_geometry`'s) -- are rejected by default
 (``irregular="reject"``). With ``irregular="resample"`` they are read at their true positions and
 resampled onto an orthogonal uniform grid: direction (row, column, normal) from
 ImageOrientationPatient, in-plane spacing unchanged, slice spacing = the median gap between
@@ -52,11 +55,8 @@ stacks take the normal path in both modes: the same image to the byte.
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -64,6 +64,15 @@ import SimpleITK as sitk
 
 from lightning_dicom import io
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
+from lightning_dicom.dicom.mosaic import unpack_mosaic
+from lightning_dicom.dicom.stack_geometry import (  # noqa: F401 - MAX_GAP_RATIO, SHEAR_TOLERANCE_MM re-exported
+    GAP_TOLERANCE,
+    MAX_GAP_RATIO,
+    SHEAR_TOLERANCE_MM,
+    plan,
+)
+from lightning_dicom.dicom.stack_geometry import Resampling as _Resampling
+from lightning_dicom.dicom.stack_geometry import check_mode as _check_mode
 from lightning_dicom.errors import SeriesError, warn
 
 __all__ = ["check_files", "check_geometry", "planned_geometry", "read_series"]
@@ -73,13 +82,6 @@ log = logging.getLogger(__name__)
 SeriesSource = SeriesRecord | str | os.PathLike | Sequence[str | os.PathLike]
 IrregularMode = Literal["reject", "resample"]
 
-#: Default largest relative deviation of a slice gap from the median before a stack is irregular.
-GAP_TOLERANCE = 0.05
-#: Largest distance (mm) of a slice position from the line along the normal (gantry tilt).
-SHEAR_TOLERANCE_MM = 0.05
-#: ``irregular="resample"`` refuses a hole wider than this many median gaps (more than 4 consecutive
-#: missing slices): interpolating across it would invent anatomy.
-MAX_GAP_RATIO = 5.0
 #: Two positions along the normal closer than this (mm) are the same slice position.
 _SAME_POSITION_MM = 1e-4
 _COLOUR = ("RGB", "YBR", "PALETTE")
@@ -131,114 +133,9 @@ def check_files(rec: SeriesRecord) -> None:
             )
 
 
-@dataclass(frozen=True)
-class _Resampling:
-    """How an irregular stack is resampled (see the module docstring)."""
-
-    depth: np.ndarray  # (n,) distance of each acquired slice from the first along the normal, mm (ascending)
-    shift: np.ndarray  # (n, 2) in-plane offset of each slice origin from the first's: mm along row, column
-    spacing: float  # output slice spacing: the median gap
-    n_out: int  # output slices
-    missing: int  # slices missing from holes that are whole multiples of the median gap
-    tilt_deg: float  # shear of the stack, degrees (0 when not sheared)
-    reason: str
-
-
-def _check_mode(irregular: str, gap_tolerance: float) -> None:
-    if irregular not in ("reject", "resample"):
-        raise ValueError(f"irregular must be 'reject' or 'resample', got {irregular!r}")
-    if (
-        isinstance(gap_tolerance, bool)
-        or not isinstance(gap_tolerance, numbers.Real)
-        or not 0 < float(gap_tolerance) < 1
-    ):
-        raise ValueError(f"gap_tolerance must be a number in (0, 1), got {gap_tolerance!r}")
-
-
 def _plan(rec: SeriesRecord, irregular: str, gap_tolerance: float) -> _Resampling | None:
     """None for a regular stack; else how to resample it (``irregular="resample"``) or SeriesError."""
-    _check_mode(irregular, gap_tolerance)
-    gap_tolerance = float(gap_tolerance)
-    if len(rec.positions) < 2 or not rec.has_geometry:
-        return None
-    iop = np.asarray(rec.orientation, dtype=float)
-    row, col = iop[:3], iop[3:]
-    normal = np.cross(row, col)
-    pos = np.asarray(rec.positions, dtype=float)
-    proj = pos @ normal
-    gaps = np.diff(proj)
-    if np.any(np.abs(gaps) < 1e-3):
-        raise SeriesError(
-            f"{int(np.sum(np.abs(gaps) < 1e-3))} duplicate slice positions (repeated instances, or several "
-            "phases/echoes in one series); select one with a description rule or split the series",
-            series_uid=rec.series_uid,
-            path=rec.files[0],
-        )
-    med = float(np.median(gaps))
-    dev = float(np.max(np.abs(gaps - med)))
-    reasons = []
-    missing = 0
-    if dev > gap_tolerance * abs(med):
-        ratios = gaps / med
-        whole = np.rint(ratios)
-        odd = np.abs(ratios - 1) > gap_tolerance  # the gaps that make the stack irregular
-        holes = odd & (whole >= 2) & (np.abs(ratios - whole) <= gap_tolerance * whole)
-        if np.array_equal(holes, odd):
-            missing = int(np.sum(whole[holes] - 1))
-            k = int(np.argmax(gaps))
-            what = (
-                f"{missing} missing slice{'s' if missing > 1 else ''} (the widest hole: {gaps[k]:.3f} mm "
-                f"after slice {k + 1} of {len(gaps) + 1})"
-            )
-        else:
-            what = "a missing slice or a variable-spacing acquisition"
-        reasons.append(
-            f"non-uniform slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm "
-            f"(median {med:.3f}); {what}"
-        )
-    offsets = pos - pos[0] - np.outer(proj - proj[0], normal)
-    shear = float(np.max(np.linalg.norm(offsets, axis=1)))
-    tilt = 0.0
-    if shear > SHEAR_TOLERANCE_MM:
-        slope = np.linalg.norm(offsets[1:], axis=1) / (proj[1:] - proj[0])  # in-plane mm per mm of depth
-        tilt = math.degrees(math.atan(float(np.max(slope))))
-        reasons.append(
-            f"slices are not stacked along their normal (offset up to {shear:.2f} mm): gantry tilt "
-            f"(about {tilt:.1f} degrees) or mixed stacks"
-        )
-    if not reasons:
-        return None
-    reason = "; ".join(reasons)
-    if irregular == "reject":
-        raise SeriesError(
-            f"{reason}; read with irregular='resample' (preprocessing.irregular_stacks) to "
-            "resample it onto a uniform grid",
-            series_uid=rec.series_uid,
-            path=rec.files[0],
-        )
-    if _is_colour(rec):
-        raise SeriesError(
-            f"{reason}; colour stacks are not resampled", series_uid=rec.series_uid, path=rec.files[0]
-        )
-    if float(gaps.max()) > MAX_GAP_RATIO * med:
-        raise SeriesError(
-            f"{reason}; a hole of {gaps.max():.3f} mm is more than {MAX_GAP_RATIO:g} median gaps: "
-            "too wide to interpolate",
-            series_uid=rec.series_uid,
-            path=rec.files[0],
-        )
-    depth = proj - proj[0]
-    n_out = int(math.floor(float(depth[-1]) / med + 1e-3)) + 1
-    shift = np.column_stack([offsets @ row, offsets @ col])
-    return _Resampling(
-        depth=depth,
-        shift=shift,
-        spacing=med,
-        n_out=n_out,
-        missing=missing,
-        tilt_deg=tilt if shear > SHEAR_TOLERANCE_MM else 0.0,
-        reason=reason,
-    )
+    return plan(rec, irregular, gap_tolerance, colour=_is_colour(rec))
 
 
 def check_geometry(
@@ -568,6 +465,8 @@ def read_series(
         ) from None
     if img.GetDimension() == 2:
         img = sitk.JoinSeries(img)
+    if rec.mosaic_grid:  # Siemens mosaic: the grid of tiles in the one stored image -> slices
+        img = unpack_mosaic(img, rec)
     size = img.GetSize()
     if (size[0], size[1], size[2]) != (rec.cols, rec.rows, rec.n_slices):
         raise SeriesError(

@@ -20,6 +20,7 @@ __all__ = [
     "RLE_LOSSLESS",
     "RTSTRUCT_STORAGE",
     "SEG_STORAGE_CLASSES",
+    "SECONDARY_CAPTURE_STORAGE",
     "SEGMENTATION_STORAGE",
     "LABEL_MAP_SEGMENTATION_STORAGE",
     "UNCOMPRESSED_SYNTAXES",
@@ -33,6 +34,9 @@ SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
 #: Every SOP class read as a DICOM SEG.
 SEG_STORAGE_CLASSES = frozenset({SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE})
+#: Secondary Capture Image Storage; the multi-frame SC classes extend it (``.1`` to ``.4``): screenshots
+#: and scanned pages, never slices of a volume.
+SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 #: RT Structure Set Storage.
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 #: Names of the non-image classes above, as PS3.6 Annex A spells them (reports and skip reasons).
