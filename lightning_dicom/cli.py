@@ -395,7 +395,9 @@ def friendly_error(err: BaseException, command: str = "") -> str | None:
     for e in chain:
         if isinstance(e, ValidationError):
             prefix = _field_paths().get(e.title, "data")
-            return validation_message(e, prefix=prefix + ".")
+            text = validation_message(e, prefix=prefix + ".")
+            lines = text.splitlines()
+            return " ".join(ln.strip() for ln in lines) if len(lines) == 2 else text  # one mistake, one line
     for e in chain:
         if isinstance(e, argparse.ArgumentError) or type(e).__name__ == "ArgumentError":
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]

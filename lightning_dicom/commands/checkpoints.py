@@ -15,6 +15,7 @@ ModelCheckpoint state (Lightning saves it in every checkpoint), else its newest 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def resolve_checkpoint(which: str, trainer: Any) -> Path:
     files = {d: sorted(d.glob("*.ckpt")) for d in dirs if d.is_dir()}
     latest = _newest([f for fs in files.values() for f in fs])
     if latest is None:
-        where = ", ".join(str(d) for d in dirs) or "(no checkpoint folder configured)"
+        patterns = dict.fromkeys(re.sub(r"version_\d+", "version_*", str(d)) for d in dirs)
+        where = ", ".join(patterns) or "(no checkpoint folder configured)"
         raise ConfigError(
             f"--ckpt_path {which}: no checkpoint found in {where}; run `lightning-dicom fit` with this config "
             "first (from the same folder), or pass --ckpt_path path/to/file.ckpt"
