@@ -81,14 +81,19 @@ def _index(argv: Sequence[str]) -> int:
             "description",
         )
     ]
-    for s in report["series"]:
+    for s, n in _collapse(report["series"]):
         masks = ",".join(sorted({m["kind"] for m in s["masks"]})) or "-"
+        many = f"{n} volumes of {s['n_slices']} slices, by {s['split_by'] or 'file'}"
         rows.append(
             (
-                s["series_id"],
+                s["series_id"]
+                if n == 1
+                else f"{s['series_uid']} (#1..#{n})"
+                if "#" in s["series_id"]
+                else "",
                 s["modality"],
                 s["plane"],
-                str(s["n_slices"]),
+                str(s["n_slices"]) if n == 1 else many,
                 f"{s['rows']} x {s['cols']}",
                 "x".join(f"{v:.3g}" for v in s["spacing"]),
                 s["patient_key"] or "-",
@@ -113,7 +118,35 @@ def _index(argv: Sequence[str]) -> int:
     for reason, paths in sorted(report["skipped"].items(), key=lambda kv: -len(kv[1])):
         more = f" (+{len(paths) - 3} more)" if len(paths) > 3 else ""
         print(f"  skipped {len(paths):5d}: {reason}: {', '.join(paths[:3])}{more}")
+    for left, kept in sorted(report["duplicates"].items()):
+        print(f"  duplicate: {left} repeats {kept} (left out)")
+    for reason, paths in sorted(report["problems"].items()):
+        print(f"  problem {len(paths):5d}: {reason}: {', '.join(paths[:3])}")
+    for r in report["refusals"]:
+        print(f"  refused: {r['series_id']}: {r['reason']}")
     return 0
+
+
+def _collapse(series: list[dict]) -> list[tuple[dict, int]]:
+    """Report rows, the volumes of one split series (same UID and slice count) folded into one row
+    whose ``split_by`` names every attribute that separated them."""
+    out: list[tuple[dict, int]] = []
+    for s in series:
+        last = out[-1][0] if out else None
+        if (
+            last is not None
+            and s["n_volumes"] > 1
+            and (last["series_uid"], last["n_slices"])
+            == (
+                s["series_uid"],
+                s["n_slices"],
+            )
+        ):
+            names = [x.strip() for x in f"{last['split_by']}, {s['split_by']}".split(",") if x.strip()]
+            out[-1] = ({**last, "split_by": ", ".join(dict.fromkeys(names))}, out[-1][1] + 1)
+        else:
+            out.append((s, 1))
+    return out
 
 
 def _data_parser(prog: str) -> Any:

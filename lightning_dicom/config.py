@@ -66,6 +66,25 @@ class SelectionConfig(_Model):
     orientations: list[Literal["axial", "sagittal", "coronal", "oblique"]] | None = Field(
         default=None, description="Acquisition planes to keep (from ImageOrientationPatient); null keeps all."
     )
+    b_value: list[float] | None = Field(
+        default=None,
+        description="Diffusion b-values (s/mm2) to keep, e.g. [0]; a volume without a b-value is dropped. "
+        "null keeps every volume (DiffusionBValue (0018,9087) or the vendor's private b-value).",
+    )
+    echo_number: list[int] | None = Field(
+        default=None,
+        description="EchoNumbers (0018,0086) to keep, e.g. [1] for the first echo; null keeps all.",
+    )
+    temporal_index: list[int] | None = Field(
+        default=None,
+        description="0-based indices along a series' 4th dimension (time points / diffusion volumes, in "
+        "dcm2niix's order) to keep, e.g. [0]; null keeps every volume.",
+    )
+    image_type: str | None = Field(
+        default=None,
+        description="Regular expression searched (case-insensitive) in ImageType (0008,0008) / FrameType "
+        "(0008,9007) values joined by '\\', e.g. 'M(AGNITUDE)?$' or 'FIELD_MAP'; null keeps all.",
+    )
 
 
 class PreprocessingConfig(_Model):

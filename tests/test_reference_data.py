@@ -74,12 +74,16 @@ REJECTED = {
 
 #: Volumes of several files that read_series refuses (file names -> regex of the reason). The NEMA
 #: WG04 samples keep, in one series, the original (UNCR, J2KR) and the image decoded from its
-#: irreversible JPEG 2000 copy (UNCI, new SOPInstanceUID) at the same position: which one to read is
-#: the user's choice. (693_J2KR and 693_UNCR even share their SOPInstanceUID, but declare BitsStored
-#: 16 and 14, so the index does not take one for a copy of the other.)
+#: irreversible JPEG 2000 copy (UNCI, new SOPInstanceUID) at the same position. The decoded copy says
+#: ImageType DERIVED, so it is a volume of its own (an image type never shares a volume with another,
+#: lightning_dicom.dicom.volumes); 693_J2KR and 693_UNCR share SOPInstanceUID, AcquisitionNumber and
+#: InstanceNumber (but declare BitsStored 16 and 14, so the index does not take one for a copy of the
+#: other): nothing tells them apart and the stack is refused. MR2_J2KR and MR2_UNCI (both DERIVED) differ
+#: only in InstanceNumber at their one position: InstanceNumber order is not evidence of time points when
+#: every instance sits at one position (lightning_dicom.dicom.volumes), so they are refused too.
 REJECTED_VOLUMES = {
-    ("693_J2KR.dcm", "693_UNCI.dcm", "693_UNCR.dcm"): "duplicate slice positions",
-    ("MR2_J2KR.dcm", "MR2_UNCI.dcm", "MR2_UNCR.dcm"): "duplicate slice positions",
+    ("693_J2KR.dcm", "693_UNCR.dcm"): "duplicate slice positions: 2 instances share the slice position",
+    ("MR2_J2KR.dcm", "MR2_UNCI.dcm"): "all 2 slices/frames sit at one position",
 }
 
 

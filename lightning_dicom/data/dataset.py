@@ -9,7 +9,10 @@ A sample is a dict::
     image  torch.Tensor [C, D, H, W]  (float16/float32 from the cache, float32 uncached)
     label  torch.Tensor []            (int64 class or float32 target; [K] for several columns), when labelled
     meta   dict: series_id (str), spacing (x-y-z mm), origin (LPS mm of voxel 0), direction (9),
-           index (int), and for patches patch_start (z-y-x voxel index of the patch in its volume)
+           index (int), and for patches patch_start (z-y-x voxel index of the patch in its volume);
+           the volume's acquisition: b_value (s/mm2, nan when unknown), echo_time (ms, nan),
+           echo_number (0 when unknown), temporal_index (0-based along the series' 4th dimension),
+           image_type (str)
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class _MetaTable:
         self.spacing = np.array([m["spacing"] for m in metas], dtype=np.float64).reshape(-1, 3)
         self.origin = np.array([m["origin"] for m in metas], dtype=np.float64).reshape(-1, 3)
         self.direction = np.array([m["direction"] for m in metas], dtype=np.float64).reshape(-1, 9)
+        acq = [m.get("acquisition") or {} for m in metas]
+        self.b_value = np.array([_nan(a.get("b_value")) for a in acq], dtype=np.float64)
+        self.echo_time = np.array([_nan(a.get("echo_time")) for a in acq], dtype=np.float64)
+        self.echo_number = np.array([a.get("echo_number") or 0 for a in acq], dtype=np.int64)
+        self.temporal_index = np.array([a.get("temporal_index") or 0 for a in acq], dtype=np.int64)
+        self.image_type = np.array([a.get("image_type") or "" for a in acq], dtype=np.str_)
         self.has_inputs = bool(metas) and all("inputs" in m for m in metas)
         if self.has_inputs:  # subjects: each channel's source series, and which inputs are zero channels
             self.inputs = np.array([m["inputs"] for m in metas], dtype=np.str_)
@@ -70,6 +79,11 @@ class _MetaTable:
             "origin": torch.from_numpy(self.origin[i].copy()),
             "direction": torch.from_numpy(self.direction[i].copy()),
             "index": i,
+            "b_value": torch.tensor(float(self.b_value[i]), dtype=torch.float64),
+            "echo_time": torch.tensor(float(self.echo_time[i]), dtype=torch.float64),
+            "echo_number": torch.tensor(int(self.echo_number[i])),
+            "temporal_index": torch.tensor(int(self.temporal_index[i])),
+            "image_type": str(self.image_type[i]),
         }
         if self.has_inputs:
             out["inputs"] = str(self.inputs[i])
@@ -78,6 +92,10 @@ class _MetaTable:
             for k in ("source_spacing", "source_origin", "source_direction", "source_size"):
                 out[k] = torch.from_numpy(getattr(self, k)[i].copy())
         return out
+
+
+def _nan(v: Any) -> float:
+    return float("nan") if v is None else float(v)
 
 
 def _tensor(arr: np.ndarray | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:

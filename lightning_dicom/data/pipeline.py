@@ -80,6 +80,7 @@ def process_series(
         )
         array, meta = preprocess(image, preprocessing)
     meta.update({"series_id": rec.series_id, "series_uid": rec.series_uid, "study_uid": rec.study_uid})
+    meta["acquisition"] = rec.acquisition()  # echo, b-value, temporal index, image type (sidecar, batch meta)
     if masks is None:
         return ProcessedSeries(array, meta)
     from lightning_dicom.masks.pipeline import mask_on_grid, match_structures

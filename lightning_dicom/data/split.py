@@ -54,12 +54,14 @@ Stratum = int | None
 
 def _group(rec: SeriesRecord, by: str) -> str:
     """Group key; an empty PatientID (anonymised data) falls back to the study, then the series,
-    so that unrelated series without an ID do not all land in one part."""
+    so that unrelated series without an ID do not all land in one part. ``series`` keys on the
+    SeriesInstanceUID, so the volumes of one series (time points, echoes, b-values: ``uid#k``) always
+    land in the same part."""
     if by == "patient" and rec.patient_id.strip():
         return "P" + rec.patient_id  # the index's keyed pseudonym, never the ID
     if by in ("patient", "study") and rec.study_uid:
         return "S" + rec.study_uid
-    return "R" + rec.series_id
+    return "R" + rec.series_uid
 
 
 def split_groups(series: Sequence[SeriesRecord], by: str) -> dict[str, int]:

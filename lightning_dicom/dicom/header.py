@@ -36,6 +36,7 @@ Tags read (all optional unless said otherwise):
   (5200,9229) and PerFrameFunctionalGroupsSequence (5200,9230) items -- PlaneOrientationSequence
   (0020,9116), PlanePositionSequence (0020,9113), PixelMeasuresSequence (0028,9110),
   PixelValueTransformationSequence (0028,9145);
+* acquisition attributes (``acq``, JSON): see :mod:`lightning_dicom.dicom.acquisition`;
 * geometry kept elsewhere: Siemens mosaics (ImageType (0008,0008) MOSAIC, CSA header; the tiles become
   frames: :mod:`~lightning_dicom.dicom.mosaic`), NM DetectorInformationSequence (0054,0022), a signed
   SpacingBetweenSlices, NM frames that are not slices (``not_a_stack``: :mod:`~lightning_dicom.dicom.nm`);
@@ -62,6 +63,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from lightning_dicom.dicom import nm, uids
+from lightning_dicom.dicom.acquisition import acquisition_fields
 from lightning_dicom.dicom.mosaic import is_mosaic, mosaic_layout, tile_shape
 from lightning_dicom.dicom.parser import CHUNK as _CHUNK  # noqa: F401 - tests size files by it
 from lightning_dicom.dicom.parser import fast_dataset, fast_reader_available
@@ -114,6 +116,7 @@ HEADER_FIELDS = (
     "problem",
     "high_bit",
     "pixel_offset",
+    "acq",
     # -- geometry from other places (issue 10): mosaics, NM frames --
     "mosaic_grid",
     "not_a_stack",
@@ -463,10 +466,7 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
             if slope_raw is None:
                 slope_raw = _functional(ds, seq, "PixelValueTransformationSequence", "RescaleSlope")
                 icpt_raw = _functional(ds, seq, "PixelValueTransformationSequence", "RescaleIntercept")
-        per_slope = _per_frame(ds, "PixelValueTransformationSequence", "RescaleSlope")
-        per_icpt = _per_frame(ds, "PixelValueTransformationSequence", "RescaleIntercept")
-        if per_slope and (len({str(v) for v in per_slope}) > 1 or len({str(v) for v in per_icpt or []}) > 1):
-            problem = problem or "RescaleSlope/Intercept differ between frames (not supported)"
+        # per-frame RescaleSlope/Intercept are kept in ``acq`` (frames): each volume is rescaled by its own
         positions = _per_frame(ds, "PlanePositionSequence", "ImagePositionPatient")
         if positions and any(p is not None for p in positions):
             parsed = [_floats(p, 3) for p in positions]
@@ -557,6 +557,7 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         "problem": problem,
         "high_bit": lenient_int("HighBit"),
         "pixel_offset": None,
+        "acq": json.dumps(acquisition_fields(ds), separators=(",", ":")),
         "mosaic_grid": mosaic.get("mosaic_grid"),
         "_mosaic_tiles": mosaic.get("_mosaic_tiles"),
         "not_a_stack": nm.frames_problem(ds, n_frames),

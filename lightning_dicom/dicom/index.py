@@ -20,14 +20,24 @@ What the scan checks (cheaply, without decoding pixels):
   exists and reading it raises a :class:`~lightning_dicom.errors.SeriesError` naming the file.
 
 Series are derived from the table: instances are grouped by SeriesInstanceUID (0020,000E); within
-a UID, instances whose ImageOrientationPatient (0020,0037), Rows x Columns or SamplesPerPixel differ
-(localizers, scouts) become separate sub-volumes, and each multi-frame file (a Siemens mosaic is
-one: its tiles are frames), and each 2D image without ImagePositionPatient/ImageOrientationPatient
-(CR, secondary captures), is its own volume. Slices of a CT/MR/PT series that lack position or
-orientation stay one volume, which the reader refuses naming the missing tag
-(:mod:`~lightning_dicom.dicom.stack_geometry`). A series' slices are ordered by ImagePositionPatient (0020,0032) projected on the slice
-normal, never by file name or InstanceNumber; the frames of a multi-frame file likewise, from the
-per-frame PlanePositionSequence when present.
+a UID, instances whose SeriesNumber (0020,0011), ImageOrientationPatient (0020,0037), Rows x Columns
+or SamplesPerPixel differ (localizers, scouts, a second series number under one UID) form separate
+stacks, and each multi-frame file (a Siemens mosaic is one: its tiles are frames), and each 2D image
+without ImagePositionPatient/ImageOrientationPatient (CR, secondary captures), is its own stack. Slices
+of a CT/MR/PT series that lack position or orientation stay one volume, which the reader refuses naming
+the missing tag (:mod:`~lightning_dicom.dicom.stack_geometry`). A stack holding several volumes -- time points,
+echoes, b-values, image types, repeated acquisitions, or the frames of an enhanced file -- is split
+into volumes by :mod:`lightning_dicom.dicom.volumes` (the rule and its sources are there). A series'
+slices are ordered by ImagePositionPatient (0020,0032) projected on the slice normal, never by file
+name or InstanceNumber; the frames of a multi-frame file likewise, from the per-frame
+PlanePositionSequence when present.
+
+Series ids: a UID that yields one volume keeps the plain UID; otherwise its volumes are
+``"<uid>#<k>"``, k = 1, 2, ... over its stacks (the stack with the most slices first, then by first
+path) and, within a stack, in the order of dcm2niix's 4th dimension (so ``#1`` is the first time point
+of the main stack; several multi-frame files of one stack are ordered the same way).
+:attr:`SeriesRecord.temporal_index` is the 0-based index along that dimension among the volumes of the
+same echo and image type.
 
 Duplicate instances: files that hold the same instance (same SOPInstanceUID, position, size and
 pixel format -- a folder copied twice, or one image saved in several transfer syntaxes) count
@@ -43,7 +53,6 @@ created readable by its owner only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -53,24 +62,23 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from lightning_dicom.dicom import uids
 from lightning_dicom.dicom.header import HEADER_FIELDS, encodable_path, read_header, scan_file, scan_files
 from lightning_dicom.dicom.pseudonym import private_dir, private_file, project_key, pseudonym
-from lightning_dicom.dicom.stack_geometry import missing_geometry, slice_of_stack
-from lightning_dicom.typing import SpacingXYZ
+from lightning_dicom.dicom.record import SeriesRecord, make_series, patient_key, split_rows
+from lightning_dicom.dicom.stack_geometry import slice_of_stack
+from lightning_dicom.dicom.volumes import Volume
 
 __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_header", "select_series"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = (
-    5  # 3: high_bit, pixel_offset; 4: mosaic_grid, not_a_stack; 5: patient_id is the keyed pseudonym
+    6  # 3: high_bit, pixel_offset; 4: mosaic_grid, not_a_stack; 5: acq; 6: keyed patient pseudonym
 )
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
@@ -80,110 +88,11 @@ _NATIVE_LITTLE_ENDIAN = uids.NATIVE_LITTLE_ENDIAN
 _LOSSLESS = uids.LOSSLESS_SYNTAXES
 
 
-def patient_key(patient_id: str | None, key: bytes) -> str:
-    """The keyed pseudonym of a PatientID under a project's key (:func:`.pseudonym.pseudonym`), safe to
-    print; '' when there is no ID."""
-    return pseudonym(patient_id, key)
-
-
 def _db_key(path: str) -> str:
     """The path as stored in SQLite (undecodable bytes of a file name are escaped)."""
     if encodable_path(path):
         return path
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-@dataclass(frozen=True)
-class SeriesRecord:
-    """One volume: the files of a series (or sub-volume, or multi-frame file), in slice order.
-
-    ``series_id`` equals ``series_uid`` unless one UID holds several volumes (localizers, other
-    orientations, several multi-frame files or 2D images); then it is ``"<uid>#<k>"``, k=1 for the
-    largest. ``spacing`` is x-y-z in mm: PixelSpacing reversed (1 when absent), and z the median gap
-    between sorted slice positions; without two positions, SliceThickness then SpacingBetweenSlices
-    (single slice) or SpacingBetweenSlices then SliceThickness (multi-frame file without per-frame
-    positions, whose frames are taken as contiguous along the normal), else 1. Without
-    ImagePositionPatient/ImageOrientationPatient (``has_geometry`` False) the origin is 0 and the
-    direction the identity.
-    """
-
-    series_id: str
-    series_uid: str
-    study_uid: str
-    patient_id: str = field(repr=False)
-    """Keyed pseudonym of PatientID (0010,0020) (:func:`patient_key`), '' without an ID: never the ID."""
-    frame_uid: str
-    modality: str
-    description: str
-    series_number: int
-    n_instances: int
-    n_slices: int
-    rows: int
-    cols: int
-    spacing: SpacingXYZ
-    orientation: tuple[float, ...]
-    plane: str
-    files: tuple[str, ...] = field(repr=False)
-    samples_per_pixel: int = 1
-    positions: tuple[tuple[float, float, float], ...] = field(default=(), repr=False)
-    """ImagePositionPatient of each slice in slice order (LPS, mm): one per file, or one per frame of
-    a multi-frame file."""
-    value_range: tuple[float, float] = (-32768.0, 32767.0)
-    """Smallest and largest modality value the headers allow (stored range x slope + intercept)."""
-    integer_values: bool = True
-    """True when every RescaleSlope/Intercept is integral (values are integers in modality units)."""
-    fingerprint: str = ""
-    """sha256 of the files' (path, size, mtime_ns): changes whenever a source file does."""
-    file_stats: tuple[tuple[int, int], ...] = field(default=(), repr=False)
-    """(size, mtime_ns) of each file when it was indexed; the reader refuses files that changed."""
-    frame_order: tuple[int, ...] = field(default=(), repr=False)
-    """Multi-frame file: the frame index (in file order) of each slice, in slice order. Empty when
-    the frames are already in slice order."""
-    problems: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    """(path, reason) of files whose pixel data the index found unreadable (truncated, ...)."""
-    duplicates: tuple[str, ...] = field(default=(), repr=False)
-    """Files left out because they repeat an instance in ``files`` (same SOPInstanceUID and position)."""
-    has_geometry: bool = True
-    """False when the headers carry no ImagePositionPatient/ImageOrientationPatient (2D images):
-    the volume then gets origin 0 and identity direction."""
-    photometric: str = ""
-    """PhotometricInterpretation (0028,0004) of the first file."""
-    uniform_rescale: bool = True
-    """True when every file has the same RescaleSlope/Intercept, BitsStored and PixelRepresentation."""
-    raw_pixels: tuple[tuple[int, int, int, int, float, float], ...] = field(default=(), repr=False)
-    """(Pixel Data value offset, BitsAllocated, BitsStored, PixelRepresentation, RescaleSlope,
-    RescaleIntercept) of each file, in ``files`` order, when every file is a single-frame MONOCHROME2
-    image with native little-endian pixel data the index found complete (then the reader reads the
-    pixels straight from the files); empty otherwise."""
-    # -- geometry from other places (issue 10; lightning_dicom.dicom.mosaic, .nm, .stack_geometry) --
-    mosaic_grid: int = 0
-    """Siemens mosaic: tiles per side of the stored image (its ``n_slices`` tiles of ``rows x cols``
-    are unpacked by the reader); 0 otherwise."""
-    geometry_problem: str = ""
-    """Why the files cannot be placed as one 3D volume (missing ImagePositionPatient or orientation in
-    a stack, NM frames that are not slices); the reader refuses the volume with this reason."""
-
-    @property
-    def patient_key(self) -> str | None:
-        """The patient pseudonym for reports; None when the series has no PatientID."""
-        return self.patient_id or None
-
-    def summary(self) -> dict[str, Any]:
-        """A PHI-free description (for reports, split files and batch metadata)."""
-        return {
-            "series_id": self.series_id,
-            "series_uid": self.series_uid,
-            "study_uid": self.study_uid,
-            "patient_key": self.patient_key,
-            "modality": self.modality,
-            "description": self.description,
-            "n_instances": self.n_instances,
-            "n_slices": self.n_slices,
-            "rows": self.rows,
-            "cols": self.cols,
-            "spacing": list(self.spacing),
-            "plane": self.plane,
-        }
 
 
 @dataclass
@@ -198,15 +107,6 @@ class ScanReport:
     @property
     def files_per_second(self) -> float:
         return self.n_files / self.seconds if self.seconds > 0 else float("inf")
-
-
-def plane_of(iop: Sequence[float]) -> str:
-    """'axial', 'sagittal', 'coronal' or 'oblique' from ImageOrientationPatient (LPS)."""
-    normal = np.cross(iop[:3], iop[3:])
-    k = int(np.argmax(np.abs(normal)))
-    if abs(normal[k]) < 0.98:
-        return "oblique"
-    return ("sagittal", "coronal", "axial")[k]
 
 
 def _walk(root: Path) -> Iterator[tuple[str, int, int]]:
@@ -371,32 +271,52 @@ class DicomIndex:
         return list(self._db.execute("SELECT path, reason FROM files WHERE status='skipped' ORDER BY path"))
 
     def series(self) -> list[SeriesRecord]:
-        """Every volume in the index, ordered by (study, series number, series id)."""
+        """Every volume in the index, ordered by (study, series number, series id). Instances of a
+        series that share slice positions are split into volumes by :mod:`lightning_dicom.dicom.volumes`."""
         kept, dropped = _dedupe(self.files("ok"))
         iop_reps: dict[str, list[tuple[float, ...]]] = defaultdict(list)
         groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
         for f in kept:
             uid = f["series_uid"]
-            if (f["n_frames"] or 1) > 1 or not slice_of_stack(f):
-                key: tuple = (uid, f["path"])  # 2D image or multi-frame file: a volume of its own
+            n_frames = f["n_frames"] or 1
+            if (n_frames == 1 and not slice_of_stack(f)) or (n_frames > 1 and not (f["iop"] and f["ipp"])):
+                key: tuple = (uid, f["path"])  # 2D image, or multi-frame file without geometry: its own
             else:  # a slice (without position or orientation too: refused as one volume, never split)
                 key = (
                     uid,
+                    f["series_number"],
                     _cluster(iop_reps[uid], json.loads(f["iop"])) if f["iop"] else -1,
                     f["rows"],
                     f["cols"],
                     f["samples_per_pixel"],
                 )
+                if (f["n_frames"] or 1) > 1:  # a multi-frame file is split on its own
+                    key = (*key, "frames", f["path"])
             groups[key].append(f)
-        by_uid: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+        clusters: dict[tuple, list[Volume]] = defaultdict(list)
         for key, members in groups.items():
-            by_uid[key[0]].append(members)
+            clusters[key[:6] if len(key) > 6 else key].extend(split_rows(members))
+        by_uid: dict[str, list[list[Volume]]] = defaultdict(list)
+        for key, vols in clusters.items():
+            vols.sort(key=lambda v: v.order)
+            if len(vols) > 1 and not any(v.split_by for v in vols):  # several multi-frame files
+                for v in vols:
+                    v.split_by = _file_split(vols)
+            by_uid[key[0]].append(vols)
         out = []
-        for uid, volumes in by_uid.items():
-            volumes.sort(key=lambda m: (-sum(f["n_frames"] or 1 for f in m), m[0]["path"]))
-            for k, members in enumerate(volumes, start=1):
-                sid = uid if len(volumes) == 1 else f"{uid}#{k}"
-                out.append(_make_series(sid, members, dropped))
+        for uid, cl in by_uid.items():
+            cl.sort(key=lambda vs: (-sum(len(v.frames) for v in vs), vs[0].frames[0].row["path"]))
+            n = sum(len(vs) for vs in cl)
+            k = 0
+            for vs in cl:
+                index_of: dict[tuple, int] = defaultdict(int)
+                for v in vs:
+                    k += 1
+                    kind = (v.attrs.get("echo_number"), v.attrs.get("echo_time"), v.attrs.get("image_type"))
+                    out.append(
+                        make_series(uid if n == 1 else f"{uid}#{k}", v, dropped, len(vs), index_of[kind])
+                    )
+                    index_of[kind] += 1
         out.sort(key=lambda s: (s.study_uid, s.series_number, s.series_id))
         return out
 
@@ -407,7 +327,8 @@ class DicomIndex:
 
     def report(self) -> dict[str, Any]:
         """PHI-free summary: series table, skipped files grouped by reason, duplicate files and files
-        whose pixel data is unreadable (``problems``: reason -> paths)."""
+        whose pixel data is unreadable (``problems``: reason -> paths), and stacks whose slices share
+        positions with nothing to separate them into volumes (``refusals``: series id, file, reason)."""
         reasons: dict[str, list[str]] = defaultdict(list)
         for path, reason in self.skipped():
             reasons[reason].append(path)
@@ -415,12 +336,29 @@ class DicomIndex:
         for f in self.files("ok"):
             if f["problem"]:
                 problems[f["problem"]].append(f["path"])
+        series = self.series()
         return {
-            "series": [s.summary() for s in self.series()],
+            "series": [s.summary() for s in series],
+            "refusals": [
+                {"series_id": s.series_id, "path": s.refusal[0], "reason": s.refusal[1]}
+                for s in series
+                if s.refusal[1]
+            ],
             "skipped": dict(reasons),
             "duplicates": self.duplicates(),
             "problems": dict(problems),
         }
+
+
+def _file_split(vols: list[Volume]) -> str:
+    """What orders the volumes of several files of one stack (each file one volume)."""
+    for name, key in (
+        ("TemporalPositionIndex", "temporal_position"),
+        ("AcquisitionNumber", "acquisition_number"),
+    ):
+        if len({v.attrs.get(key) for v in vols}) == len(vols):
+            return name
+    return "InstanceNumber order"
 
 
 def _cluster(reps: list[tuple[float, ...]], iop: list[float], tol: float = 1e-3) -> int:
@@ -469,122 +407,6 @@ def _dedupe(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str,
     return kept, dropped
 
 
-def _raw_pixel_layout(f: dict[str, Any]) -> tuple[int, int, int, int, float, float] | None:
-    """A file's entry of :attr:`SeriesRecord.raw_pixels`, or None when its pixels must be decoded by GDCM:
-    anything but one frame of one sample (MONOCHROME2) of 8 or 16 bits (8 stored of 8 allocated, HighBit
-    = BitsStored - 1), native little endian, with complete pixel data."""
-    bits, stored = f["bits_allocated"], f["bits_stored"]
-    if (
-        f["pixel_offset"] is None
-        or f["problem"]
-        or f["transfer_syntax"] not in _NATIVE_LITTLE_ENDIAN
-        or (f["n_frames"] or 1) != 1
-        or f["samples_per_pixel"] != 1
-        or f["photometric"] != "MONOCHROME2"
-        or bits not in (8, 16)
-        or (bits == 8 and stored != 8)
-        or f["high_bit"] != stored - 1
-    ):
-        return None
-    slope = 1.0 if f["rescale_slope"] is None else float(f["rescale_slope"])
-    icpt = 0.0 if f["rescale_intercept"] is None else float(f["rescale_intercept"])
-    return int(f["pixel_offset"]), int(bits), int(stored), int(f["pixel_representation"] or 0), slope, icpt
-
-
-def _make_series(
-    series_id: str, members: list[dict[str, Any]], dropped: dict[str, list[str]]
-) -> SeriesRecord:
-    first = members[0]
-    has_geometry = bool(first["iop"]) and bool(first["ipp"])
-    iop = json.loads(first["iop"]) if first["iop"] else [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    normal = np.cross(iop[:3], iop[3:])
-    n_frames = int(first["n_frames"] or 1)
-    if n_frames > 1:
-        fallback_dz = float(first["slice_gap"] or first["slice_thickness"] or 1.0)
-        fallback_dz = fallback_dz if has_geometry else abs(fallback_dz)  # no position: origin 0, file order
-    else:
-        fallback_dz = float(first["slice_thickness"] or first["slice_gap"] or 1.0)
-    frame_order: tuple[int, ...] = ()
-    if n_frames > 1:  # one multi-frame file
-        if first["frame_ipps"]:
-            pts = np.asarray(json.loads(first["frame_ipps"]), dtype=float)
-        else:  # classic multi-frame: frames contiguous along the normal in file order, by the signed
-            # SpacingBetweenSlices (negative in NM: frame k at IPP - k |gap| normal, as GDCM reads it)
-            origin = np.asarray(json.loads(first["ipp"]), dtype=float) if first["ipp"] else np.zeros(3)
-            pts = origin + np.outer(np.arange(n_frames) * fallback_dz, normal)
-        order = np.argsort(pts @ normal, kind="stable")
-        pts = pts[order]
-        if not np.array_equal(order, np.arange(n_frames)):
-            frame_order = tuple(int(i) for i in order)
-        positions = [tuple(float(v) for v in p) for p in pts]
-    else:
-
-        def pos(f: dict[str, Any]) -> float:
-            return float(np.dot(json.loads(f["ipp"]), normal)) if f["ipp"] else 0.0
-
-        members = sorted(members, key=lambda f: (pos(f), f["instance_number"] or 0, f["path"]))
-        positions = [tuple(json.loads(f["ipp"])) if f["ipp"] else (0.0, 0.0, 0.0) for f in members]
-    proj = np.asarray(positions, dtype=float) @ normal
-    gaps = np.diff(proj)
-    dz = float(np.median(gaps)) if len(gaps) and np.any(gaps > 0) else fallback_dz
-    ps = json.loads(first["pixel_spacing"]) if first["pixel_spacing"] else [1.0, 1.0]
-    lo, hi, integral = np.inf, -np.inf, True
-    encodings = set()
-    for f in members:
-        encodings.add(
-            (f["rescale_slope"], f["rescale_intercept"], f["bits_stored"], f["pixel_representation"])
-        )
-        bits = int(f["bits_stored"] or 16)
-        smin, smax = (
-            (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if f["pixel_representation"] else (0, 2**bits - 1)
-        )
-        slope = 1.0 if f["rescale_slope"] is None else float(f["rescale_slope"])
-        icpt = 0.0 if f["rescale_intercept"] is None else float(f["rescale_intercept"])
-        a, b = sorted((smin * slope + icpt, smax * slope + icpt))
-        lo, hi = min(lo, a), max(hi, b)
-        integral = integral and float(slope).is_integer() and float(icpt).is_integer()
-    return SeriesRecord(
-        series_id=series_id,
-        series_uid=first["series_uid"],
-        study_uid=first["study_uid"] or "",
-        patient_id=first["patient_id"] or "",
-        frame_uid=first["frame_uid"] or "",
-        modality=first["modality"] or "",
-        description=first["description"] or "",
-        series_number=int(first["series_number"] or 0),
-        n_instances=len(members),
-        n_slices=sum(int(f["n_frames"] or 1) for f in members),
-        rows=int(first["rows"]),
-        cols=int(first["cols"]),
-        spacing=(float(ps[1]), float(ps[0]), abs(dz) if dz else 1.0),
-        orientation=tuple(float(x) for x in iop),
-        plane=plane_of(iop),
-        files=tuple(f["path"] for f in members),
-        samples_per_pixel=int(first["samples_per_pixel"] or 1),
-        positions=tuple((p[0], p[1], p[2]) for p in positions),
-        value_range=(float(lo), float(hi)),
-        integer_values=integral,
-        fingerprint=hashlib.sha256(
-            json.dumps([(f["path"], f["size"], f["mtime_ns"]) for f in members]).encode()
-        ).hexdigest(),
-        file_stats=tuple((int(f["size"]), int(f["mtime_ns"])) for f in members),
-        frame_order=frame_order,
-        problems=tuple((f["path"], f["problem"]) for f in members if f["problem"]),
-        duplicates=tuple(d for f in members for d in dropped.get(f["path"], ())),
-        has_geometry=has_geometry,
-        photometric=first["photometric"] or "",
-        uniform_rescale=len(encodings) == 1,
-        raw_pixels=_raw_pixels(members) if n_frames == 1 else (),
-        mosaic_grid=int(first["mosaic_grid"] or 0),
-        geometry_problem=(first["not_a_stack"] or "") if n_frames > 1 else missing_geometry(members),
-    )
-
-
-def _raw_pixels(members: list[dict[str, Any]]) -> tuple[tuple[int, int, int, int, float, float], ...]:
-    layouts = [_raw_pixel_layout(f) for f in members]
-    return tuple(layouts) if all(lay is not None for lay in layouts) else ()  # type: ignore[arg-type]
-
-
 def select_series(
     series: Sequence[SeriesRecord], rules: Any
 ) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
@@ -610,8 +432,29 @@ def select_series(
             reason = "description excluded"
         elif rules.orientations and s.plane not in rules.orientations:
             reason = f"plane {s.plane} not in {rules.orientations}"
+        else:
+            reason = _acquisition_rule(s, rules)
         if reason:
             dropped.append((s.series_id, reason))
         else:
             kept.append(s)
     return kept, dropped
+
+
+def _acquisition_rule(s: SeriesRecord, rules: Any) -> str | None:
+    """Why the acquisition rules of a SelectionConfig drop this volume (None: kept)."""
+    import re
+
+    b_values = getattr(rules, "b_value", None)
+    if b_values is not None and (s.b_value is None or not any(abs(s.b_value - b) < 0.5 for b in b_values)):
+        return f"b-value {s.b_value} not in {b_values}"
+    echoes = getattr(rules, "echo_number", None)
+    if echoes is not None and (s.echo_number or 1) not in echoes:
+        return f"echo number {s.echo_number or 1} not in {echoes}"
+    times = getattr(rules, "temporal_index", None)
+    if times is not None and s.temporal_index not in times:
+        return f"temporal index {s.temporal_index} not in {times}"
+    kind = getattr(rules, "image_type", None)
+    if kind and not re.search(kind, s.image_type or "", re.IGNORECASE):
+        return f"image type {s.image_type!r} does not match"
+    return None

@@ -20,6 +20,7 @@ import re
 import struct
 from typing import Any, BinaryIO
 
+from lightning_dicom.dicom.acquisition import PRIVATE_GROUPS, private_wanted
 from lightning_dicom.dicom.uids import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN
 
 __all__ = ["CHUNK", "FAST_TAGS", "Fallback", "SLOW_TAGS", "fast_dataset", "fast_reader_available"]
@@ -37,17 +38,25 @@ FAST_TAGS = {
     0x00080016: ("SOPClassUID", "UI"),
     0x00080018: ("SOPInstanceUID", "UI"),
     0x00080060: ("Modality", "CS"),
+    0x00080070: ("Manufacturer", "LO"),
     0x0008103E: ("SeriesDescription", "LO"),
     0x00100020: ("PatientID", "LO"),
     0x00180050: ("SliceThickness", "DS"),
+    0x00180081: ("EchoTime", "DS"),
+    0x00180086: ("EchoNumbers", "IS"),
     0x00180088: ("SpacingBetweenSlices", "DS"),
+    0x00181060: ("TriggerTime", "DS"),
+    0x00189087: ("DiffusionBValue", "FD"),
+    0x00189089: ("DiffusionGradientOrientation", "FD"),
     0x0020000D: ("StudyInstanceUID", "UI"),
     0x0020000E: ("SeriesInstanceUID", "UI"),
     0x00200011: ("SeriesNumber", "IS"),
+    0x00200012: ("AcquisitionNumber", "IS"),
     0x00200013: ("InstanceNumber", "IS"),
     0x00200032: ("ImagePositionPatient", "DS"),
     0x00200037: ("ImageOrientationPatient", "DS"),
     0x00200052: ("FrameOfReferenceUID", "UI"),
+    0x00200100: ("TemporalPositionIdentifier", "IS"),
     0x00280002: ("SamplesPerPixel", "US"),
     0x00280004: ("PhotometricInterpretation", "CS"),
     0x00280008: ("NumberOfFrames", "IS"),
@@ -122,6 +131,8 @@ class _FastDataset(dict):
         super().__init__()
         self.file_meta = file_meta
         self.unknown: set[str] = set()
+        #: Vendor private elements kept raw (see :func:`lightning_dicom.dicom.acquisition.private_wanted`).
+        self.private: dict[int, bytes] = {}
 
     def get(self, keyword: str, default: Any = None) -> Any:  # type: ignore[override]
         if keyword not in _FAST_KEYWORDS:
@@ -140,8 +151,29 @@ class _FastDataset(dict):
         return _uid(dict.__getitem__(self, "SOPClassUID"))
 
 
-def _decode(vr: str, raw: bytes) -> Any:
+def _decode(vr: str, raw: bytes, *, multi: bool = False) -> Any:
     """An element value as pydicom decodes it, for plain values of the VRs read here; Fallback otherwise."""
+    if vr == "FD" or multi:
+        return _decode_fd_or_multi(vr, raw)
+    return _decode_plain(vr, raw)
+
+
+def _decode_fd_or_multi(vr: str, raw: bytes) -> Any:
+    """FD (binary doubles) or a multi-valued CS, as pydicom decodes them."""
+    if vr == "FD":
+        if not raw:
+            return None
+        if len(raw) % 8:
+            raise Fallback
+        values = list(struct.unpack(f"<{len(raw) // 8}d", raw))
+        return values[0] if len(values) == 1 else values
+    if not raw.isascii():  # CS with several values: the values as strings (pydicom's MultiValue)
+        raise Fallback
+    items = [v.strip(" \0") for v in raw.decode("latin-1").rstrip(" \0").split("\\")]
+    return items[0] if len(items) == 1 else items
+
+
+def _decode_plain(vr: str, raw: bytes) -> Any:
     if vr == "US":
         if len(raw) == 2:
             return raw[0] | raw[1] << 8
@@ -288,11 +320,12 @@ def fast_dataset(fh: BinaryIO) -> tuple[_FastDataset, bool, int]:
         raise Fallback
     if implicit and all(0x40 < b < 0x5B for b in r.data[off + 4 : off + 6]):
         raise Fallback  # pydicom switches to explicit VR when the first element looks explicit
-    raw, pos = _fast_elements(r, pos, implicit)
+    raw, private, pos = _fast_elements(r, pos, implicit)
     charset = raw.get(0x00080005)
     if charset and not all(c in _charsets() for c in charset.decode("latin-1").rstrip(" \0").split("\\")):
         raise Fallback
     ds = _FastDataset(meta)
+    ds.private = private
     for tag, value in raw.items():
         keyword, vr_name = FAST_TAGS[tag]
         if tag == _IMAGE_TYPE:
@@ -320,10 +353,14 @@ def _fast_meta(r: _Reader) -> tuple[dict[str, Any], int]:
         pos = vpos + length
 
 
-def _fast_elements(r: _Reader, pos: int, implicit: bool) -> tuple[dict[int, bytes], int]:  # noqa: C901
-    """Raw values of the top-level elements in :data:`FAST_TAGS` and the position of the Pixel Data
+def _fast_elements(  # noqa: C901
+    r: _Reader, pos: int, implicit: bool
+) -> tuple[dict[int, bytes], dict[int, bytes], int]:
+    """Raw values of the top-level elements in :data:`FAST_TAGS`, of the vendor private elements
+    :func:`~lightning_dicom.dicom.acquisition.private_wanted` keeps, and the position of the Pixel Data
     tag (the end of the file when there is none). One loop over element headers, inlined for speed."""
     raw: dict[int, bytes] = {}
+    private: dict[int, bytes] = {}
     data, base, size = r.data, r.base, r.size
     while True:
         off = pos - base
@@ -340,11 +377,11 @@ def _fast_elements(r: _Reader, pos: int, implicit: bool) -> tuple[dict[int, byte
                     else:
                         length, vpos = _UINT32.unpack_from(data, off + 8)[0], pos + 12
         elif pos + 8 > size:  # no Pixel Data: pydicom reads to the end of the file too
-            return raw, pos
+            return raw, private, pos
         else:
             tag, vr, length, vpos = r.element(pos, implicit)
         if tag in _PIXEL_TAGS:
-            return raw, pos
+            return raw, private, pos
         if tag >> 16 == 0xFFFE or tag in SLOW_TAGS:
             raise Fallback
         if length == 0xFFFFFFFF:
@@ -357,6 +394,8 @@ def _fast_elements(r: _Reader, pos: int, implicit: bool) -> tuple[dict[int, byte
         elif vpos + length > size:
             raise Fallback
         else:
+            if tag >> 16 in PRIVATE_GROUPS and private_wanted(tag):
+                private[tag] = r.value(vpos, length)
             pos = vpos + length
         data, base = r.data, r.base
 

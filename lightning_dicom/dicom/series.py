@@ -63,6 +63,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lightning_dicom import io
+from lightning_dicom.dicom.frames import decode_volume
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord
 from lightning_dicom.dicom.mosaic import unpack_mosaic
 from lightning_dicom.dicom.stack_geometry import (  # noqa: F401 - MAX_GAP_RATIO, SHEAR_TOLERANCE_MM re-exported
@@ -455,7 +456,7 @@ def read_series(
     plan = _plan(rec, irregular, gap_tolerance)
     ptype = _pixel_type(rec)
     try:
-        img = _decode(rec, ptype)
+        img = decode_volume(rec, ptype, _decode)  # multi-frame: decoded once, this volume's frames
     except RuntimeError as err:
         path, why = _culprit(rec) if len(rec.files) > 1 else (rec.files[0], _last_line(err))
         raise SeriesError(
@@ -467,6 +468,8 @@ def read_series(
         img = sitk.JoinSeries(img)
     if rec.mosaic_grid:  # Siemens mosaic: the grid of tiles in the one stored image -> slices
         img = unpack_mosaic(img, rec)
+        if rec.frame_order:  # tiles not stored in slice order (descending acquisitions)
+            img = io.from_array(io.to_array(img)[list(rec.frame_order)])
     size = img.GetSize()
     if (size[0], size[1], size[2]) != (rec.cols, rec.rows, rec.n_slices):
         raise SeriesError(
@@ -477,9 +480,6 @@ def read_series(
         )
     if rec.photometric == "MONOCHROME1":
         img = _undo_monochrome1(img, rec)
-    if rec.frame_order:  # multi-frame file whose frames are not stored in slice order
-        arr = io.to_array(img)[list(rec.frame_order)]
-        img = io.from_array(arr, is_vector=img.GetNumberOfComponentsPerPixel() > 1)
     if plan is not None:
         img = _resampled(img, rec, plan)
     iop = np.asarray(rec.orientation, dtype=float)

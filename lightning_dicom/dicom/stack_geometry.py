@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lightning_dicom.dicom import uids
+from lightning_dicom.dicom.volumes import mixed_reason
 from lightning_dicom.errors import SeriesError
 
 if TYPE_CHECKING:
@@ -148,6 +149,25 @@ def _gap_reason(gaps: np.ndarray, med: float, gap_tolerance: float) -> tuple[str
     ), missing
 
 
+def _duplicates(rec: SeriesRecord, same: np.ndarray) -> SeriesError:
+    """The refusal of a stack with repeated positions: the index's (files, position, attributes compared:
+    :mod:`lightning_dicom.dicom.volumes`) when it recorded one."""
+    if rec.refusal[1]:
+        return SeriesError(rec.refusal[1], series_uid=rec.series_uid, path=rec.refusal[0])
+    if same.all():
+        n = len(same) + 1
+        return _refuse(
+            rec,
+            f"{n - 1} duplicate slice positions: all {n} slices/frames sit at one position, "
+            "a time series (2D+t) or repeated instances/acquisitions, not a 3D volume",
+        )
+    return _refuse(
+        rec,
+        f"{int(np.sum(same))} duplicate slice positions (repeated instances, or several "
+        "phases/echoes in one series); select one with a description rule or split the series",
+    )
+
+
 def plan(
     rec: SeriesRecord, irregular: str, gap_tolerance: float, *, colour: bool = False
 ) -> Resampling | None:
@@ -173,18 +193,8 @@ def plan(
     proj = pos @ normal
     gaps = np.diff(proj)
     same = np.abs(gaps) < DUPLICATE_MM
-    if same.all():
-        raise _refuse(
-            rec,
-            f"{len(pos) - 1} duplicate slice positions: all {len(pos)} slices/frames sit at one position, "
-            "a time series (2D+t) or repeated instances/acquisitions, not a 3D volume",
-        )
     if same.any():
-        raise _refuse(
-            rec,
-            f"{int(np.sum(same))} duplicate slice positions (repeated instances, or several "
-            "phases/echoes in one series); select one with a description rule or split the series",
-        )
+        raise _duplicates(rec, same)
     med = float(np.median(gaps))
     reasons = []
     gap_reason, missing = _gap_reason(gaps, med, gap_tolerance)
@@ -212,8 +222,10 @@ def plan(
             f"{reason}; read with irregular='resample' (preprocessing.irregular_stacks) to "
             "resample it onto a uniform grid",
         )
-    if colour:
-        raise _refuse(rec, f"{reason}; colour stacks are not resampled")
+    if colour or rec.varying:  # slices of several acquisitions (varying): resampling would blend them
+        raise _refuse(
+            rec, f"{reason}; " + ("colour stacks are not resampled" if colour else mixed_reason(rec.varying))
+        )
     if float(gaps.max()) > MAX_GAP_RATIO * med:
         raise _refuse(
             rec,

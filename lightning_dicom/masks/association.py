@@ -114,8 +114,9 @@ def link_masks(
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Map series ids to the mask files that reference them; also return files that match no series.
 
-    A SEG/RTSTRUCT referencing a SeriesInstanceUID that holds several volumes (``uid#k``) goes to the
-    largest one (``#1`` or the plain UID).
+    A SEG/RTSTRUCT referencing a SeriesInstanceUID that holds several volumes (``uid#k``) goes to
+    ``#1`` (the first volume, in dcm2niix's 4th-dimension order, of the stack with the most slices) or
+    the plain UID.
     """
     by_uid: dict[str, SeriesRecord] = {}
     for s in series:
