@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lightning_dicom._validators import ordered_window
 from lightning_dicom.errors import ConfigError
 from lightning_dicom.subjects.config import SubjectsConfig
 
@@ -153,9 +154,7 @@ class PreprocessingConfig(_Model):
     @field_validator("window")
     @classmethod
     def _window_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not v[0] < v[1]:
-            raise ValueError(f"window must be [low, high] with low < high, got {list(v)}")
-        return v
+        return ordered_window(v)
 
     @model_validator(mode="after")
     def _ct_zscore(self) -> PreprocessingConfig:

@@ -35,6 +35,7 @@ LAYERS = [
     ("lightning_dicom.errors", 0),
     ("lightning_dicom.typing", 0),
     ("lightning_dicom.files", 0),
+    ("lightning_dicom._validators", 0),
     ("lightning_dicom.io", 1),
     ("lightning_dicom.config", 1),
     ("lightning_dicom.subjects.config", 1),

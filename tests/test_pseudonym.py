@@ -65,9 +65,9 @@ def test_index_stores_pseudonyms_only_and_owner_only(synthetic_dataset, tmp_path
 def test_index_of_an_older_schema_is_rebuilt(synthetic_dataset, tmp_path: Path) -> None:
     root, written = synthetic_dataset
     db = tmp_path / "index.sqlite"
-    with sqlite3.connect(db) as con:  # an index of schema 5: PatientID in clear
+    with sqlite3.connect(db) as con:  # an index of schema 6: PatientID in clear
         con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-        con.execute("INSERT INTO meta VALUES ('schema', '5')")
+        con.execute("INSERT INTO meta VALUES ('schema', '6')")
         con.execute("CREATE TABLE files (path TEXT PRIMARY KEY, patient_id)")
         con.execute("INSERT INTO files VALUES ('/x.dcm', 'MRN-77')")
     with DicomIndex([root], db) as idx:

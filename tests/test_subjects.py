@@ -271,3 +271,48 @@ def test_a_mask_linked_to_a_non_reference_input_lands_on_the_reference_grid(tmp_
     assert mask.shape == expected.shape
     dice = 2 * (mask & expected).sum() / (mask.sum() + expected.sum())
     assert dice >= 0.8, dice
+
+
+def test_contrast_and_acquisition_rules_choose_the_series(tmp_path):
+    """``contrast`` reads ContrastBolusAgent (0018,0010) from the index (fast parser and pydicom alike);
+    ``echo_number`` picks one echo of a multi-echo series split into volumes by the index."""
+    import pydicom
+
+    study = "1.2.826.0.1.3680043.8.498.80"
+    pre = write_series(
+        tmp_path / "pre", np.zeros((4, 8, 8)), study_uid=study, series_description="T1", modality="MR"
+    )
+    post = write_series(tmp_path / "post", np.ones((4, 8, 8)), study_uid=study, series_description="T1", modality="MR",
+                        series_number=2)  # fmt: skip
+    for f in post.files:
+        ds = pydicom.dcmread(f)
+        ds.ContrastBolusAgent = "GADOLINIUM"
+        ds.save_as(f)
+    records = _records(tmp_path, tmp_path / "i.sqlite")
+    assert {r.series_uid: r.contrast_agent for r in records} == {
+        pre.series_uid: "",
+        post.series_uid: "GADOLINIUM",
+    }
+    cfg = SubjectsConfig(inputs={"t1": {"description": "t1", "contrast": "absent"},
+                                 "t1c": {"description": "t1", "contrast": "present"}})  # fmt: skip
+    (subject,), report = resolve_subjects(records, cfg)
+    assert [r.series_uid for r in subject.inputs] == [pre.series_uid, post.series_uid]
+    assert report["complete"] == 1 and report["incomplete"] == {}
+
+
+def test_echo_rule_picks_one_volume_of_a_multi_echo_series(tmp_path):
+    """``echo_number`` picks one echo of a multi-echo series that the index split into volumes."""
+    from lightning_dicom.demo.synthetic_mr import MRVolume, write_mr_series
+
+    rng = np.random.default_rng(0)
+    stored = [rng.integers(0, 1000, (4, 8, 8)).astype(np.uint16) for _ in range(2)]
+    write_mr_series(tmp_path / "me", [MRVolume(stored[e], {"EchoNumbers": e + 1, "EchoTime": str(10 + 20 * e)})
+                                      for e in range(2)])  # fmt: skip
+    records = _records(tmp_path, tmp_path / "i.sqlite")
+    assert sorted(r.echo_number for r in records) == [1, 2]
+    cfg = SubjectsConfig(inputs={"late": {"echo_number": 2}, "early": {"echo_number": 1}})
+    (subject,), _ = resolve_subjects(records, cfg)
+    assert [r.echo_number for r in subject.inputs] == [2, 1]
+    array, _, _ = process_subject(subject, NATIVE)
+    np.testing.assert_array_equal(array[0], stored[1])  # rescale 1/0: the stored values
+    np.testing.assert_array_equal(array[1], stored[0])

@@ -120,6 +120,8 @@ HEADER_FIELDS = (
     # -- geometry from other places (issue 10): mosaics, NM frames --
     "mosaic_grid",
     "not_a_stack",
+    # -- series rules (issue 14): ContrastBolusAgent (0018,0010) --
+    "contrast_agent",
 )
 
 _NON_IMAGE_HINT = (
@@ -535,6 +537,7 @@ def _header_fields(ds: Any, path: str) -> dict[str, Any]:  # noqa: C901 - a flat
         "frame_uid": str(ds.get("FrameOfReferenceUID", "") or ""),
         "modality": str(ds.get("Modality", "") or "").upper(),
         "description": str(ds.get("SeriesDescription", "") or ""),
+        "contrast_agent": str(ds.get("ContrastBolusAgent", "") or "").strip(),
         "series_number": opt_int("SeriesNumber"),
         "instance_number": opt_int("InstanceNumber"),
         "rows": rows,

@@ -77,9 +77,7 @@ __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_head
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = (
-    6  # 3: high_bit, pixel_offset; 4: mosaic_grid, not_a_stack; 5: acq; 6: keyed patient pseudonym
-)
+SCHEMA_VERSION = 7  # 3: high_bit, pixel_offset; 4: mosaic_grid, not_a_stack; 5: acq; 6: contrast_agent; 7: keyed patient pseudonym
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
 _UNCOMPRESSED = uids.UNCOMPRESSED_SYNTAXES

@@ -40,6 +40,7 @@ FAST_TAGS = {
     0x00080060: ("Modality", "CS"),
     0x00080070: ("Manufacturer", "LO"),
     0x0008103E: ("SeriesDescription", "LO"),
+    0x00180010: ("ContrastBolusAgent", "LO"),
     0x00100020: ("PatientID", "LO"),
     0x00180050: ("SliceThickness", "DS"),
     0x00180081: ("EchoTime", "DS"),

@@ -98,6 +98,8 @@ class SeriesRecord:
     the volume then gets origin 0 and identity direction."""
     photometric: str = ""
     """PhotometricInterpretation (0028,0004) of the first file."""
+    contrast_agent: str = ""
+    """ContrastBolusAgent (0018,0010) of the first file ("" when absent: no contrast recorded)."""
     uniform_rescale: bool = True
     """True when every file has the same RescaleSlope/Intercept, BitsStored and PixelRepresentation."""
     echo_time: float | None = None
@@ -298,6 +300,7 @@ def make_series(  # noqa: C901 - one record's fields
         frame_uid=first["frame_uid"] or "",
         modality=first["modality"] or "",
         description=first["description"] or "",
+        contrast_agent=first.get("contrast_agent") or "",
         series_number=int(first["series_number"] or 0),
         n_instances=len(members),
         n_slices=n_slices,

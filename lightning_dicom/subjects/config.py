@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lightning_dicom._validators import ordered_window
+
 __all__ = ["InputRule", "SubjectsConfig"]
 
 
@@ -46,7 +48,9 @@ class InputRule(_Model):
     )
     echo_number: int | None = Field(default=None, description="EchoNumbers (0018,0086) of the volume.")
     b_value: float | None = Field(default=None, description="Diffusion b-value (s/mm^2) of the volume.")
-    temporal_index: int | None = Field(default=None, description="Time point of a 4D series (1-based).")
+    temporal_index: int | None = Field(
+        default=None, description="Time point of a 4D series: 0-based index along dcm2niix's 4th dimension."
+    )
     tie_break: Literal["most_slices", "latest", "first"] = Field(
         default="most_slices",
         description="Several series match: the one with the most slices, the highest SeriesNumber (0020,0011) "
@@ -73,9 +77,7 @@ class InputRule(_Model):
     @field_validator("window")
     @classmethod
     def _window_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not v[0] < v[1]:
-            raise ValueError(f"window must be [low, high] with low < high, got {list(v)}")
-        return v
+        return ordered_window(v)
 
 
 class SubjectsConfig(_Model):
