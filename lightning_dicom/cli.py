@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from typing import Any
 
 __all__ = ["main"]
 
-_OWN = ("index", "cache", "schema", "demo", "plan")
+_OWN = ("index", "cache", "schema", "demo", "plan", "preview")
 
 
 def _index(argv: Sequence[str]) -> int:
@@ -95,7 +96,7 @@ def _index(argv: Sequence[str]) -> int:
                 str(s["n_slices"]) if n == 1 else many,
                 f"{s['rows']} x {s['cols']}",
                 "x".join(f"{v:.3g}" for v in s["spacing"]),
-                s["patient_key"],
+                s["patient_key"] or "-",
                 masks,
                 s["description"][:32],
             )
@@ -106,7 +107,7 @@ def _index(argv: Sequence[str]) -> int:
     n_skip = sum(len(v) for v in report["skipped"].values())
     print(
         f"\n{len(report['series'])} volumes; {n_skip} files skipped; {scan.n_files} files "
-        f"({scan.n_read} headers read) in {scan.seconds:.2f} s. *patient: one-way pseudonym of PatientID"
+        f"({scan.n_read} headers read) in {scan.seconds:.2f} s. *patient: keyed pseudonym of PatientID (- : none)"
     )
     linked_files = {m["path"] for s in report["series"] for m in s["masks"]}
     if objects:
@@ -355,31 +356,142 @@ def _demo_segmentation(a: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {
+    "fit": "train a model (LightningCLI: --config, --data.*, --model.*, --trainer.*)",
+    "validate": "validate a checkpoint (--ckpt_path best|last|FILE; best/last: the latest fit's files)",
+    "test": "test a checkpoint on the test split (--ckpt_path best|last|FILE)",
+    "predict": "predict (classification: a CSV per run; segmentation: NIfTI + DICOM SEG via the writer)",
+    "index": "index DICOM folders: series found, files skipped with why",
+    "cache": "build the preprocessed cache ahead of training (same options as fit's data:)",
+    "schema": "print the JSON Schema of the data config (for editors)",
+    "demo": "write a synthetic CT dataset and train a small 3D CNN on CPU",
+    "plan": "fingerprint the series and propose preprocessing and a patch size (nnU-Net's rules)",
+    "preview": "PNGs of a series (three planes, mask overlay), a batch and the split",
+}
+DEBUG_ENV = "LIGHTNING_DICOM_DEBUG"
+
+
+def _usage() -> str:
+    lines = [
+        "usage: lightning-dicom [--debug] <command> [options]   (lightning-dicom <command> --help: its options)",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
+    lines += [
+        "",
+        f"--debug (or {DEBUG_ENV}=1): show the full traceback of an error instead of its one-line message.",
+    ]
+    return "\n".join(lines)
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = err
+    while cur is not None and all(cur is not e for e in out):
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def _field_paths() -> dict[str, str]:
+    """pydantic model name -> its key in the CLI (``PreprocessingConfig`` -> ``data.preprocessing``)."""
+    import typing
+
+    from lightning_dicom.config import DataConfig
+
+    out = {}
+    for name, field in DataConfig.model_fields.items():
+        for t in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(t, type) and t.__module__ == DataConfig.__module__:
+                out[t.__name__] = f"data.{name}"
+    return out
+
+
+def friendly_error(err: BaseException, command: str = "") -> str | None:
+    """One message for a mistake of the user's (bad key, value, path, labels CSV), None for anything else.
+
+    The chain of causes is searched for a :class:`~lightning_dicom.errors.LightningDicomError` (its
+    message), a pydantic ``ValidationError`` (each key and what is expected, e.g. ``data.preprocessing.
+    window: window must be [low, high] with low < high``), then an argument error of the parser (an
+    unknown key, a value of the wrong type).
+    """
+    from pydantic import ValidationError
+
+    from lightning_dicom.config import validation_message
+    from lightning_dicom.errors import LightningDicomError
+
+    chain = _chain(err)
+    for e in chain:
+        if isinstance(e, LightningDicomError):
+            return str(e)
+    for e in chain:
+        if isinstance(e, ValidationError):
+            prefix = _field_paths().get(e.title, "data")
+            text = validation_message(e, prefix=prefix + ".")
+            lines = text.splitlines()
+            return " ".join(ln.strip() for ln in lines) if len(lines) == 2 else text  # one mistake, one line
+    for e in chain:
+        if isinstance(e, argparse.ArgumentError) or type(e).__name__ == "ArgumentError":
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+            first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+            return f"{first} (`lightning-dicom {command or '<command>'} --help` lists the options)"
+    return None
+
+
+def _dispatch(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] in _OWN:
+        commands = {
+            "index": _index,
+            "cache": _cache,
+            "schema": _schema,
+            "demo": _demo,
+            "plan": _plan,
+            "preview": _preview,
+        }
+        return commands[args[0]](args[1:])
+    if args[0] not in COMMANDS:
+        print(f"lightning-dicom: error: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    from lightning_dicom.commands.lightning_cli import run
+
+    run(args)
+    return 0
+
+
+def _preview(argv: Sequence[str]) -> int:
+    from lightning_dicom.commands.preview import preview
+
+    return preview(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lightning-dicom`` console script."""
+    """Entry point of the ``lightning-dicom`` console script.
+
+    Errors of the project's own kind (:class:`~lightning_dicom.errors.LightningDicomError`: a bad key or
+    value, a missing root, a malformed labels CSV) print one line, ``lightning-dicom: error: ...``, and
+    exit with status 2; ``--debug`` or ``LIGHTNING_DICOM_DEBUG=1`` shows the traceback instead.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if "--debug" in args:
+        args.remove("--debug")
+        debug = True
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lightning_dicom.dicom.index").setLevel(logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.ERROR)
-    logging.getLogger("highdicom").setLevel(
-        logging.WARNING
-    )  # header quirks are reported per file, not logged
-    if args and args[0] in _OWN:
-        commands = {"index": _index, "cache": _cache, "schema": _schema, "demo": _demo, "plan": _plan}
-        return commands[args[0]](args[1:])
-    import pytorch_lightning as pl
-    from pytorch_lightning.cli import LightningCLI
-
-    from lightning_dicom.datamodule import DicomDataModule
-
-    LightningCLI(
-        pl.LightningModule,
-        DicomDataModule,
-        subclass_mode_model=True,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-    )
-    return 0
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # header quirks are reported per file
+    try:
+        return _dispatch(args)
+    except Exception as err:
+        message = friendly_error(err, args[0] if args else "")
+        if message is None or debug:
+            raise
+        print(f"lightning-dicom: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

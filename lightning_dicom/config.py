@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,8 @@ __all__ = [
     "PreprocessingConfig",
     "SelectionConfig",
     "SplitConfig",
+    "cache_home",
+    "default_work_dir",
     "validation_message",
 ]
 
@@ -240,7 +243,10 @@ class LoaderConfig(_Model):
     threads_per_worker: int = Field(
         default=1, ge=1, description="SimpleITK/ITK, OpenMP and torch threads in each worker."
     )
-    pin_memory: bool = Field(default=False, description="Pin batches in page-locked memory (for GPUs).")
+    pin_memory: bool = Field(
+        default=False,
+        description="Pin batches in page-locked memory when training on an accelerator (ignored on the CPU).",
+    )
     persistent_workers: bool = Field(default=True, description="Keep workers alive between epochs.")
     prefetch_factor: int | None = Field(default=None, ge=1, description="Batches prefetched per worker.")
     sampler: Literal["shuffle", "balanced"] = Field(
@@ -322,7 +328,9 @@ class DataConfig(_Model):
     )
     work_dir: Path | None = Field(
         default=None,
-        description="Where the index (SQLite), split and cache live; default .lightning_dicom/<hash of roots>.",
+        description="Where the index (SQLite), split and cache live; default "
+        "$XDG_CACHE_HOME/lightning_dicom/<hash of the resolved roots> (~/.cache when XDG_CACHE_HOME is unset), "
+        "the same from any working directory.",
     )
     on_error: Literal["raise", "skip"] = Field(
         default="skip", description="A series that fails to read or preprocess: raise, or skip and report."
@@ -347,6 +355,7 @@ class DataConfig(_Model):
         default=None,
         description="Samples made of several series of one study (channels [C, D, H, W]); null: one series each.",
     )
+    progress: bool = Field(default=True, description="Progress bars while indexing and caching.")
 
     @field_validator("root", mode="before")
     @classmethod
@@ -363,11 +372,10 @@ class DataConfig(_Model):
         return v
 
     def resolved_work_dir(self) -> Path:
-        """The work directory, defaulting to ``.lightning_dicom/<hash of the roots>`` under the CWD."""
+        """The work directory: ``work_dir``, else :func:`default_work_dir` of the roots."""
         if self.work_dir is not None:
             return Path(self.work_dir)
-        key = hashlib.sha256("\n".join(str(Path(r).resolve()) for r in self.root).encode()).hexdigest()[:12]
-        return Path(".lightning_dicom") / key
+        return default_work_dir(self.root)
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache.dir) if self.cache.dir is not None else self.resolved_work_dir() / "cache"
@@ -388,6 +396,19 @@ class DataConfig(_Model):
             return parse_config(raw)
         except ConfigError as err:
             raise ConfigError(err.reason, path=path) from None
+
+
+def cache_home() -> Path:
+    """``$XDG_CACHE_HOME/lightning_dicom`` (XDG Base Directory spec), else ``~/.cache/lightning_dicom``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lightning_dicom"
+
+
+def default_work_dir(roots: list[Path]) -> Path:
+    """``cache_home() / <sha256 of the resolved roots, 12 hex>``: the same roots give the same index and
+    cache from any working directory (symlinks and relative paths resolved first)."""
+    key = hashlib.sha256("\n".join(str(Path(r).resolve()) for r in roots).encode()).hexdigest()[:12]
+    return cache_home() / key
 
 
 def validation_message(err: ValidationError, prefix: str = "") -> str:

@@ -32,18 +32,45 @@ from lightning_dicom.data.feeding import feed_loader
 from lightning_dicom.data.labels import LabelTable, read_labels
 from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
-from lightning_dicom.data.split import Split, assign_folds, save_split, split_series
+from lightning_dicom.data.split import Split, assign_folds, save_split, split_groups, split_series
 from lightning_dicom.data.workers import worker_init_fn
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, select_series
+from lightning_dicom.dicom.pseudonym import project_key
 from lightning_dicom.errors import ConfigError, LightningDicomError, warn
 from lightning_dicom.subjects.config import SubjectsConfig
 
-__all__ = ["DicomDataModule"]
+__all__ = ["DicomDataModule", "DicomDataModuleImpl"]
 
 log = logging.getLogger(__name__)
 
 
-class DicomDataModule(pl.LightningDataModule):
+def _nothing_usable(roots: list[Path], idx: DicomIndex, dropped: list[tuple[str, str]]) -> str:
+    """'data.root X: N files, 0 usable series; top reasons: ...' (no patient data: reasons and counts)."""
+    reasons: dict[str, int] = {}
+    for _, reason in idx.skipped():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for _, reason in dropped:
+        key = f"series dropped by data.selection: {reason}"
+        reasons[key] = reasons.get(key, 0) + 1
+    n_files = len(idx.files())
+    top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+    why = "; ".join(f"{n} x {r}" for r, n in top) if top else "no files"
+    where = ", ".join(str(r) for r in roots)
+    return f"data.root {where}: {n_files} files, 0 usable series ({why})"
+
+
+def _warn_group_fallback(groups: dict[str, int], group_by: str) -> None:
+    """Say when series without a PatientID were grouped by study or alone (``split_groups``)."""
+    if group_by == "patient" and (groups["study"] or groups["series"]):
+        log.warning(
+            "%d series have no PatientID: grouped by their study (%d) or alone (%d) in the split",
+            groups["study"] + groups["series"],
+            groups["study"],
+            groups["series"],
+        )
+
+
+class DicomDataModuleImpl:
     """From DICOM folders to batches: index, select, preprocess (cached), split, load.
 
     ``prepare_data`` (one process per node) scans the folders into a persisted SQLite index and
@@ -56,7 +83,8 @@ class DicomDataModule(pl.LightningDataModule):
         root: folder(s) scanned recursively for DICOM files.
         labels: CSV keyed by SeriesInstanceUID, StudyInstanceUID or PatientID.
         label_columns: label columns of the CSV (default: all but the key).
-        work_dir: where the index, split and cache live (default ``.lightning_dicom/<hash>``).
+        work_dir: where the index, split and cache live (default
+            ``$XDG_CACHE_HOME/lightning_dicom/<hash of the roots>``, the same from any working directory).
         on_error: a series that fails to read: 'raise', or 'skip' it and report.
         selection: which series to use (modality, min_slices, description regex, planes).
         preprocessing: reorient, spacing (x-y-z mm), window, normalize, size (z-y-x voxels).
@@ -71,6 +99,8 @@ class DicomDataModule(pl.LightningDataModule):
             onto a reference input's grid and stacked as channels); null: one series per sample.
         progress: show progress bars while indexing and caching.
     """
+
+    trainer: Any  # set by the Lightning base class of the thin class (one per namespace)
 
     def __init__(
         self,
@@ -97,6 +127,7 @@ class DicomDataModule(pl.LightningDataModule):
             "label_columns": label_columns,
             "work_dir": work_dir,
             "on_error": on_error,
+            "progress": progress,
         }
         for name, value in (
             ("selection", selection),
@@ -112,7 +143,7 @@ class DicomDataModule(pl.LightningDataModule):
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
         self.config: DataConfig = parse_config(raw)
-        self.progress = progress
+        self.progress = self.config.progress
         self.datasets: dict[str, Dataset] = {}
         self.series: dict[str, SeriesRecord] = {}
         self.split: Split | None = None
@@ -127,7 +158,7 @@ class DicomDataModule(pl.LightningDataModule):
         self.report: dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, config: DataConfig | dict[str, Any] | str | Path, **kwargs: Any) -> DicomDataModule:
+    def from_config(cls, config: DataConfig | dict[str, Any] | str | Path, **kwargs: Any) -> Any:
         """Build from a :class:`DataConfig`, a mapping, or a YAML file."""
         if isinstance(config, (str, Path)):
             config = DataConfig.from_yaml(config)
@@ -196,8 +227,15 @@ class DicomDataModule(pl.LightningDataModule):
         return list(subjects), dropped
 
     # -- Lightning hooks --------------------------------------------------------------------------
+    def _check_roots(self) -> None:
+        """Every root must exist: a typo in ``data.root`` is one clear error, not an empty epoch."""
+        for root in self.config.root:
+            if not Path(root).exists():
+                raise ConfigError(f"data.root {root} does not exist (expected a folder of DICOM files)")
+
     def prepare_data(self) -> None:
         """Scan the folders and build missing cache entries (one process per node; sets no state)."""
+        self._check_roots()
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
             selected, _ = self._selected(idx)
@@ -208,11 +246,19 @@ class DicomDataModule(pl.LightningDataModule):
             )
 
     def setup(self, stage: str | None = None) -> None:
-        """Reload the index, select and label series, split, and build datasets (every rank)."""
+        """Reload the index, select and label series, split, and build datasets (every rank).
+
+        Raises:
+            ConfigError: a root does not exist, or no series is usable (the message counts the files
+                found and the commonest reasons they were skipped or dropped).
+        """
+        self._check_roots()
         with self.open_index() as idx:
             if not idx.files():
                 idx.scan(progress=self.progress)  # prepare_data was not called (notebook use)
             selected, dropped = self._selected(idx)
+            if not selected:
+                raise ConfigError(_nothing_usable(self.config.root, idx, dropped))
             n_skipped_files = len(idx.skipped())
             mask_orphans: list[str] = []
             if self.config.masks is not None:
@@ -220,7 +266,11 @@ class DicomDataModule(pl.LightningDataModule):
                     raise ConfigError("masks need the cache (cache.enabled: true)")
                 self._mask_sources, mask_orphans = self._find_masks(idx, selected)
         self.series = {s.series_id: s for s in selected}
-        table = read_labels(self.config.labels, self.config.label_columns) if self.config.labels else None
+        table = (
+            read_labels(self.config.labels, self.config.label_columns, project_key(self.work_dir))
+            if self.config.labels
+            else None
+        )
         usable, failed = self._usable(selected)
         self._table = table
         if self._restored_split is not None:  # load_state_dict before setup; series gone since are left out
@@ -234,6 +284,7 @@ class DicomDataModule(pl.LightningDataModule):
             "files_skipped": n_skipped_files,
             "series_failed": failed,
             "split": {k: len(v) for k, v in self.split.items()},
+            "split_groups": split_groups(selected, self.config.split.group_by),
         }
         if self.config.subjects is not None:
             self.report["subjects"] = {
@@ -258,6 +309,7 @@ class DicomDataModule(pl.LightningDataModule):
                     f"{len(unlabelled)} selected series have no label (left out of fit/validate/test); "
                     f"{len(orphans)} labels match no series"
                 )
+        _warn_group_fallback(self.report["split_groups"], self.config.split.group_by)
         usable_ids = {s.series_id for s in usable}
         supervised_ids = set(usable_ids)
         if self.config.masks is not None:
@@ -318,7 +370,9 @@ class DicomDataModule(pl.LightningDataModule):
                 classes = self._classes(recs) or {}
                 per_volume = self.config.patches.per_volume if self.config.patches is not None else 1
                 self._train_classes = np.repeat([classes[r.series_id] for r in recs], per_volume)
-        self.datasets["predict"] = self._dataset(self._usable_series, table, train=False, with_labels=False)
+        self.datasets["predict"] = self._dataset(
+            self._usable_series, table, train=False
+        )  # labels if all have one
 
     def _usable(self, selected: list[SeriesRecord]) -> tuple[list[SeriesRecord], list[tuple[str, str]]]:
         if not self.config.cache.enabled:
@@ -398,7 +452,7 @@ class DicomDataModule(pl.LightningDataModule):
         )
         common: dict[str, Any] = {
             "num_workers": workers,
-            "pin_memory": lc.pin_memory,
+            "pin_memory": lc.pin_memory and self._device_type() != "cpu",  # as torch: pin only for a device
             "persistent_workers": lc.persistent_workers and workers > 0,
             "worker_init_fn": functools.partial(worker_init_fn, threads=lc.threads_per_worker)
             if workers
@@ -527,3 +581,7 @@ class DicomDataModule(pl.LightningDataModule):
         self.report["split"] = {k: len(v) for k, v in self.split.items()}
         self._save_split()
         self._build_datasets()
+
+
+class DicomDataModule(DicomDataModuleImpl, pl.LightningDataModule):
+    __doc__ = DicomDataModuleImpl.__doc__  # the implementation is shared with :mod:`lightning_dicom.unified`

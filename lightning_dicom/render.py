@@ -124,10 +124,12 @@ def _volume_figure(
     title: str | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
+    mask: Any = None,
 ) -> tuple[Figure, list[Axes]]:
     array, (sx, sy, sz), is_sitk = _volume(volume, spacing)
     d, h, w = array.shape
     axial, coronal, sagittal = array[d // 2], array[:, h // 2, :], array[:, :, w // 2]
+    labels = _label_map(mask, array.shape)
     lo = float(array.min()) if vmin is None else float(vmin)
     hi = float(array.max()) if vmax is None else float(vmax)
     if hi <= lo:
@@ -140,8 +142,24 @@ def _volume_figure(
         (coronal, (0, w * sx, 0, d * sz), "lower", "x (mm)", "z (mm)", f"coronal  y={h // 2}/{h}"),
         (sagittal, (0, h * sy, 0, d * sz), "lower", "y (mm)", "z (mm)", f"sagittal  x={w // 2}/{w}"),
     ]
+    overlays = (
+        [labels[d // 2], labels[:, h // 2, :], labels[:, :, w // 2]] if labels is not None else [None] * 3
+    )
     im = None
-    for ax, (img, extent, origin, xl, yl, name) in zip(axes, panels, strict=True):
+    for ax, (img, extent, origin, xl, yl, name), over in zip(axes, panels, overlays, strict=True):
+        if over is not None and labels is not None and over.any():
+            ax.imshow(
+                np.ma.masked_equal(over, 0),
+                cmap="autumn",
+                vmin=1,
+                vmax=max(2, int(labels.max())),
+                alpha=0.45,
+                extent=extent,
+                origin=origin,
+                interpolation="nearest",
+                aspect="equal",
+                zorder=2,
+            )
         im = ax.imshow(
             img,
             cmap="gray",
@@ -164,6 +182,21 @@ def _volume_figure(
     return fig, axes
 
 
+def _label_map(mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A mask as a z-y-x label map (0 background): ``[D, H, W]`` labels, or ``[K, D, H, W]`` binary
+    channels (channel k -> label k + 1; ``[1, D, H, W]`` label maps pass through)."""
+    if mask is None:
+        return None
+    m = _numpy(mask)
+    if m.ndim == 4 and m.shape[0] == 1:
+        m = m[0]
+    elif m.ndim == 4:
+        m = np.max((m > 0) * np.arange(1, m.shape[0] + 1).reshape(-1, 1, 1, 1), axis=0)
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask shape {list(m.shape)} does not match the volume's {list(shape)} (z-y-x)")
+    return m.astype(np.int64)
+
+
 def save_volume_png(
     volume: Any,
     path: str | os.PathLike[str],
@@ -172,6 +205,7 @@ def save_volume_png(
     title: str | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
+    mask: Any = None,
 ) -> Path:
     """Write the axial, coronal and sagittal mid-slices of a volume side by side, with a colorbar.
 
@@ -184,11 +218,16 @@ def save_volume_png(
             drawn in mm, so the aspect ratio follows the spacing.
         title: figure title (default: shape and spacing). Put no patient names or IDs here.
         vmin, vmax: intensity range of the grey scale (default: the volume's min and max).
+        mask: optional mask on the same z-y-x grid, drawn over the image in colour: a label map
+            ``[D, H, W]`` / ``[1, D, H, W]`` (0 = background) or binary channels ``[K, D, H, W]``.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path` (a 1200x420 pixel PNG).
+
+    Raises:
+        ValueError: the mask's shape differs from the volume's.
     """
-    fig, _ = _volume_figure(volume, spacing=spacing, title=title, vmin=vmin, vmax=vmax)
+    fig, _ = _volume_figure(volume, spacing=spacing, title=title, vmin=vmin, vmax=vmax, mask=mask)
     return _save(fig, path)
 
 

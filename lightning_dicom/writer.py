@@ -66,7 +66,14 @@ from lightning_dicom.errors import LightningDicomError
 from lightning_dicom.files import atomic_write
 from lightning_dicom.geometry import to_source_geometry
 
-__all__ = ["PredictionWriter", "build_seg", "prediction_to_source", "record_geometry", "safe_filename"]
+__all__ = [
+    "PredictionWriter",
+    "PredictionWriterImpl",
+    "build_seg",
+    "prediction_to_source",
+    "record_geometry",
+    "safe_filename",
+]
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +201,7 @@ def _sample(meta: Mapping[str, Any], i: int) -> dict[str, Any]:
     return {k: (_sample(v, i) if isinstance(v, Mapping) else v[i]) for k, v in meta.items()}
 
 
-class PredictionWriter(BasePredictionWriter):
+class PredictionWriterImpl:
     """Write each predicted mask onto its source series as NIfTI and/or DICOM SEG.
 
     ``predict_step`` must return ``{"mask": tensor, "meta": batch["meta"]}`` (see the module
@@ -236,7 +243,7 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         if write_interval not in ("batch", "epoch"):
             raise ValueError(f"write_interval must be 'batch' or 'epoch', got {write_interval!r}")
-        super().__init__(write_interval)
+        super().__init__(write_interval)  # type: ignore[call-arg]  # BasePredictionWriter
         formats = [formats] if isinstance(formats, str) else list(formats)  # type: ignore[list-item]
         bad = [f for f in formats if f not in ("nifti", "seg")]
         if bad or not formats:
@@ -452,3 +459,7 @@ def build_seg(
         series_description=f"{algorithm_name} segmentation"[:64],
         omit_empty_frames=bool(stack.any()),  # an all-empty SEG keeps its frames (highdicom would warn)
     )
+
+
+class PredictionWriter(PredictionWriterImpl, BasePredictionWriter):
+    __doc__ = PredictionWriterImpl.__doc__  # the implementation is shared with :mod:`lightning_dicom.unified`

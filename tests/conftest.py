@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,14 @@ def training_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, li
     root = tmp_path_factory.mktemp("training_ct")
     series = write_dataset(root, n_patients=12, shape_zyx=(16, 32, 32), spacing=(1.0, 1.0, 2.0), seed=2)
     return root, series
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Default work dirs ($XDG_CACHE_HOME/lightning_dicom/<hash>) go to a temporary folder, never ~/.cache
+    (subprocesses inherit it)."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("xdg_cache")
+    mp.setenv("XDG_CACHE_HOME", str(home))
+    yield home
+    mp.undo()

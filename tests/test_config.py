@@ -223,11 +223,14 @@ def test_digest_tracks_preprocessing_fields() -> None:
     )
 
 
-def test_work_and_cache_dirs() -> None:
+def test_work_and_cache_dirs(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     a = parse_config({"root": "/data/a"})
     b = parse_config({"root": "/data/b"})
     assert a.resolved_work_dir() != b.resolved_work_dir()
-    assert a.resolved_work_dir().parent == Path(".lightning_dicom")
+    assert a.resolved_work_dir().parent == tmp_path / "xdg" / "lightning_dicom"  # not relative to the CWD
+    monkeypatch.chdir(tmp_path)
+    assert parse_config({"root": "/data/a/../a"}).resolved_work_dir() == a.resolved_work_dir()
     assert a.resolved_cache_dir() == a.resolved_work_dir() / "cache"
     c = parse_config({"root": "/data/a", "work_dir": "/w", "cache": {"dir": "/c"}})
     assert c.resolved_work_dir() == Path("/w")

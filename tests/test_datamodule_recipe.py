@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from lightning_dicom.config import SplitConfig
 from lightning_dicom.data.split import split_series
 from lightning_dicom.demo.models import Classifier3D
 from lightning_dicom.demo.synthetic import write_dataset
+from lightning_dicom.dicom.pseudonym import KEY_FILE
 from lightning_dicom.errors import ConfigError
 
 PREP = {"spacing": [2.0, 2.0, 4.0], "window": [-200, 400], "size": [4, 8, 8]}
@@ -101,6 +103,9 @@ def test_folds_through_the_datamodule_are_the_same_on_every_rank_and_recorded(sy
     vals = []
     for fold in range(3):
         split = {"folds": 3, "fold": fold, "seed": 1}
+        if fold:  # one project: patients are grouped by their keyed pseudonym, so the folds share the key
+            (tmp_path / f"w{fold}").mkdir()
+            shutil.copy(tmp_path / "w0" / KEY_FILE, tmp_path / f"w{fold}" / KEY_FILE)
         rank0 = _dm(root, tmp_path / f"w{fold}", root / "labels.csv", split=split)
         rank0.prepare_data()
         rank0.setup("fit")

@@ -21,9 +21,12 @@ from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, patient_key, s
 DICOMDIR_TESTS = PYDICOM_FILES / "dicomdirtests"
 
 
+KEY = b"\x01" * 32
+
+
 @pytest.fixture(scope="module")
 def dicomdir_volumes() -> list[SeriesRecord]:
-    with DicomIndex([DICOMDIR_TESTS]) as idx:
+    with DicomIndex([DICOMDIR_TESTS], pseudonym_key=KEY) as idx:
         idx.scan(workers=1)
         return idx.series()
 
@@ -69,7 +72,8 @@ def test_dicomdirtests_volume_and_series_counts(dicomdir_volumes):
     keys = {_folder(v).split("/")[0]: v.patient_key for v in dicomdir_volumes}
     assert keys["98892001"] == keys["98892003"] != keys["77654033"]
     assert len({v.patient_key for v in dicomdir_volumes}) == 2
-    assert keys["77654033"] == patient_key("77654033")
+    assert keys["77654033"] == patient_key("77654033", KEY)  # the keyed pseudonym: the index holds no ID
+    assert all("77654033" not in v.patient_id and "98892001" not in v.patient_id for v in dicomdir_volumes)
 
 
 def test_dicomdirtests_ct5n_is_one_5_slice_volume_in_position_order(dicomdir_volumes):

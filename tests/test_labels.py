@@ -12,13 +12,15 @@ from lightning_dicom.demo.synthetic import SyntheticSeries
 from lightning_dicom.dicom.index import DicomIndex, SeriesRecord, patient_key
 from lightning_dicom.errors import LabelError, LightningDicomError
 
+KEY = bytes(range(32))  # the project's pseudonym key in these tests
+
 
 @pytest.fixture(scope="module")
 def indexed(
     synthetic_dataset: tuple[Path, list[SyntheticSeries]],
 ) -> tuple[list[SeriesRecord], list[SyntheticSeries]]:
     root, written = synthetic_dataset
-    with DicomIndex([root]) as idx:
+    with DicomIndex([root], pseudonym_key=KEY) as idx:
         idx.scan(workers=1)
         series = idx.series()
     assert len(series) == len(written) == 6
@@ -40,10 +42,11 @@ def write_csv(tmp_path: Path, text: str, name: str = "labels.csv") -> Path:
     ],
 )
 def test_key_detected_from_header(tmp_path: Path, header: str, key: str) -> None:
-    table = read_labels(write_csv(tmp_path, f"label,{header}\n1,a\n0,b\n"))
+    table = read_labels(write_csv(tmp_path, f"label,{header}\n1,a\n0,b\n"), pseudonym_key=KEY)
     assert table.key == key
     assert table.columns == ["label"]
-    assert set(table.values) == {"a", "b"}
+    ids = {"a", "b"} if key != "PatientID" else {patient_key(k, KEY) for k in "ab"}  # IDs never kept
+    assert set(table.values) == ids
 
 
 def test_key_detection_tolerates_bom_and_spaces(tmp_path: Path) -> None:
@@ -81,7 +84,7 @@ def test_float_regression(tmp_path: Path) -> None:
 
 
 def test_multi_column_vector_and_column_choice(tmp_path: Path) -> None:
-    path = write_csv(tmp_path, "PatientID,age,score,site\nA,60,0.5,north\nB,41,1.5,south\n")
+    path = write_csv(tmp_path, "SeriesInstanceUID,age,score,site\nA,60,0.5,north\nB,41,1.5,south\n")
     with pytest.raises(LabelError, match="must all be numeric"):
         read_labels(path)
     table = read_labels(path, columns=["score", "age"])
@@ -138,17 +141,19 @@ def test_patient_orphans_are_pseudonyms(tmp_path: Path, indexed: tuple) -> None:
     series, written = indexed
     text = "PatientID,label\n" + "".join(f"{s.patient_id},{s.label}\n" for s in written[:3])
     text += "MRN-0042-SECRET,1\n"
-    table = read_labels(write_csv(tmp_path, text))
+    with pytest.raises(LabelError, match="pseudonym_key"):
+        read_labels(write_csv(tmp_path, text))
+    table = read_labels(write_csv(tmp_path, text), pseudonym_key=KEY)
     labelled, unlabelled, orphans = table.match(series)
-    assert {s.patient_id for s in labelled} == {s.patient_id for s in written[:3]}
+    assert {s.patient_id for s in labelled} == {patient_key(s.patient_id, KEY) for s in written[:3]}
     assert len(unlabelled) == 3
-    assert orphans == [patient_key("MRN-0042-SECRET")]
+    assert orphans == [patient_key("MRN-0042-SECRET", KEY)]
     assert all("MRN-0042-SECRET" not in o for o in orphans)
 
 
 def _label_error(path: Path, columns: list[str] | None = None) -> str:
     with pytest.raises(LabelError) as info:
-        read_labels(path, columns=columns)
+        read_labels(path, columns=columns, pseudonym_key=KEY)
     assert isinstance(info.value, LightningDicomError)
     assert info.value.path == str(path)
     assert str(path) in str(info.value)

@@ -44,6 +44,7 @@ LAYERS = [
     ("lightning_dicom.data.preprocess", 3),
     ("lightning_dicom.data.workers", 3),
     ("lightning_dicom.inference", 3),
+    ("lightning_dicom.prediction_csv", 3),
     ("lightning_dicom.data", 4),
     ("lightning_dicom.subjects", 4),
     ("lightning_dicom.geometry", 4),
@@ -51,8 +52,10 @@ LAYERS = [
     ("lightning_dicom.render", 5),
     ("lightning_dicom.planning", 5),
     ("lightning_dicom.datamodule", 6),
+    ("lightning_dicom.unified", 6),
     ("lightning_dicom.demo", 7),
     ("lightning_dicom.cli", 8),
+    ("lightning_dicom.commands", 8),
 ]
 
 

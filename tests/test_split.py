@@ -166,12 +166,12 @@ def test_save_split_json_has_no_patient_ids(tmp_path: Path) -> None:
     assert doc["config"]["group_by"] == "patient"
     assert sorted(p.name for p in path.parent.iterdir()) == ["split.json"]  # no temp file left
     # the pseudonym is what identifies patients in reports, never the ID
-    assert patient_key(series[0].patient_id) != series[0].patient_id
+    assert patient_key("SYN0020", b"a" * 32) != patient_key("SYN0020", b"b" * 32)  # keyed: not linkable
 
 
 def test_series_without_patient_id_fall_back_to_their_study() -> None:
     from lightning_dicom.config import SplitConfig
-    from lightning_dicom.data.split import split_series
+    from lightning_dicom.data.split import split_groups, split_series
     from lightning_dicom.dicom.index import SeriesRecord
 
     def rec(i: int) -> SeriesRecord:
@@ -196,6 +196,7 @@ def test_series_without_patient_id_fall_back_to_their_study() -> None:
 
     split = split_series([rec(i) for i in range(20)], SplitConfig(val=0.25))
     assert len(split["val"]) == 5 and len(split["train"]) == 15
+    assert split_groups([rec(i) for i in range(20)], "patient") == {"patient": 0, "study": 20, "series": 0}
 
 
 # -- k-fold cross-validation (issue 12) ------------------------------------------------------------

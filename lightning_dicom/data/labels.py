@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_dicom.dicom.index import SeriesRecord, patient_key
+from lightning_dicom.dicom.index import SeriesRecord
+from lightning_dicom.dicom.pseudonym import pseudonym
 from lightning_dicom.errors import LabelError
 
 __all__ = ["LabelTable", "read_labels"]
@@ -47,19 +48,24 @@ class LabelTable:
     ) -> tuple[list[SeriesRecord], list[SeriesRecord], list[str]]:
         """Split series into (labelled, unlabelled) and list label keys that match no series.
 
-        Unmatched PatientID keys are returned as :func:`patient_key` pseudonyms, never raw IDs.
+        A PatientID table is keyed by pseudonyms already (see :func:`read_labels`): unmatched ones are
+        returned as such, never raw IDs.
         """
         labelled = [s for s in series if self.lookup(s) is not None]
         unlabelled = [s for s in series if self.lookup(s) is None]
         present = {getattr(s, KEYS[self.key]) for s in series}
         orphans = [k for k in self.values if k not in present]
-        if self.key == "PatientID":
-            orphans = [patient_key(k) for k in orphans]
         return labelled, unlabelled, orphans
 
 
-def read_labels(path: str | Path, columns: Sequence[str] | None = None) -> LabelTable:
+def read_labels(
+    path: str | Path, columns: Sequence[str] | None = None, pseudonym_key: bytes | None = None
+) -> LabelTable:
     """Read a labels CSV.
+
+    A PatientID (0010,0020) key column is matched the way the index stores patients: each ID is
+    replaced at once by its keyed pseudonym (``pseudonym_key``: the index's ``pseudonym_key``), so the
+    table never holds a raw ID.
 
     Raises:
         LabelError: no key column, an unknown label column, an empty or duplicate key, or a
@@ -75,6 +81,8 @@ def read_labels(path: str | Path, columns: Sequence[str] | None = None) -> Label
             path=path,
         )
     key = keys[0]
+    if key == "PatientID" and pseudonym_key is None:
+        raise LabelError("a PatientID key needs the index's pseudonym_key to match patients", path=path)
     cols = list(columns) if columns else [h for h in header if h != key and h]  # '' = trailing comma
     missing = [c for c in cols if c not in header]
     if not cols:
@@ -91,6 +99,9 @@ def read_labels(path: str | Path, columns: Sequence[str] | None = None) -> Label
                 f"line {i}: duplicate {key}" + ("" if key == "PatientID" else f" {k}"), path=path
             )
         raw[k] = [(row.get(c) or "").strip() for c in cols]
+    if key == "PatientID":
+        assert pseudonym_key is not None
+        raw = {pseudonym(k, pseudonym_key): v for k, v in raw.items()}
     return _typed(path, key, cols, raw)
 
 

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 from torch.utils.data._utils.pin_memory import pin_memory as _pin
 
-__all__ = ["ThreadedDataLoader"]
+__all__ = ["ThreadedDataLoader", "accelerator_available"]
 
 
 class ThreadedDataLoader(DataLoader):
@@ -35,6 +36,7 @@ class ThreadedDataLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self.threads = max(1, int(threads))
         self.prefetch = max(1, int(prefetch))
+        self.pin = self.pin_memory and accelerator_available()  # as torch's DataLoader: no device, no pinning
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         if self.batch_size is not None or self.num_workers > 0:
@@ -61,13 +63,21 @@ class ThreadedDataLoader(DataLoader):
                 nxt = next(order, None)
                 if nxt is not None:
                     pending.append(submit(nxt))
-                yield _pin(batch) if self.pin_memory else batch
+                yield _pin(batch) if self.pin else batch
         finally:
             for f in pending:
                 f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             if allocate is None:
                 _trim_heap()
+
+
+def accelerator_available() -> bool:
+    """Whether page-locked memory can be allocated here (an accelerator torch can use is present)."""
+    acc = getattr(torch, "accelerator", None)
+    if acc is not None and hasattr(acc, "is_available"):
+        return bool(acc.is_available())
+    return torch.cuda.is_available()
 
 
 def _trim_heap() -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ from lightning_dicom.dicom.index import SeriesRecord
 from lightning_dicom.errors import ConfigError
 from lightning_dicom.files import atomic_write
 
-__all__ = ["Folds", "Split", "assign_folds", "save_split", "split_series"]
+__all__ = ["Folds", "Split", "assign_folds", "save_split", "split_groups", "split_series"]
 
 Split = dict[str, list[str]]
 """``{"train": [series_id, ...], "val": [...], "test": [...]}``."""
@@ -57,10 +58,20 @@ def _group(rec: SeriesRecord, by: str) -> str:
     SeriesInstanceUID, so the volumes of one series (time points, echoes, b-values: ``uid#k``) always
     land in the same part."""
     if by == "patient" and rec.patient_id.strip():
-        return "P" + rec.patient_id  # hashed below; never stored
+        return "P" + rec.patient_id  # the index's keyed pseudonym, never the ID
     if by in ("patient", "study") and rec.study_uid:
         return "S" + rec.study_uid
     return "R" + rec.series_uid
+
+
+def split_groups(series: Sequence[SeriesRecord], by: str) -> dict[str, int]:
+    """How many series were grouped by what: ``{"patient": n, "study": n, "series": n}``. With
+    ``group_by: patient``, series without a PatientID fall back to their study, then to themselves: the
+    counts say how many did (split reports show it, so a fallback is never silent)."""
+    out = {"patient": 0, "study": 0, "series": 0}
+    for rec in series:
+        out[{"P": "patient", "S": "study", "R": "series"}[_group(rec, by)[0]]] += 1
+    return out
 
 
 def _skey(s: Stratum) -> tuple[bool, int]:
@@ -202,7 +213,11 @@ def save_split(
     doc: dict[str, Any] = {
         "config": cfg.model_dump(),
         "counts": {k: len(v) for k, v in split.items()},
-        "patients": {k: len({by_id[i].patient_key for i in v if i in by_id}) for k, v in split.items()},
+        "patients": {
+            k: len({by_id[i].patient_key for i in v if i in by_id and by_id[i].patient_key})
+            for k, v in split.items()
+        },
+        "grouped_by": split_groups(list(by_id.values()), cfg.group_by),
         "modalities": {
             k: dict(Counter(by_id[i].modality for i in v if i in by_id)) for k, v in split.items()
         },
@@ -219,3 +234,4 @@ def save_split(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
+    os.chmod(path, 0o600)  # owner-only, as the work dir

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lightning_dicom.errors import ConfigError
+
 __all__ = ["Classifier3D"]
 
 
@@ -40,6 +42,11 @@ class Classifier3D(pl.LightningModule):
         return self.head(torch.amax(self.features(x), dim=(2, 3, 4)))
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        if "label" not in batch:
+            raise ConfigError(
+                f"{stage}: Classifier3D needs labels, and the batches have none: pass "
+                "--data.labels /path/labels.csv (a CSV keyed by SeriesInstanceUID, StudyInstanceUID or PatientID)"
+            )
         logits = self(batch["image"].float())
         loss = F.cross_entropy(logits, batch["label"])
         acc = (logits.argmax(1) == batch["label"]).float().mean()
@@ -59,7 +66,10 @@ class Classifier3D(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         probs = torch.softmax(self(batch["image"].float()), dim=1)
-        return {"series_id": batch["meta"]["series_id"], "probs": probs}
+        out = {"series_id": batch["meta"]["series_id"], "probs": probs}
+        if "label" in batch:
+            out["label"] = batch["label"]
+        return out
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"])

@@ -45,8 +45,10 @@ once. The copy kept is the first of: no pixel-data problem, uncompressed, lossle
 syntax, then path order; the others are listed in :attr:`SeriesRecord.duplicates` and
 ``report()["duplicates"]``.
 
-Patient IDs are stored (they group the split) but never printed: reports show
-:func:`patient_key`, a one-way hash.
+PatientID (0010,0020) is never stored: the index keeps its keyed pseudonym
+(:func:`~lightning_dicom.dicom.pseudonym.pseudonym`, HMAC-SHA256 with the project's key in
+``<work_dir>/pseudonym.key``), which groups the split and is what reports show. The index file is
+created readable by its owner only.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from collections import defaultdict
@@ -65,6 +68,7 @@ from typing import Any
 
 from lightning_dicom.dicom import uids
 from lightning_dicom.dicom.header import HEADER_FIELDS, encodable_path, read_header, scan_file, scan_files
+from lightning_dicom.dicom.pseudonym import private_dir, private_file, project_key, pseudonym
 from lightning_dicom.dicom.record import SeriesRecord, make_series, patient_key, split_rows
 from lightning_dicom.dicom.stack_geometry import slice_of_stack
 from lightning_dicom.dicom.volumes import Volume
@@ -73,9 +77,7 @@ __all__ = ["DicomIndex", "ScanReport", "SeriesRecord", "patient_key", "read_head
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = (
-    6  # 3: high_bit and pixel_offset columns; 4: mosaic_grid, not_a_stack; 5: acq; 6: contrast_agent
-)
+SCHEMA_VERSION = 7  # 3: high_bit, pixel_offset; 4: mosaic_grid, not_a_stack; 5: acq; 6: contrast_agent; 7: keyed patient pseudonym
 
 _COLUMNS = ("path", "size", "mtime_ns", "status", "reason", *HEADER_FIELDS)
 _UNCOMPRESSED = uids.UNCOMPRESSED_SYNTAXES
@@ -144,18 +146,29 @@ class DicomIndex:
     Args:
         roots: folders (or files) to scan recursively.
         db_path: SQLite file; ``None`` keeps the index in memory (nothing persisted).
+        pseudonym_key: key of the PatientID pseudonyms; default the work dir's (``<db_path's
+            folder>/pseudonym.key``, created once), or random for an index in memory.
     """
 
     def __init__(
-        self, roots: Iterable[str | os.PathLike[str]], db_path: str | os.PathLike[str] | None = None
+        self,
+        roots: Iterable[str | os.PathLike[str]],
+        db_path: str | os.PathLike[str] | None = None,
+        pseudonym_key: bytes | None = None,
     ):
         if isinstance(roots, (str, os.PathLike)):
             roots = [roots]
         self.roots = [_resolved(Path(r)) for r in roots]
         self.db_path = Path(db_path) if db_path is not None else None
         if self.db_path is not None:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.db_path.parent)
+        #: key of the PatientID pseudonyms: the work dir's (stable within a project), random in memory
+        self.pseudonym_key = pseudonym_key or (
+            project_key(self.db_path.parent) if self.db_path is not None else secrets.token_bytes(32)
+        )
         self._db = sqlite3.connect(str(self.db_path) if self.db_path else ":memory:", timeout=60)
+        if self.db_path is not None:
+            private_file(self.db_path)  # SQLite gives its -wal/-shm files the database's permissions
         self._db.execute("PRAGMA journal_mode=WAL" if self.db_path else "PRAGMA journal_mode=MEMORY")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -200,7 +213,11 @@ class DicomIndex:
                     todo.append((path, size, mtime))
         removed = [p for p in known if p not in seen]
         self._db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in removed])
-        rows = [(_db_key(r[0]), *r[1:]) for r in self._read_headers(todo, workers=workers, progress=progress)]
+        pid = _COLUMNS.index("patient_id")
+        rows = [
+            (_db_key(r[0]), *r[1:pid], pseudonym(r[pid], self.pseudonym_key), *r[pid + 1 :])
+            for r in self._read_headers(todo, workers=workers, progress=progress)
+        ]
         marks = ",".join("?" * len(_COLUMNS))
         self._db.executemany(f"INSERT OR REPLACE INTO files ({','.join(_COLUMNS)}) VALUES ({marks})", rows)
         self._db.commit()

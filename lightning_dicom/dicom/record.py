@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lightning_dicom.dicom import uids
+from lightning_dicom.dicom.pseudonym import pseudonym
 from lightning_dicom.dicom.stack_geometry import missing_geometry
 from lightning_dicom.dicom.volumes import Volume, frames_of, split_frames
 from lightning_dicom.typing import SpacingXYZ
@@ -25,9 +26,10 @@ __all__ = ["SeriesRecord", "make_series", "patient_key", "plane_of", "split_rows
 _NATIVE_LITTLE_ENDIAN = uids.NATIVE_LITTLE_ENDIAN
 
 
-def patient_key(patient_id: str | None) -> str:
-    """A short one-way pseudonym of a PatientID, safe to print (never log the ID itself)."""
-    return hashlib.sha256((patient_id or "").encode()).hexdigest()[:10]
+def patient_key(patient_id: str | None, key: bytes) -> str:
+    """The keyed pseudonym of a PatientID under a project's key (:func:`.pseudonym.pseudonym`), safe to
+    print; '' when there is no ID. The index stores only this, never the ID."""
+    return pseudonym(patient_id, key)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class SeriesRecord:
     series_uid: str
     study_uid: str
     patient_id: str = field(repr=False)
+    """Keyed pseudonym of PatientID (0010,0020) (:func:`patient_key`), '' without an ID: never the ID."""
     frame_uid: str
     modality: str
     description: str
@@ -128,8 +131,9 @@ class SeriesRecord:
     pixels straight from the files); empty otherwise."""
 
     @property
-    def patient_key(self) -> str:
-        return patient_key(self.patient_id)
+    def patient_key(self) -> str | None:
+        """The patient pseudonym for reports; None when the series has no PatientID."""
+        return self.patient_id or None
 
     def summary(self) -> dict[str, Any]:
         """A PHI-free description (for reports, split files and batch metadata)."""

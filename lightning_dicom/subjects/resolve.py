@@ -98,7 +98,10 @@ def _choose(candidates: list[SeriesRecord], rule: InputRule) -> SeriesRecord:
 
 
 def _group(rec: SeriesRecord, cfg: SubjectsConfig) -> str:
-    return f"study:{rec.study_uid}" if cfg.group_by == "study" else f"patient:{rec.patient_key}"
+    """The subject a series belongs to; without a PatientID, its study (as the split falls back)."""
+    if cfg.group_by == "patient" and rec.patient_key:
+        return f"patient:{rec.patient_key}"
+    return f"study:{rec.study_uid}"
 
 
 def resolve_subjects(
