@@ -192,5 +192,12 @@ class AssembledBatches(Dataset):
         return self.assembler.allocate(indices)
 
     def fill(self, indices: list[int], out: dict[str, torch.Tensor]) -> dict[str, Any]:
-        """The batch of ``indices`` written into ``out`` (from :meth:`allocate`; in a loader thread)."""
-        return self.assembler(indices, out=out)
+        """The batch of ``indices`` written into ``out`` (from :meth:`allocate`; in a loader thread).
+
+        Buffers allocated while the caller runs under ``torch.inference_mode`` (Lightning's validate,
+        test and predict loops) are inference tensors; inference mode is per thread, so the loader
+        thread enters it too before writing into them in place.
+        """
+        inference = any(isinstance(t, torch.Tensor) and t.is_inference() for t in out.values())
+        with torch.inference_mode(inference):
+            return self.assembler(indices, out=out)
