@@ -23,11 +23,13 @@ Blending averages the predictor's raw outputs (logits, as nnU-Net does); ``activ
 once, to the blended volume.
 
 Memory. Only one full-size array is allocated: the accumulator ``[B, K, D, H, W]`` (plus the
-``int64`` label map when ``output="labels"``). Windows are gathered from views of the input, their
-outputs are weighted in place and added in place into slices of the accumulator. No weight (count)
-volume is stored and no final division pass is needed: both importance maps are separable (a product
-``g(z) g(y) g(x)`` of one 1-D profile per axis) and the windows form a grid (every combination of
-per-axis starts), so the sum of the maps over all windows is separable too,
+``int64`` label map when ``output="labels"``). Windows are copied from the input into one reused
+buffer of ``sw_batch_size`` windows; each output is weighted and added into its slice of the
+accumulator in one in-place ``addcmul_`` (from another device: weighted in place there, moved through
+a reused pinned buffer, added). No weight (count) volume is stored and no final division pass is
+needed: both importance maps are separable (a product ``g(z) g(y) g(x)`` of one 1-D profile per axis)
+and the windows form a grid (every combination of per-axis starts), so the sum of the maps over all
+windows is separable too,
 ``W(z, y, x) = Wz[z] Wy[y] Wx[x]`` (three vectors of D, H and W floats), and so is each window's
 normalised weight ``g / W``. Each window's output is multiplied by its normalised weight before it is
 added, so the accumulator holds the blended mean at every step, of the order of the outputs
@@ -510,13 +512,15 @@ def sliding_window_inference(
     inference mode before using it in autograd). Put the model in ``eval()`` mode first.
 
     Args:
-        inputs: ``[B, C, D, H, W]`` volumes, axes z-y-x. Windows are cut from views of it (no copy of
-            the volume); it may live on the host while the model runs on a GPU.
+        inputs: ``[B, C, D, H, W]`` volumes, axes z-y-x. Windows are copied from it into one reused
+            batch buffer (never a copy of the volume); it may live on the host while the model runs on a
+            GPU.
         roi_size: window size (z, y, x) in voxels, or one int for all axes; usually the training
             patch size. An axis shorter than the roi is padded with ``pad_value`` (MONAI's symmetric
             rule) and the output cropped back.
         predictor: ``[N, C, *roi]`` -> ``[N, K, *roi]`` (a model, or any callable), raw outputs
-            (logits) when an ``activation`` is set. Its returned tensor is scaled in place.
+            (logits) when an ``activation`` is set. The window buffer it receives is refilled for the
+            next batch and its returned tensor may be changed in place: it must keep neither.
         overlap: least fraction of the roi that neighbouring windows share, in [0, 1), one value or
             (z, y, x). Window starts follow nnU-Net (see :func:`window_starts`).
         blending: ``"gaussian"`` (nnU-Net's importance map, :func:`gaussian_importance_map`) or
