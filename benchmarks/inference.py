@@ -55,9 +55,11 @@ MIB = 1 << 20
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv3d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(4, c_out), c_out),
+        nn.Conv3d(c_in, c_out, 3, padding=1, bias=False),
+        nn.GroupNorm(min(4, c_out), c_out),
         nn.LeakyReLU(0.01, inplace=True),
-        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(4, c_out), c_out),
+        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
+        nn.GroupNorm(min(4, c_out), c_out),
         nn.LeakyReLU(0.01, inplace=True),
     )
 
@@ -139,15 +141,23 @@ def _worker(cfg: dict) -> dict:
         if cfg["method"] == "model":  # the model alone on one window batch: its own memory peak
             out = predictor(torch.zeros(sw, 1, *roi))
         elif cfg["method"] == "ours":
-            out = sliding_window_inference(x, roi, predictor, overlap=overlap, blending="gaussian",
-                                           sw_batch_size=sw, output="logits")
+            out = sliding_window_inference(
+                x, roi, predictor, overlap=overlap, blending="gaussian", sw_batch_size=sw, output="logits"
+            )
         else:
             out = monai_swi(x, roi, sw, predictor, overlap=overlap, mode="gaussian")
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     result = {
-        **cfg, "seconds": seconds, "cpu_seconds": cpu_seconds, "threads": torch.get_num_threads(), "windows": windows, "peak_rss": peak, "baseline_rss": baseline,
-        "input_bytes": x.nbytes, "output_bytes": out.nbytes,
+        **cfg,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "threads": torch.get_num_threads(),
+        "windows": windows,
+        "peak_rss": peak,
+        "baseline_rss": baseline,
+        "input_bytes": x.nbytes,
+        "output_bytes": out.nbytes,
         "peak_beyond_io": peak - baseline - x.nbytes - (0 if cfg["method"] == "model" else out.nbytes),
     }
     if cfg.get("labels_path") and cfg["method"] != "model":
@@ -156,8 +166,9 @@ def _worker(cfg: dict) -> dict:
 
 
 def _spawn(cfg: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {cfg} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -170,10 +181,21 @@ def _spawn(cfg: dict) -> dict:
 
 def _plan(quick: bool, have_monai: bool, tmp: Path) -> list[dict]:
     methods = ["ours", "monai", "model"] if have_monai else ["ours", "model"]
-    unet = {"case": "unet", "model": "unet", "shape": [64, 80, 80] if quick else [160, 192, 192],
-            "roi": [48] * 3 if quick else [96] * 3, "overlap": 0.5, "sw_batch_size": 4}
-    large = {"case": "large", "model": "conv", "shape": [120, 128, 128] if quick else [600, 512, 512],
-             "overlap": 0.5, "sw_batch_size": 4}
+    unet = {
+        "case": "unet",
+        "model": "unet",
+        "shape": [64, 80, 80] if quick else [160, 192, 192],
+        "roi": [48] * 3 if quick else [96] * 3,
+        "overlap": 0.5,
+        "sw_batch_size": 4,
+    }
+    large = {
+        "case": "large",
+        "model": "conv",
+        "shape": [120, 128, 128] if quick else [600, 512, 512],
+        "overlap": 0.5,
+        "sw_batch_size": 4,
+    }
     runs = [{**unet, "method": m, "labels_path": str(tmp / f"{m}.npy")} for m in methods]
     rois = [[32] * 3, [24] * 3] if quick else [[96] * 3, [64] * 3]
     runs += [{**large, "roi": r, "method": m} for r in rois for m in methods]
@@ -184,8 +206,12 @@ def _combine(runs: list[dict]) -> dict:
     """Repeats of one setting -> best time (least disturbed by other processes), median peaks."""
     peaks = sorted(runs, key=lambda r: r["peak_rss"])
     mid = peaks[len(peaks) // 2]
-    return {**mid, "seconds": min(r["seconds"] for r in runs), "cpu_seconds": min(r["cpu_seconds"] for r in runs),
-            "peaks": [r["peak_rss"] for r in runs]}
+    return {
+        **mid,
+        "seconds": min(r["seconds"] for r in runs),
+        "cpu_seconds": min(r["cpu_seconds"] for r in runs),
+        "peaks": [r["peak_rss"] for r in runs],
+    }
 
 
 def _table(results: list[dict]) -> str:
@@ -210,8 +236,12 @@ def _table(results: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small volumes (smoke test)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="runs of every setting, interleaved; the table shows the best time and the median peak")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of every setting, interleaved; the table shows the best time and the median peak",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each run (default: torch's)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -227,10 +257,15 @@ def main() -> int:
         have_monai = True
     except ImportError:
         have_monai = False
-        print("monai is not installed: lightning_dicom rows only (pip install -e '.[bench]')", file=sys.stderr)
+        print(
+            "monai is not installed: lightning_dicom rows only (pip install -e '.[bench]')", file=sys.stderr
+        )
     load = os.getloadavg()[0]
     if load > 0.5 * (os.cpu_count() or 1):
-        print(f"warning: load average {load:.1f} on {os.cpu_count()} cores; timings may be noisy", file=sys.stderr)
+        print(
+            f"warning: load average {load:.1f} on {os.cpu_count()} cores; timings may be noisy",
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory() as tmp:
         plan = [{**cfg, "threads": args.threads} for cfg in _plan(args.quick, have_monai, Path(tmp))]
         runs: list[list[dict]] = [[] for _ in plan]
@@ -238,26 +273,35 @@ def main() -> int:
             for cfg, done in zip(plan, runs, strict=True):
                 r = _spawn(cfg)
                 done.append(r)
-                print(f"  {r['case']} roi {r['roi'][0]} {r['method']}: {r['seconds']:.1f} s, "
-                      f"peak {r['peak_rss'] / MIB:.0f} MiB, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+                print(
+                    f"  {r['case']} roi {r['roi'][0]} {r['method']}: {r['seconds']:.1f} s, "
+                    f"peak {r['peak_rss'] / MIB:.0f} MiB, load {os.getloadavg()[0]:.1f}",
+                    file=sys.stderr,
+                )
         results = [_combine(r) for r in runs]
         agreement = None
         if have_monai:
             a, b = np.load(Path(tmp) / "ours.npy"), np.load(Path(tmp) / "monai.npy")
             agreement = float((a == b).mean())
     end_load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, CPU, {results[0]['threads']} threads on {os.cpu_count()} cores; "
-          f"{args.repeats} run(s) of each setting in fresh processes, interleaved (best wall and CPU time, "
-          f"median peak); load average {load:.2f} at start, {end_load:.2f} at end\n")
+    print(
+        f"torch {torch.__version__}, CPU, {results[0]['threads']} threads on {os.cpu_count()} cores; "
+        f"{args.repeats} run(s) of each setting in fresh processes, interleaved (best wall and CPU time, "
+        f"median peak); load average {load:.2f} at start, {end_load:.2f} at end\n"
+    )
     print(_table(results))
     if agreement is not None:
-        print(f"\nunet case: argmax labels of ours and MONAI agree on {100 * agreement:.3f}% of voxels "
-              "(window placement and Gaussian differ slightly by design).")
+        print(
+            f"\nunet case: argmax labels of ours and MONAI agree on {100 * agreement:.3f}% of voxels "
+            "(window placement and Gaussian differ slightly by design)."
+        )
     large = [r for r in results if r["case"] == "large" and r["method"] == "ours"]
     if len(large) == 2:
         a, b = large
-        print(f"\nlarge case, ours: {a['windows']} vs {b['windows']} windows -> peak beyond input+output "
-              f"{a['peak_beyond_io'] / MIB:.0f} vs {b['peak_beyond_io'] / MIB:.0f} MiB.")
+        print(
+            f"\nlarge case, ours: {a['windows']} vs {b['windows']} windows -> peak beyond input+output "
+            f"{a['peak_beyond_io'] / MIB:.0f} vs {b['peak_beyond_io'] / MIB:.0f} MiB."
+        )
     return 0
 
 

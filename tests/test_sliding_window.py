@@ -134,7 +134,9 @@ def test_conv_model_padded_axis_matches_away_from_volume_border():
     inner = torch.from_numpy(masks[0][:, None, None] & masks[1][None, :, None] & masks[2][None, None, :])
     inner[:CONV_RADIUS] = inner[-CONV_RADIUS:] = False
     assert (out - ref).abs()[..., inner].max() <= 1e-5
-    assert (out - ref).abs().max() <= 0.01 * ref.abs().max() + (out - ref).abs()[..., :CONV_RADIUS, :, :].max()
+    assert (out - ref).abs().max() <= 0.01 * ref.abs().max() + (out - ref).abs()[
+        ..., :CONV_RADIUS, :, :
+    ].max()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,7 +190,9 @@ def test_tta_averages_flipped_predictions():
     model = nn.Conv3d(1, 2, (1, 1, 3), padding=(0, 0, 1)).eval()
     x = torch.randn(1, 1, 6, 7, 8)
     expected = (_whole(model, x) + torch.flip(_whole(model, torch.flip(x, [4])), [4])) / 2
-    out = sliding_window_inference(x, (3, 4, 8), model, output="logits", tta_flips=[(2,)], blending="constant")
+    out = sliding_window_inference(
+        x, (3, 4, 8), model, output="logits", tta_flips=[(2,)], blending="constant"
+    )
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
@@ -298,7 +302,9 @@ def _nnunet_gaussian_numpy(tile_size, sigma_scale=1.0 / 8):
         radius = int(4.0 * sd + 0.5)
         kernel = np.exp(-0.5 / sd**2 * np.arange(-radius, radius + 1) ** 2)
         kernel /= kernel.sum()
-        tmp = np.apply_along_axis(lambda v, k=kernel, r=radius: np.convolve(np.pad(v, r), k, "valid"), axis, tmp)
+        tmp = np.apply_along_axis(
+            lambda v, k=kernel, r=radius: np.convolve(np.pad(v, r), k, "valid"), axis, tmp
+        )
     tmp /= tmp.max()
     tmp[tmp == 0] = tmp[tmp > 0].min()
     return tmp
@@ -337,8 +343,9 @@ def test_matches_monai_constant_blending(shape, roi, overlap):
     x = torch.randn(2, 1, *shape, generator=torch.Generator().manual_seed(14))
     with torch.no_grad():
         ref = monai_utils.sliding_window_inference(x, roi, 3, model, overlap=overlap, mode="constant")
-    out = sliding_window_inference(x, roi, model, overlap=overlap, blending="constant", output="logits",
-                                   sw_batch_size=3)
+    out = sliding_window_inference(
+        x, roi, model, overlap=overlap, blending="constant", output="logits", sw_batch_size=3
+    )
     torch.testing.assert_close(out, torch.as_tensor(ref), atol=1e-5, rtol=0)
 
 
@@ -396,4 +403,8 @@ def test_window_counts_do_not_depend_on_float_rounding():
 def test_public_names():
     import lightning_dicom.inference as inference
 
-    assert inference.__all__ == ["SlidingWindowInferer", "gaussian_importance_map", "sliding_window_inference"]
+    assert inference.__all__ == [
+        "SlidingWindowInferer",
+        "gaussian_importance_map",
+        "sliding_window_inference",
+    ]

@@ -149,8 +149,9 @@ def gaussian_importance_map(
     return out.to(dtype=dtype, device=device)
 
 
-def _normalised_profiles(size: int, roi: int, starts: Sequence[int], profile: torch.Tensor,
-                         scale: float, device: torch.device) -> dict[int, torch.Tensor]:
+def _normalised_profiles(
+    size: int, roi: int, starts: Sequence[int], profile: torch.Tensor, scale: float, device: torch.device
+) -> dict[int, torch.Tensor]:
     """Per window start along one axis, ``scale * profile / W[start : start + roi]``, float32 ``[roi]``,
     where ``W[v]`` is the sum over windows of the profile at ``v`` (float64 until the end)."""
     total = torch.zeros(size, dtype=torch.float64)
@@ -162,7 +163,9 @@ def _normalised_profiles(size: int, roi: int, starts: Sequence[int], profile: to
 class _WindowWeights:
     """Normalised weight ``[d, h, w]`` of each window, computed on demand into one reused buffer."""
 
-    def __init__(self, axes: Sequence[dict[int, torch.Tensor]], roi: Sequence[int], device: torch.device) -> None:
+    def __init__(
+        self, axes: Sequence[dict[int, torch.Tensor]], roi: Sequence[int], device: torch.device
+    ) -> None:
         self.axes = axes
         self.buf = torch.empty(tuple(roi), dtype=torch.float32, device=device)
 
@@ -237,10 +240,20 @@ class _Settings:
 
 
 def _settings(
-    roi_size: int | Sequence[int], *, overlap: float | Sequence[float], blending: str, sigma_scale: float,
-    sw_batch_size: int, tta_flips: bool | Sequence[Sequence[int]], output: str, activation: str | None,
-    accumulator_device: str | torch.device | None, accumulator_dtype: torch.dtype | str,
-    window_device: str | torch.device | None, pad_value: float, progress: bool,
+    roi_size: int | Sequence[int],
+    *,
+    overlap: float | Sequence[float],
+    blending: str,
+    sigma_scale: float,
+    sw_batch_size: int,
+    tta_flips: bool | Sequence[Sequence[int]],
+    output: str,
+    activation: str | None,
+    accumulator_device: str | torch.device | None,
+    accumulator_dtype: torch.dtype | str,
+    window_device: str | torch.device | None,
+    pad_value: float,
+    progress: bool,
 ) -> _Settings:
     _check_choice("blending", blending, ("gaussian", "constant"))
     _check_choice("output", output, ("probabilities", "logits", "labels"))
@@ -248,8 +261,10 @@ def _settings(
     dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     acc_dtype = dtypes.get(accumulator_dtype) if isinstance(accumulator_dtype, str) else accumulator_dtype
     if not isinstance(acc_dtype, torch.dtype) or acc_dtype not in dtypes.values():
-        raise ConfigError(f"accumulator_dtype must be one of {list(dtypes)} (or the torch dtypes), "
-                          f"got {accumulator_dtype!r}")
+        raise ConfigError(
+            f"accumulator_dtype must be one of {list(dtypes)} (or the torch dtypes), "
+            f"got {accumulator_dtype!r}"
+        )
     _check_positive("sigma_scale", sigma_scale)
     if not isinstance(sw_batch_size, int) or isinstance(sw_batch_size, bool) or sw_batch_size < 1:
         raise ConfigError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
@@ -266,10 +281,19 @@ def _settings(
     except (RuntimeError, TypeError) as e:
         raise ConfigError(f"window_device must be None or a device, got {window_device!r}") from e
     return _Settings(
-        roi=_check_roi(roi_size), overlap=_check_overlap(overlap), blending=blending, sigma_scale=float(sigma_scale),
-        sw_batch_size=sw_batch_size, flips=_check_flips(tta_flips), output=output, activation=activation,
-        accumulator_device=acc_dev, accumulator_dtype=acc_dtype, window_device=win_dev,
-        pad_value=float(pad_value), progress=bool(progress),
+        roi=_check_roi(roi_size),
+        overlap=_check_overlap(overlap),
+        blending=blending,
+        sigma_scale=float(sigma_scale),
+        sw_batch_size=sw_batch_size,
+        flips=_check_flips(tta_flips),
+        output=output,
+        activation=activation,
+        accumulator_device=acc_dev,
+        accumulator_dtype=acc_dtype,
+        window_device=win_dev,
+        pad_value=float(pad_value),
+        progress=bool(progress),
     )
 
 
@@ -289,7 +313,9 @@ def _window_device(predictor: Predictor, inputs: torch.Tensor, explicit: torch.d
     return inputs.device
 
 
-def _accumulator_device(setting: str | torch.device | None, window: torch.device, nbytes: int) -> torch.device:
+def _accumulator_device(
+    setting: str | torch.device | None, window: torch.device, nbytes: int
+) -> torch.device:
     """Where the full-volume accumulator lives (see ``sliding_window_inference``, ``accumulator_device``)."""
     if setting is None:
         return window
@@ -302,8 +328,9 @@ def _accumulator_device(setting: str | torch.device | None, window: torch.device
     return window if nbytes <= AUTO_DEVICE_FRACTION * available else torch.device("cpu")
 
 
-def _spans(starts: Sequence[int], roi: Sequence[int], lo: Sequence[int],
-           shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...], bool]:
+def _spans(
+    starts: Sequence[int], roi: Sequence[int], lo: Sequence[int], shape: Sequence[int]
+) -> tuple[tuple[slice, ...], tuple[slice, ...], bool]:
     """Window at padded-frame ``starts`` (z, y, x) -> (slices in the volume, slices in the window,
     whether the window reaches into the padding); ``lo`` = padding before the volume per axis."""
     vol, win = [], []
@@ -319,8 +346,14 @@ def _at(index: int, spatial: tuple[slice, ...]) -> tuple[int | slice, ...]:
     return (index, slice(None), *spatial)
 
 
-def _gather(inputs: torch.Tensor, windows: Sequence[tuple[int, ...]], roi: Sequence[int], lo: Sequence[int],
-            pad_value: float, buf: torch.Tensor) -> torch.Tensor:
+def _gather(
+    inputs: torch.Tensor,
+    windows: Sequence[tuple[int, ...]],
+    roi: Sequence[int],
+    lo: Sequence[int],
+    pad_value: float,
+    buf: torch.Tensor,
+) -> torch.Tensor:
     """Copy the windows ``(b, z, y, x)`` (padded-frame starts) into ``buf[:N]`` ``[N, C, *roi]``."""
     shape = inputs.shape[2:]
     for i, (b, *starts) in enumerate(windows):
@@ -336,7 +369,12 @@ def _gather(inputs: torch.Tensor, windows: Sequence[tuple[int, ...]], roi: Seque
 def _predict(predictor: Predictor, x: torch.Tensor, flips: Sequence[tuple[int, ...]]) -> torch.Tensor:
     """Sum of the predictor's outputs on ``x`` and on each flip of it (flipped back)."""
     y = predictor(x)
-    if not isinstance(y, torch.Tensor) or y.ndim != 5 or y.shape[0] != x.shape[0] or y.shape[2:] != x.shape[2:]:
+    if (
+        not isinstance(y, torch.Tensor)
+        or y.ndim != 5
+        or y.shape[0] != x.shape[0]
+        or y.shape[2:] != x.shape[2:]
+    ):
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ConfigError(
             f"predictor must map windows [N, C, d, h, w] = {tuple(x.shape)} to one tensor [N, K, d, h, w] "
@@ -372,7 +410,11 @@ class _Accumulator:
         if y.device == self.device:
             return y
         if y.device.type == "cuda" and self.device.type == "cpu":
-            if self._staging is None or self._staging.shape[1:] != y.shape[1:] or self._staging.dtype != y.dtype:
+            if (
+                self._staging is None
+                or self._staging.shape[1:] != y.shape[1:]
+                or self._staging.dtype != y.dtype
+            ):
                 self._staging = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
             buf = self._staging[: y.shape[0]]
             buf.copy_(y, non_blocking=True)
@@ -380,8 +422,14 @@ class _Accumulator:
             return buf
         return y.to(self.device)
 
-    def add(self, y: torch.Tensor, windows: Sequence[tuple[int, ...]], roi: Sequence[int], lo: Sequence[int],
-            weights: _WindowWeights) -> None:
+    def add(
+        self,
+        y: torch.Tensor,
+        windows: Sequence[tuple[int, ...]],
+        roi: Sequence[int],
+        lo: Sequence[int],
+        weights: _WindowWeights,
+    ) -> None:
         """Add window outputs ``[N, K, *roi]`` times their normalised weights into their places (the
         padding cropped): one ``addcmul_`` per window on the same device; from another device, the
         weighting is done in place there, then the batch is moved and added."""
@@ -403,7 +451,11 @@ class _Accumulator:
         d, h, w = out.shape[2:]
         labels = None
         if s.output == "labels":
-            k = out.shape[1] if s.activation == "sigmoid" or (s.activation is None and out.shape[1] == 1) else 1
+            k = (
+                out.shape[1]
+                if s.activation == "sigmoid" or (s.activation is None and out.shape[1] == 1)
+                else 1
+            )
             labels = torch.empty((out.shape[0], k, d, h, w), dtype=torch.int64, device=self.device)
         elif s.output == "logits" or s.activation is None:
             return out
@@ -452,15 +504,21 @@ def _run(inputs: torch.Tensor, predictor: Predictor, s: _Settings) -> torch.Tens
     window_dev = _window_device(predictor, inputs, s.window_device)
     profiles = _profiles(s.roi, s.blending, s.sigma_scale)
     scales = (1.0 / (1 + len(s.flips)), 1.0, 1.0)  # the mean over the flips, folded into z
-    axes = [_normalised_profiles(p, r, st, g, c, window_dev)
-            for p, r, st, g, c in zip(padded, s.roi, starts, profiles, scales, strict=True)]
+    axes = [
+        _normalised_profiles(p, r, st, g, c, window_dev)
+        for p, r, st, g, c in zip(padded, s.roi, starts, profiles, scales, strict=True)
+    ]
 
     weights = _WindowWeights(axes, s.roi, window_dev)
     n_windows = batch * math.prod(len(st) for st in starts)
     # one reused window buffer; pinned when it feeds a GPU (the copy is synchronous: it is refilled next)
     pin = inputs.device.type == "cpu" and window_dev.type == "cuda"
-    buf = torch.empty((min(s.sw_batch_size, n_windows), inputs.shape[1], *s.roi), dtype=inputs.dtype,
-                      device=inputs.device, pin_memory=pin)
+    buf = torch.empty(
+        (min(s.sw_batch_size, n_windows), inputs.shape[1], *s.roi),
+        dtype=inputs.dtype,
+        device=inputs.device,
+        pin_memory=pin,
+    )
     acc: _Accumulator | None = None
     progress = None
     if s.progress:
@@ -569,9 +627,19 @@ def sliding_window_inference(
     weight sums are three vectors, see the module docstring).
     """
     s = _settings(
-        roi_size, overlap=overlap, blending=blending, sigma_scale=sigma_scale, sw_batch_size=sw_batch_size,
-        tta_flips=tta_flips, output=output, activation=activation, accumulator_device=accumulator_device,
-        accumulator_dtype=accumulator_dtype, window_device=window_device, pad_value=pad_value, progress=progress,
+        roi_size,
+        overlap=overlap,
+        blending=blending,
+        sigma_scale=sigma_scale,
+        sw_batch_size=sw_batch_size,
+        tta_flips=tta_flips,
+        output=output,
+        activation=activation,
+        accumulator_device=accumulator_device,
+        accumulator_dtype=accumulator_dtype,
+        window_device=window_device,
+        pad_value=pad_value,
+        progress=progress,
     )
     with torch.inference_mode():
         return _run(inputs, predictor, s)
@@ -607,11 +675,19 @@ class SlidingWindowInferer:
 
     def __post_init__(self) -> None:
         s = _settings(
-            self.roi_size, overlap=self.overlap, blending=self.blending, sigma_scale=self.sigma_scale,
-            sw_batch_size=self.sw_batch_size, tta_flips=self.tta_flips, output=self.output,
-            activation=self.activation, accumulator_device=self.accumulator_device,
-            accumulator_dtype=self.accumulator_dtype, window_device=self.window_device,
-            pad_value=self.pad_value, progress=self.progress,
+            self.roi_size,
+            overlap=self.overlap,
+            blending=self.blending,
+            sigma_scale=self.sigma_scale,
+            sw_batch_size=self.sw_batch_size,
+            tta_flips=self.tta_flips,
+            output=self.output,
+            activation=self.activation,
+            accumulator_device=self.accumulator_device,
+            accumulator_dtype=self.accumulator_dtype,
+            window_device=self.window_device,
+            pad_value=self.pad_value,
+            progress=self.progress,
         )
         object.__setattr__(self, "_settings", s)
 
