@@ -27,6 +27,7 @@ __all__ = [
     "AugmentConfig",
     "CacheConfig",
     "DataConfig",
+    "InferenceConfig",
     "LoaderConfig",
     "MaskConfig",
     "PatchConfig",
@@ -315,6 +316,46 @@ class PatchConfig(_Model):
         return v
 
 
+class InferenceConfig(_Model):
+    """Sliding-window prediction of whole volumes (``predict``), read by a model through
+    ``trainer.datamodule.inferer()`` (:class:`~lightning_dicom.inference.SlidingWindowInferer`).
+
+    The setting lives here, in the data config, because the window size follows the data (the
+    training patch size) and one YAML ``data:`` section then drives training and inference alike; the
+    model decides whether to use it (the demo :class:`~lightning_dicom.demo.segmentation_models.UNet3D`
+    does in ``predict_step``)."""
+
+    roi_size: tuple[int, int, int] | None = Field(
+        default=None,
+        description="Window size in voxels, z-y-x; null: patches.size (no patches: the model sees the whole "
+        "volume, no sliding window).",
+    )
+    overlap: float = Field(
+        default=0.5, ge=0.0, lt=1.0, description="Least fraction of a window its neighbours share."
+    )
+    blending: Literal["gaussian", "constant"] = Field(
+        default="gaussian", description="'gaussian' importance map (nnU-Net) or 'constant' (plain mean)."
+    )
+    sw_batch_size: int = Field(default=4, ge=1, description="Windows per model call.")
+    tta_flips: bool = Field(
+        default=False, description="Mirroring test-time augmentation (flips along z, y, x)."
+    )
+    output: Literal["labels", "probabilities"] = Field(
+        default="labels", description="'labels' (argmax, int64 [B, 1, D, H, W]) or softmax 'probabilities'."
+    )
+    accumulator_device: str | None = Field(
+        default=None,
+        description="Where the whole-volume output is accumulated: null (the model's device), 'cpu', 'auto'.",
+    )
+
+    @field_validator("roi_size")
+    @classmethod
+    def _roi_positive(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and any(x < 1 for x in v):
+            raise ValueError(f"roi_size must be three integers >= 1 (z-y-x voxels), got {list(v)}")
+        return v
+
+
 class DataConfig(_Model):
     """Everything :class:`~lightning_dicom.DicomDataModule` needs."""
 
@@ -354,6 +395,10 @@ class DataConfig(_Model):
     subjects: SubjectsConfig | None = Field(
         default=None,
         description="Samples made of several series of one study (channels [C, D, H, W]); null: one series each.",
+    )
+    inference: InferenceConfig = Field(
+        default_factory=InferenceConfig,
+        description="Sliding-window prediction (predict reads whole volumes: preprocessing without size).",
     )
     progress: bool = Field(default=True, description="Progress bars while indexing and caching.")
 

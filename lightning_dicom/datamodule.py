@@ -31,6 +31,7 @@ from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, Seri
 from lightning_dicom.data.feeding import feed_loader
 from lightning_dicom.data.labels import LabelTable, read_labels
 from lightning_dicom.data.loader import ThreadedDataLoader
+from lightning_dicom.data.predict_config import DATA_CONFIG_KEY, differences, make_inferer, predict_view
 from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
 from lightning_dicom.data.split import Split, assign_folds, save_split, split_groups, split_series
 from lightning_dicom.data.workers import worker_init_fn
@@ -143,6 +144,7 @@ class DicomDataModuleImpl:
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
         self.config: DataConfig = parse_config(raw)
+        self._base_config = self.config  # ``config`` is predict_view(this) during the predict stage
         self.progress = self.config.progress
         self.datasets: dict[str, Dataset] = {}
         self.series: dict[str, SeriesRecord] = {}
@@ -233,8 +235,25 @@ class DicomDataModuleImpl:
             if not Path(root).exists():
                 raise ConfigError(f"data.root {root} does not exist (expected a folder of DICOM files)")
 
+    def _use_stage(self, stage: str | None) -> None:
+        """``config`` for ``stage``: the predict stage reads whole volumes (data/predict_config.py)."""
+        self.config = predict_view(self._base_config) if stage == "predict" else self._base_config
+
+    def _trainer_stage(self) -> str | None:
+        return None if self.trainer is None else str(self.trainer.state.fn.value)
+
+    def inferer(self) -> Any:
+        """The :class:`~lightning_dicom.inference.SlidingWindowInferer` of ``data.inference`` (roi default
+        ``patches.size``), or None (no roi: predict the whole volume at once)."""
+        return make_inferer(self._base_config)
+
+    def use_data_config(self, config: DataConfig) -> None:
+        """Replace the config before ``prepare_data``/``setup`` (the CLI: the checkpoint's preprocessing)."""
+        self.config = self._base_config = parse_config(config)
+
     def prepare_data(self) -> None:
         """Scan the folders and build missing cache entries (one process per node; sets no state)."""
+        self._use_stage(self._trainer_stage())  # the predict stage caches whole volumes
         self._check_roots()
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
@@ -252,6 +271,7 @@ class DicomDataModuleImpl:
             ConfigError: a root does not exist, or no series is usable (the message counts the files
                 found and the commonest reasons they were skipped or dropped).
         """
+        self._use_stage(stage)
         self._check_roots()
         with self.open_index() as idx:
             if not idx.files():
@@ -273,11 +293,14 @@ class DicomDataModuleImpl:
         )
         usable, failed = self._usable(selected)
         self._table = table
-        if self._restored_split is not None:  # load_state_dict before setup; series gone since are left out
+        if stage == "predict":  # new scans: no split (and split.json of training left alone)
+            self.split = {"train": [], "val": [], "test": []}
+        elif self._restored_split is not None:  # load_state_dict before setup; series gone since: left out
             self.split = {k: [i for i in v if i in self.series] for k, v in self._restored_split.items()}
+            self._save_split()
         else:
             self.split = split_series(selected, self.config.split, self._classes(selected))
-        self._save_split()
+            self._save_split()
         self.report = {
             "series_selected": len(selected),
             "series_dropped": dropped,
@@ -548,10 +571,13 @@ class DicomDataModuleImpl:
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """The split (series ids per part) and its config, so a resumed run trains on the same series."""
-        if self.split is None:
-            return {}
-        return {"split": self.split, "split_config": self.config.split.model_dump()}
+        """The split (series ids per part) and its config, so a resumed run trains on the same series, and
+        the whole data config as plain data (``data_config``; loads with ``torch.load(weights_only=True)``)
+        so that predict uses the training preprocessing (data/predict_config.py)."""
+        out: dict[str, Any] = {DATA_CONFIG_KEY: self._base_config.model_dump(mode="json")}
+        if self.split is not None and any(self.split.values()):
+            out.update(split=self.split, split_config=self._base_config.split.model_dump(mode="json"))
+        return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the split of the checkpoint.
@@ -562,7 +588,11 @@ class DicomDataModuleImpl:
         here from the restored one. Series of the checkpoint's split that are no longer selected or
         usable are left out (logged); series added since are in no training/validation part.
         """
-        if not state_dict.get("split"):
+        saved = state_dict.get(DATA_CONFIG_KEY)
+        diff = differences(self._base_config, saved) if isinstance(saved, dict) else []
+        if diff:  # too late to change the cache here; the CLI applies the checkpoint's before setup
+            warn(f"the checkpoint's data config differs from this DataModule's in {', '.join(diff)}")
+        if not state_dict.get("split") or self.config is not self._base_config:  # predict: no split
             return
         restored = {k: list(v) for k, v in state_dict["split"].items()}
         self._restored_split = restored

@@ -7,6 +7,9 @@
   in a new process.
 * ``predict`` without a prediction writer adds :class:`~lightning_dicom.prediction_csv.ClassificationCSVWriter`:
   class probabilities go to ``<log_dir>/predictions/predictions-<time>.csv``.
+* ``predict --ckpt_path`` reads the data config saved in the checkpoint before the DataModule prepares
+  anything and uses its preprocessing, in one logged line naming the keys that differed from the
+  command's (:mod:`lightning_dicom.data.predict_config`).
 
 It is built on ``pytorch_lightning``, or on the unified ``lightning.pytorch`` when the config's or the
 command line's class paths name ``lightning.pytorch`` (a model written for ``import lightning.pytorch as
@@ -15,6 +18,7 @@ L``), or when ``LIGHTNING_DICOM_NAMESPACE=lightning`` is set (:func:`namespace`)
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -24,9 +28,32 @@ from typing import Any
 
 from lightning_dicom.commands.checkpoints import resolve_checkpoint
 
-__all__ = ["DicomCLIMixin", "RunConfigSaverMixin", "namespace", "run"]
+__all__ = ["DicomCLIMixin", "RunConfigSaverMixin", "apply_checkpoint_data_config", "namespace", "run"]
 
 NAMESPACE_ENV = "LIGHTNING_DICOM_NAMESPACE"
+log = logging.getLogger("lightning_dicom.predict")
+
+
+def apply_checkpoint_data_config(datamodule: Any, ckpt_path: str | Path) -> list[str]:
+    """Give ``datamodule`` (not yet prepared) the preprocessing saved in ``ckpt_path``; the keys that
+    differed from its own (one warning line names them). A checkpoint without a data config (written by
+    another DataModule or an older version) leaves the command's config, and says so."""
+    from lightning_dicom.data.predict_config import checkpoint_data_config, with_checkpoint_preprocessing
+
+    saved = checkpoint_data_config(ckpt_path)
+    if saved is None:
+        log.warning(
+            "%s holds no data config: predicting with the command's preprocessing", Path(ckpt_path).name
+        )
+        return []
+    merged, diff = with_checkpoint_preprocessing(datamodule.config, saved)
+    if diff:
+        datamodule.use_data_config(merged)
+        log.warning(
+            "using the checkpoint's preprocessing (the model was trained on it); the command's differed in: %s",
+            ", ".join(diff),
+        )
+    return diff
 
 
 class RunConfigSaverMixin:
@@ -77,6 +104,9 @@ class DicomCLIMixin:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)  # type: ignore[misc]
         if kwargs.get("ckpt_path") in ("best", "last") and subcommand != "fit":
             kwargs["ckpt_path"] = str(resolve_checkpoint(kwargs["ckpt_path"], self.trainer))
+        datamodule = getattr(self, "datamodule", None)
+        if subcommand == "predict" and kwargs.get("ckpt_path") and hasattr(datamodule, "use_data_config"):
+            apply_checkpoint_data_config(datamodule, kwargs["ckpt_path"])
         writer_base, csv_writer = self.writer_classes
         if subcommand == "predict" and not any(isinstance(cb, writer_base) for cb in self.trainer.callbacks):
             self.trainer.callbacks.append(csv_writer(strict=False))

@@ -3,7 +3,8 @@
 Batches (from :class:`~lightning_dicom.DicomDataModule` with masks in 'labels' mode) carry
 ``image`` ``[B, C, D, H, W]`` float and ``mask`` ``[B, 1, D, H, W]`` int64 (0 = background, k = k-th
 structure). ``predict_step`` follows the contract of :class:`~lightning_dicom.writer.PredictionWriter`:
-``{"mask": labels [B, 1, D, H, W] int64, "meta": batch["meta"]}``.
+``{"mask": labels [B, 1, D, H, W] int64, "meta": batch["meta"]}``; with a DataModule that offers an
+``inferer()`` (``data.inference``, roi default ``data.patches.size``) it predicts by sliding window.
 """
 
 from __future__ import annotations
@@ -172,7 +173,16 @@ class UNet3D(pl.LightningModule):
         self._step(batch, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """``{"mask": labels [B, 1, D, H, W] int64 (or probabilities [B, K, D, H, W]), "meta": batch["meta"]}``."""
+        """``{"mask": labels [B, 1, D, H, W] int64 (or probabilities [B, K, D, H, W]), "meta": batch["meta"]}``.
+
+        Sliding window when the DataModule offers an inferer (``trainer.datamodule.inferer()``, from
+        ``data.inference``; its ``output`` decides labels or probabilities), else one pass over the
+        whole volume (``predict_probabilities`` decides).
+        """
+        make = getattr(getattr(self._trainer, "datamodule", None), "inferer", None)
+        inferer = make() if callable(make) else None
+        if inferer is not None:
+            return {"mask": inferer(batch["image"].float(), self), "meta": batch.get("meta")}
         logits = self(batch["image"].float())
         if self.hparams["predict_probabilities"]:
             mask = torch.softmax(logits, dim=1)
