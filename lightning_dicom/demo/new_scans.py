@@ -49,8 +49,8 @@ def seg_dice(
     """Dice of the ``structure`` segment of a written SEG, read back onto its source series, against
     ``truth`` (resampled, nearest neighbour, onto the source grid)."""
     masks = read_mask(seg_path, record)
-    if structure not in masks:
-        raise ValueError(f"{Path(seg_path).name}: no segment {structure!r} (has {sorted(masks)})")
+    if structure not in masks:  # an empty prediction: the truth is never empty, Dice 0
+        return 0.0
     pred = masks[structure]
     on_grid = sitk.Resample(truth, pred, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return dice(io.to_array(pred) > 0, io.to_array(on_grid) > 0)

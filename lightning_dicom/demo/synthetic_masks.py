@@ -568,11 +568,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--shape", type=int, nargs=3, default=[24, 48, 48], metavar=("Z", "Y", "X"))
     p.add_argument("--spacing", type=float, nargs=3, default=[1.0, 1.0, 2.0], metavar=("X", "Y", "Z"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--formats",
+        nargs="*",
+        default=["seg", "rtstruct", "nifti"],
+        choices=["seg", "rtstruct", "nifti"],
+        help="mask files to write; none (`--formats` alone): new scans without masks",
+    )
     a = p.parse_args(argv)
     recs = write_segmentation_dataset(
-        a.out, n_patients=a.patients, shape_zyx=a.shape, spacing=a.spacing, seed=a.seed
+        a.out, n_patients=a.patients, shape_zyx=a.shape, spacing=a.spacing, seed=a.seed, formats=a.formats
     )
-    print(f"wrote {len(recs)} CT series with lesion masks (SEG, RTSTRUCT, NIfTI) to {a.out}")
+    masks = f"lesion masks ({', '.join(a.formats)})" if a.formats else "no masks"
+    print(f"wrote {len(recs)} CT series with {masks} to {a.out}")
 
 
 if __name__ == "__main__":
