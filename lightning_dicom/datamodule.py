@@ -16,6 +16,7 @@ from lightning_dicom.config import (
     AugmentConfig,
     CacheConfig,
     DataConfig,
+    InferenceConfig,
     LoaderConfig,
     MaskConfig,
     PatchConfig,
@@ -98,6 +99,8 @@ class DicomDataModuleImpl:
             DICOM SEG and RTSTRUCT objects in the folders are linked to their series automatically.
         subjects: samples made of several series of one study (named inputs chosen by rules, resampled
             onto a reference input's grid and stacked as channels); null: one series per sample.
+        inference: sliding-window prediction (roi_size default patches.size, overlap, blending,
+            sw_batch_size, tta_flips, output); ``inferer()`` builds it for a model's predict_step.
         progress: show progress bars while indexing and caching.
     """
 
@@ -119,6 +122,7 @@ class DicomDataModuleImpl:
         augment: AugmentConfig | dict[str, Any] | None = None,
         masks: MaskConfig | dict[str, Any] | None = None,
         subjects: SubjectsConfig | dict[str, Any] | None = None,
+        inference: InferenceConfig | dict[str, Any] | None = None,
         progress: bool = True,
     ) -> None:
         super().__init__()
@@ -140,6 +144,7 @@ class DicomDataModuleImpl:
             ("augment", augment),
             ("masks", masks),
             ("subjects", subjects),
+            ("inference", inference),
         ):
             if value is not None:
                 raw[name] = value.model_dump() if hasattr(value, "model_dump") else value
@@ -293,8 +298,8 @@ class DicomDataModuleImpl:
         )
         usable, failed = self._usable(selected)
         self._table = table
-        if stage == "predict":  # new scans: no split (and split.json of training left alone)
-            self.split = {"train": [], "val": [], "test": []}
+        if stage == "predict":  # new scans: no new split (and split.json of training left alone)
+            self.split = self.split or {"train": [], "val": [], "test": []}
         elif self._restored_split is not None:  # load_state_dict before setup; series gone since: left out
             self.split = {k: [i for i in v if i in self.series] for k, v in self._restored_split.items()}
             self._save_split()

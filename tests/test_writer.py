@@ -73,7 +73,8 @@ def soft_predictions(dataset):
         ref = read_series(it["files"])
         m = sitk.GetImageFromArray(it["mask"].astype(np.float32))
         m.CopyInformation(ref)
-        out[it["series_uid"]] = preprocess(m, MASK_PREP)
+        # predict reads whole volumes: the training preprocessing without its crop/pad size (issue 11)
+        out[it["series_uid"]] = preprocess(m, MASK_PREP.model_copy(update={"size": None}))
     return out
 
 

@@ -50,9 +50,11 @@ COMPARED = ("preprocessing", "subjects")
 
 
 def predict_view(config: DataConfig) -> DataConfig:
-    """``config`` as the predict stage uses it: ``preprocessing.size`` null (whole volumes), no masks."""
+    """``config`` as the predict stage uses it: ``preprocessing.size`` null (whole volumes), no masks,
+    one volume per batch (whole volumes differ in shape; ``inference.sw_batch_size`` batches windows)."""
     prep = config.preprocessing.model_copy(update={"size": None})
-    return config.model_copy(update={"preprocessing": prep, "masks": None})
+    loader = config.loader.model_copy(update={"batch_size": 1})
+    return config.model_copy(update={"preprocessing": prep, "masks": None, "loader": loader})
 
 
 def make_inferer(config: DataConfig) -> SlidingWindowInferer | None:
