@@ -9,6 +9,7 @@ structure). ``predict_step`` follows the contract of :class:`~lightning_dicom.wr
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytorch_lightning as pl
@@ -83,7 +84,8 @@ class UNet3D(pl.LightningModule):
     """A small 3D U-Net: ``depth`` poolings, two 3x3x3 convolutions (GroupNorm, LeakyReLU) per level.
 
     Loss = cross-entropy + soft Dice (foreground classes) on ``batch["mask"]`` ([B, 1, D, H, W]
-    int64 labels). Logs ``train_loss``, ``val_loss``, ``val_dice`` (mean hard Dice over foreground
+    int64 labels). With a DataModule that offers ``inferer()`` (``data.inference``), validation, test and
+    predict run by sliding window (validation/test on the blended logits). Logs ``train_loss``, ``val_loss``, ``val_dice`` (mean hard Dice over foreground
     classes and samples; a class absent from prediction and target scores 1), and the same for
     test. Inputs of any spatial size work: ``forward`` pads D, H, W up to a multiple of
     ``2**depth`` (edge replication) and crops the logits back.
@@ -152,9 +154,18 @@ class UNet3D(pl.LightningModule):
             logits, target
         )
 
+    def _inferer(self) -> Any:
+        """The DataModule's sliding-window inferer (``trainer.datamodule.inferer()``), or None."""
+        make = getattr(getattr(self._trainer, "datamodule", None), "inferer", None)
+        return make() if callable(make) else None
+
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         target = _target(batch["mask"])
-        logits = self(batch["image"].float())
+        inferer = self._inferer() if stage != "train" else None
+        if inferer is not None:  # validate/test whole volumes as predict does: blended window logits
+            logits = dataclasses.replace(inferer, output="logits")(batch["image"].float(), self).clone()
+        else:
+            logits = self(batch["image"].float())
         loss = self.loss(logits, target)
         bs = target.shape[0]
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage != "train")
@@ -179,8 +190,7 @@ class UNet3D(pl.LightningModule):
         ``data.inference``; its ``output`` decides labels or probabilities), else one pass over the
         whole volume (``predict_probabilities`` decides).
         """
-        make = getattr(getattr(self._trainer, "datamodule", None), "inferer", None)
-        inferer = make() if callable(make) else None
+        inferer = self._inferer()
         if inferer is not None:
             return {"mask": inferer(batch["image"].float(), self), "meta": batch.get("meta")}
         logits = self(batch["image"].float())
