@@ -35,7 +35,15 @@ def _index(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="lightning-dicom index", description="Index DICOM folders (headers only)."
     )
-    p.add_argument("roots", nargs="+", type=Path, help="folders to scan recursively")
+    p.add_argument(
+        "roots", nargs="*", type=Path, help="folders to scan recursively (default: the config's data.root)"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a YAML config: its roots and work dir, and with data.subjects the studies that form complete subjects",
+    )
     p.add_argument(
         "--work-dir",
         type=Path,
@@ -46,14 +54,24 @@ def _index(argv: Sequence[str]) -> int:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    work = a.work_dir or DataConfig(root=a.roots).resolved_work_dir()
+    cfg = DataConfig.from_yaml(a.config) if a.config is not None else None
+    if not a.roots and cfg is None:
+        p.error("give folders to scan, or --config with data.root")
+    roots = a.roots or (cfg.root if cfg is not None else [])
+    work = a.work_dir or (
+        cfg.resolved_work_dir()
+        if cfg is not None and not a.roots
+        else DataConfig(root=roots).resolved_work_dir()
+    )
     from lightning_dicom.masks.association import find_mask_objects, link_masks
 
-    with DicomIndex(a.roots, work / "index.sqlite") as idx:
+    with DicomIndex(roots, work / "index.sqlite") as idx:
         scan = idx.scan(workers=a.workers, progress=not a.quiet and not a.json)
         report = idx.report()
         objects = find_mask_objects(idx)
         linked, orphans = link_masks(idx.series(), objects)
+        if cfg is not None and cfg.subjects is not None:
+            report["subjects"] = _subjects_report(idx, cfg)
     kinds = {o.path: o.kind for o in objects}
     for s in report["series"]:
         s["masks"] = [{"kind": kinds[p], "path": p} for p in linked.get(s["series_id"], [])]
@@ -68,6 +86,14 @@ def _index(argv: Sequence[str]) -> int:
     if a.json:
         print(json.dumps(report, indent=1))
         return 0
+    _print_index(report, scan, objects, orphans)
+    if "subjects" in report:
+        _print_subjects(report["subjects"])
+    return 0
+
+
+def _print_index(report: dict[str, Any], scan: Any, objects: list[Any], orphans: list[str]) -> None:
+    """The index report as a table, then skipped files, duplicates, problems and refusals."""
     rows = [
         (
             "series",
@@ -124,7 +150,36 @@ def _index(argv: Sequence[str]) -> int:
         print(f"  problem {len(paths):5d}: {reason}: {', '.join(paths[:3])}")
     for r in report["refusals"]:
         print(f"  refused: {r['series_id']}: {r['reason']}")
-    return 0
+
+
+def _subjects_report(idx: Any, cfg: Any) -> dict[str, Any]:
+    """Which studies (or patients) form complete subjects under ``cfg.subjects``, and what each lacks."""
+    from lightning_dicom.dicom.index import select_series
+    from lightning_dicom.subjects.resolve import resolve_subjects
+
+    selected, _ = select_series(idx.series(), cfg.selection)
+    subjects, report = resolve_subjects(selected, cfg.subjects)
+    report["used"] = [s.series_id for s in subjects]
+    report["inputs_of"] = {
+        s.series_id: {
+            n: (r.series_id if r is not None else None) for n, r in zip(s.input_names, s.inputs, strict=True)
+        }
+        for s in subjects
+    }
+    report["missing_rule"] = cfg.subjects.missing
+    return report
+
+
+def _print_subjects(rep: dict[str, Any]) -> None:
+    n_groups = rep["complete"] + len(rep["incomplete"])
+    print(
+        f"\nsubjects: {rep['complete']} of {n_groups} complete; {len(rep['used'])} used, "
+        f"{len(rep['left_out'])} left out (missing: {rep['missing_rule']}); inputs found: "
+        + ", ".join(f"{k} {v}" for k, v in rep["inputs"].items())
+    )
+    for gid, missing in sorted(rep["incomplete"].items()):
+        fate = "left out" if gid in rep["left_out"] else "zero channel"
+        print(f"  {gid}: no {', '.join(missing)} ({fate})")
 
 
 def _collapse(series: list[dict]) -> list[tuple[dict, int]]:
