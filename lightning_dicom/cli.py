@@ -296,6 +296,20 @@ def _schema(argv: Sequence[str]) -> int:
     return 0
 
 
+def _fixed_demo_key(work_dir: Path) -> None:
+    """Synthetic data only: a fixed pseudonym key in the demo's work dir, so that the split (ordered by
+    keyed pseudonyms) and the figures the demo prints are the same on every run and machine. A real
+    project's key is random (:func:`lightning_dicom.dicom.pseudonym.project_key`)."""
+    import hashlib
+
+    from lightning_dicom.dicom.pseudonym import KEY_FILE, private_dir, private_file
+
+    path = private_dir(work_dir) / KEY_FILE
+    if not path.exists():
+        path.write_text(hashlib.sha256(b"lightning_dicom synthetic demo").hexdigest(), encoding="ascii")
+        private_file(path)
+
+
 def _demo(argv: Sequence[str]) -> int:
     import pytorch_lightning as pl
 
@@ -321,6 +335,7 @@ def _demo(argv: Sequence[str]) -> int:
         write_dataset(root, n_patients=a.patients, shape_zyx=(32, 64, 64), spacing=(0.8, 0.8, 1.6), seed=0)
         print(f"wrote {a.patients} synthetic CT series to {root} in {time.perf_counter() - t0:.1f} s")
     pl.seed_everything(0, verbose=False)
+    _fixed_demo_key(a.out / "work")
     dm = DicomDataModule(
         root=root,
         labels=root / "labels.csv",
@@ -369,6 +384,7 @@ def _demo_segmentation(a: argparse.Namespace) -> int:
             root, n_patients=min(a.patients, 24), shape_zyx=(24, 48, 48), spacing=(1.0, 1.0, 2.0)
         )
     pl.seed_everything(0, verbose=False)
+    _fixed_demo_key(a.out / "seg_work")
     dm = DicomDataModule(
         root=root,
         work_dir=a.out / "seg_work",
