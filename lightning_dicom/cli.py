@@ -35,7 +35,15 @@ def _index(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="lightning-dicom index", description="Index DICOM folders (headers only)."
     )
-    p.add_argument("roots", nargs="+", type=Path, help="folders to scan recursively")
+    p.add_argument(
+        "roots", nargs="*", type=Path, help="folders to scan recursively (default: the config's data.root)"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a YAML config: its roots and work dir, and with data.subjects the studies that form complete subjects",
+    )
     p.add_argument(
         "--work-dir",
         type=Path,
@@ -46,14 +54,24 @@ def _index(argv: Sequence[str]) -> int:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    work = a.work_dir or DataConfig(root=a.roots).resolved_work_dir()
+    cfg = DataConfig.from_yaml(a.config) if a.config is not None else None
+    if not a.roots and cfg is None:
+        p.error("give folders to scan, or --config with data.root")
+    roots = a.roots or (cfg.root if cfg is not None else [])
+    work = a.work_dir or (
+        cfg.resolved_work_dir()
+        if cfg is not None and not a.roots
+        else DataConfig(root=roots).resolved_work_dir()
+    )
     from lightning_dicom.masks.association import find_mask_objects, link_masks
 
-    with DicomIndex(a.roots, work / "index.sqlite") as idx:
+    with DicomIndex(roots, work / "index.sqlite") as idx:
         scan = idx.scan(workers=a.workers, progress=not a.quiet and not a.json)
         report = idx.report()
         objects = find_mask_objects(idx)
         linked, orphans = link_masks(idx.series(), objects)
+        if cfg is not None and cfg.subjects is not None:
+            report["subjects"] = _subjects_report(idx, cfg)
     kinds = {o.path: o.kind for o in objects}
     for s in report["series"]:
         s["masks"] = [{"kind": kinds[p], "path": p} for p in linked.get(s["series_id"], [])]
@@ -68,6 +86,14 @@ def _index(argv: Sequence[str]) -> int:
     if a.json:
         print(json.dumps(report, indent=1))
         return 0
+    _print_index(report, scan, objects, orphans)
+    if "subjects" in report:
+        _print_subjects(report["subjects"])
+    return 0
+
+
+def _print_index(report: dict[str, Any], scan: Any, objects: list[Any], orphans: list[str]) -> None:
+    """The index report as a table, then skipped files, duplicates, problems and refusals."""
     rows = [
         (
             "series",
@@ -124,7 +150,36 @@ def _index(argv: Sequence[str]) -> int:
         print(f"  problem {len(paths):5d}: {reason}: {', '.join(paths[:3])}")
     for r in report["refusals"]:
         print(f"  refused: {r['series_id']}: {r['reason']}")
-    return 0
+
+
+def _subjects_report(idx: Any, cfg: Any) -> dict[str, Any]:
+    """Which studies (or patients) form complete subjects under ``cfg.subjects``, and what each lacks."""
+    from lightning_dicom.dicom.index import select_series
+    from lightning_dicom.subjects.resolve import resolve_subjects
+
+    selected, _ = select_series(idx.series(), cfg.selection)
+    subjects, report = resolve_subjects(selected, cfg.subjects)
+    report["used"] = [s.series_id for s in subjects]
+    report["inputs_of"] = {
+        s.series_id: {
+            n: (r.series_id if r is not None else None) for n, r in zip(s.input_names, s.inputs, strict=True)
+        }
+        for s in subjects
+    }
+    report["missing_rule"] = cfg.subjects.missing
+    return report
+
+
+def _print_subjects(rep: dict[str, Any]) -> None:
+    n_groups = rep["complete"] + len(rep["incomplete"])
+    print(
+        f"\nsubjects: {rep['complete']} of {n_groups} complete; {len(rep['used'])} used, "
+        f"{len(rep['left_out'])} left out (missing: {rep['missing_rule']}); inputs found: "
+        + ", ".join(f"{k} {v}" for k, v in rep["inputs"].items())
+    )
+    for gid, missing in sorted(rep["incomplete"].items()):
+        fate = "left out" if gid in rep["left_out"] else "zero channel"
+        print(f"  {gid}: no {', '.join(missing)} ({fate})")
 
 
 def _collapse(series: list[dict]) -> list[tuple[dict, int]]:
@@ -241,6 +296,20 @@ def _schema(argv: Sequence[str]) -> int:
     return 0
 
 
+def _fixed_demo_key(work_dir: Path) -> None:
+    """Synthetic data only: a fixed pseudonym key in the demo's work dir, so that the split (ordered by
+    keyed pseudonyms) and the figures the demo prints are the same on every run and machine. A real
+    project's key is random (:func:`lightning_dicom.dicom.pseudonym.project_key`)."""
+    import hashlib
+
+    from lightning_dicom.dicom.pseudonym import KEY_FILE, private_dir, private_file
+
+    path = private_dir(work_dir) / KEY_FILE
+    if not path.exists():
+        path.write_text(hashlib.sha256(b"lightning_dicom synthetic demo").hexdigest(), encoding="ascii")
+        private_file(path)
+
+
 def _demo(argv: Sequence[str]) -> int:
     import pytorch_lightning as pl
 
@@ -269,6 +338,7 @@ def _demo(argv: Sequence[str]) -> int:
         write_dataset(root, n_patients=a.patients, shape_zyx=(32, 64, 64), spacing=(0.8, 0.8, 1.6), seed=0)
         print(f"wrote {a.patients} synthetic CT series to {root} in {time.perf_counter() - t0:.1f} s")
     pl.seed_everything(0, verbose=False)
+    _fixed_demo_key(a.out / "work")
     dm = DicomDataModule(
         root=root,
         labels=root / "labels.csv",
@@ -317,6 +387,7 @@ def _demo_segmentation(a: argparse.Namespace) -> int:
             root, n_patients=min(a.patients, 24), shape_zyx=(24, 48, 48), spacing=(1.0, 1.0, 2.0)
         )
     pl.seed_everything(0, verbose=False)
+    _fixed_demo_key(a.out / "seg_work")
     settings: dict[str, Any] = dict(
         preprocessing={
             "orientation": "RAS",
@@ -361,39 +432,16 @@ def _demo_segmentation(a: argparse.Namespace) -> int:
 
 
 def _demo_new_scans(a: argparse.Namespace, settings: dict[str, Any], ckpt: Path) -> int:
-    """Predict on new synthetic scans (another seed, no masks in the folder) as ``lightning-dicom predict
-    --data.root NEW --ckpt_path CKPT`` does, and print the Dice of the written SEGs against the truth."""
-    import pytorch_lightning as pl
-
-    from lightning_dicom.commands.lightning_cli import apply_checkpoint_data_config
-    from lightning_dicom.datamodule import DicomDataModule
-    from lightning_dicom.demo.new_scans import score_written
-    from lightning_dicom.demo.segmentation_models import UNet3D
-    from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset
-    from lightning_dicom.writer import PredictionWriter
+    """Predict on new synthetic scans as ``lightning-dicom predict --data.root NEW --ckpt_path CKPT`` does
+    and print the Dice of the written SEGs against the truth (:mod:`lightning_dicom.demo.new_scans`)."""
+    from lightning_dicom.demo.new_scans import predict_new_scans
 
     t0 = time.perf_counter()
-    new_root = a.out / "seg_new"
-    items = write_segmentation_dataset(
-        new_root, n_patients=a.new_scans, shape_zyx=(24, 48, 48), spacing=(1.0, 1.0, 2.0), seed=1, formats=()
-    )
-    dm = DicomDataModule(root=new_root, work_dir=a.out / "seg_new_work", **settings)
-    apply_checkpoint_data_config(dm, ckpt)
-    writer = PredictionWriter(a.out / "seg_new_predictions", formats=["seg"], structure_names=["lesion"])
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        default_root_dir=a.out,
-        callbacks=[writer],
-    )
-    trainer.predict(UNet3D(width=8), datamodule=dm, ckpt_path=str(ckpt), return_predictions=False)
-    scores = score_written(writer.written, dm.series, items)
+    scores, root, out = predict_new_scans(a.out, settings, ckpt, n_scans=a.new_scans)
     values = list(scores.values())
     print(
-        f"demo: new scans: {len(scores)} series never seen in training ({new_root}), predicted by sliding "
-        f"window from {ckpt.name}, SEGs in {writer.output_dir}: Dice against the truth "
+        f"demo: new scans: {len(scores)} series never seen in training ({root}), predicted by sliding "
+        f"window from {ckpt.name}, SEGs in {out}: Dice against the truth "
         f"{sum(values) / len(values):.3f} (min {min(values):.3f}), {time.perf_counter() - t0:.0f} s"
     )
     return 0

@@ -184,3 +184,19 @@ def test_label_map_seg_is_linked_to_its_series_and_read(label_map_seg, tmp_path:
 
     assert name == "lesion"
     np.testing.assert_array_equal(to_array(image), lesion)
+
+
+def test_the_readme_names_every_module() -> None:
+    """The README's "How it works" table has a line for every module (issue 8: one line per module)."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## How it works") : readme.index("### What each step does")]
+    missing = []
+    for module, path in _modules():
+        if path.name == "__init__.py" and module != "lightning_dicom":
+            continue  # a family's __init__ only re-exports
+        name = "__init__.py" if module == "lightning_dicom" else path.name
+        family = path.parent.name
+        tag = "| top |" if family == "lightning_dicom" else f"| `{family}/` |"
+        if not any(line.startswith(tag) and f"`{name}`" in line for line in section.splitlines()):
+            missing.append(str(path.relative_to(PACKAGE.parent)))
+    assert not missing, f"modules without a line in the README's How it works table: {missing}"

@@ -21,9 +21,13 @@ import torch
 import yaml
 
 from lightning_dicom.cli import main
-from lightning_dicom.commands.lightning_cli import apply_checkpoint_data_config
 from lightning_dicom.config import DataConfig
-from lightning_dicom.data.predict_config import checkpoint_data_config, make_inferer, predict_view
+from lightning_dicom.data.predict_config import (
+    apply_checkpoint_data_config,
+    checkpoint_data_config,
+    make_inferer,
+    predict_view,
+)
 from lightning_dicom.datamodule import DicomDataModule
 from lightning_dicom.demo.synthetic import write_dataset
 from lightning_dicom.demo.synthetic_masks import write_segmentation_dataset

@@ -316,3 +316,25 @@ def test_echo_rule_picks_one_volume_of_a_multi_echo_series(tmp_path):
     array, _, _ = process_subject(subject, NATIVE)
     np.testing.assert_array_equal(array[0], stored[1])  # rescale 1/0: the stored values
     np.testing.assert_array_equal(array[1], stored[0])
+
+
+def test_index_with_a_subjects_config_lists_complete_and_incomplete_studies(tmp_path):
+    """``lightning-dicom index --config`` reports which studies form complete subjects and what each lacks."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = tmp_path / "data"
+    truth = write_subject_dataset(root, n_patients=4, t1_shape=(6, 12, 12))
+    cfg = tmp_path / "subjects.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"root": str(root), "work_dir": str(tmp_path / "wd"), "subjects": {
+        "inputs": {**RULES, "flair": {"description": "(?i)flair"}}, "missing": "skip"}}}))  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "lightning_dicom.cli", "index", "--config", str(cfg), "--quiet"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    without = sorted(s.study_uid for s in truth if "flair" not in s.series)
+    assert "subjects: 2 of 4 complete; 2 used, 2 left out (missing: skip)" in out.stdout
+    for uid in without:
+        assert f"study:{uid}: no flair (left out)" in out.stdout
+    assert all(s.patient_id not in out.stdout for s in truth)  # pseudonyms only

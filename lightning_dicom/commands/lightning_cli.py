@@ -18,7 +18,6 @@ L``), or when ``LIGHTNING_DICOM_NAMESPACE=lightning`` is set (:func:`namespace`)
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -27,33 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning_dicom.commands.checkpoints import resolve_checkpoint
+from lightning_dicom.data.predict_config import apply_checkpoint_data_config
 
 __all__ = ["DicomCLIMixin", "RunConfigSaverMixin", "apply_checkpoint_data_config", "namespace", "run"]
 
 NAMESPACE_ENV = "LIGHTNING_DICOM_NAMESPACE"
-log = logging.getLogger("lightning_dicom.predict")
-
-
-def apply_checkpoint_data_config(datamodule: Any, ckpt_path: str | Path) -> list[str]:
-    """Give ``datamodule`` (not yet prepared) the preprocessing saved in ``ckpt_path``; the keys that
-    differed from its own (one warning line names them). A checkpoint without a data config (written by
-    another DataModule or an older version) leaves the command's config, and says so."""
-    from lightning_dicom.data.predict_config import checkpoint_data_config, with_checkpoint_preprocessing
-
-    saved = checkpoint_data_config(ckpt_path)
-    if saved is None:
-        log.warning(
-            "%s holds no data config: predicting with the command's preprocessing", Path(ckpt_path).name
-        )
-        return []
-    merged, diff = with_checkpoint_preprocessing(datamodule.config, saved)
-    if diff:
-        datamodule.use_data_config(merged)
-        log.warning(
-            "using the checkpoint's preprocessing (the model was trained on it); the command's differed in: %s",
-            ", ".join(diff),
-        )
-    return diff
 
 
 class RunConfigSaverMixin:

@@ -23,6 +23,7 @@ Rules (documented in the README, "Predict on new scans"):
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,15 @@ from lightning_dicom.inference import SlidingWindowInferer
 __all__ = [
     "COMPARED",
     "DATA_CONFIG_KEY",
+    "apply_checkpoint_data_config",
     "checkpoint_data_config",
     "differences",
     "make_inferer",
     "predict_view",
     "with_checkpoint_preprocessing",
 ]
+
+log = logging.getLogger("lightning_dicom.predict")
 
 DATA_CONFIG_KEY = "data_config"
 """Key of the plain-data config in ``DicomDataModule.state_dict()``."""
@@ -127,3 +131,27 @@ def with_checkpoint_preprocessing(ours: DataConfig, theirs: dict[str, Any]) -> t
     update = {s: theirs.get(s) for s in COMPARED}
     merged = ours.model_dump(mode="json") | update
     return DataConfig.model_validate(merged), diff
+
+
+def apply_checkpoint_data_config(datamodule: Any, ckpt_path: str | Path) -> list[str]:
+    """Give ``datamodule`` (a DicomDataModule not yet prepared) the preprocessing saved in ``ckpt_path``;
+    returns the keys that differed from its own (one warning line names them). A checkpoint without a
+    data config (written by another DataModule or an older version) leaves the config, and says so.
+
+    Raises:
+        ConfigError: the checkpoint file is missing or unreadable.
+    """
+    saved = checkpoint_data_config(ckpt_path)
+    if saved is None:
+        log.warning(
+            "%s holds no data config: predicting with the command's preprocessing", Path(ckpt_path).name
+        )
+        return []
+    merged, diff = with_checkpoint_preprocessing(datamodule.config, saved)
+    if diff:
+        datamodule.use_data_config(merged)
+        log.warning(
+            "using the checkpoint's preprocessing (the model was trained on it); the command's differed in: %s",
+            ", ".join(diff),
+        )
+    return diff
