@@ -245,7 +245,8 @@ class DicomDataModuleImpl:
         self.config = predict_view(self._base_config) if stage == "predict" else self._base_config
 
     def _trainer_stage(self) -> str | None:
-        return None if self.trainer is None else str(self.trainer.state.fn.value)
+        fn = None if self.trainer is None else self.trainer.state.fn  # None outside a Trainer run
+        return None if fn is None else str(fn.value)
 
     def inferer(self) -> Any:
         """The :class:`~lightning_dicom.inference.SlidingWindowInferer` of ``data.inference`` (roi default
