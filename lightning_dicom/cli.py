@@ -58,6 +58,11 @@ def _index(argv: Sequence[str]) -> int:
     if not a.roots and cfg is None:
         p.error("give folders to scan, or --config with data.root")
     roots = a.roots or (cfg.root if cfg is not None else [])
+    from lightning_dicom.errors import ConfigError
+
+    for root in roots:
+        if not Path(root).is_dir():
+            raise ConfigError(f"{root} does not exist or is not a folder (expected a folder of DICOM files)")
     work = a.work_dir or (
         cfg.resolved_work_dir()
         if cfg is not None and not a.roots
@@ -109,7 +114,8 @@ def _print_index(report: dict[str, Any], scan: Any, objects: list[Any], orphans:
     ]
     for s, n in _collapse(report["series"]):
         masks = ",".join(sorted({m["kind"] for m in s["masks"]})) or "-"
-        many = f"{n} volumes of {s['n_slices']} slices, by {s['split_by'] or 'file'}"
+        slices = f"{s['n_slices']} slice{'s' if s['n_slices'] != 1 else ''}"
+        many = f"{n} volumes of {slices}, by {s['split_by'] or 'file'}"
         rows.append(
             (
                 s["series_id"]
@@ -150,6 +156,9 @@ def _print_index(report: dict[str, Any], scan: Any, objects: list[Any], orphans:
         print(f"  problem {len(paths):5d}: {reason}: {', '.join(paths[:3])}")
     for r in report["refusals"]:
         print(f"  refused: {r['series_id']}: {r['reason']}")
+    for r in report.get("irregular", []):
+        how = "data.preprocessing.irregular_stacks: resample reads it" if r["resample"] else "not readable"
+        print(f"  irregular: {r['series_id']}: {r['reason'].split('; read with')[0][:200]} ({how})")
 
 
 def _subjects_report(idx: Any, cfg: Any) -> dict[str, Any]:

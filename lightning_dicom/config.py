@@ -58,6 +58,12 @@ class SelectionConfig(_Model):
         description="Modality (0008,0060) values to keep, e.g. ['CT']; null keeps every image modality.",
     )
     min_slices: int = Field(default=1, ge=1, description="Minimum number of slices (frames) a series needs.")
+    colour: Literal["drop", "keep"] = Field(
+        default="drop",
+        description="Colour images (SamplesPerPixel (0028,0002) > 1: RGB/YBR screenshots, derived maps) are "
+        "dropped by default, since they cannot be batched with grayscale volumes; 'keep' reads them as "
+        "3-channel volumes.",
+    )
     description: str | None = Field(
         default=None,
         description="Regular expression searched (case-insensitive) in SeriesDescription (0008,103E).",

@@ -349,12 +349,19 @@ class DicomDataModuleImpl:
                 supervised_ids -= set(missing)
         self._supervised_ids, self._usable_series = supervised_ids, usable
         self._build_datasets()
+        from collections import Counter
+
+        reasons = Counter(reason.split(" (")[0] for _, reason in dropped)
         log.info(
-            "lightning_dicom: %d series selected (%s), %d failed, %d files skipped",
+            "lightning_dicom: %d %s selected (%s), %d failed, %d files skipped%s",
             len(selected),
+            "subjects" if self.config.subjects is not None else "series",
             ", ".join(f"{k} {len(v)}" for k, v in self.split.items()),
             len(failed),
             n_skipped_files,
+            "; dropped by data.selection: " + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(3))
+            if reasons
+            else "",
         )
 
     def _classes(self, series: list[SeriesRecord], required: bool = True) -> dict[str, int] | None:

@@ -346,7 +346,7 @@ class PredictionWriterImpl:
             atomic_write(path, lambda tmp: seg.save_as(tmp))
             paths["seg"] = path
         self.written[series_id] = paths
-        log.info("wrote prediction of series %s: %s", series_id, ", ".join(p.name for p in paths.values()))
+        log.debug("wrote prediction of series %s: %s", series_id, ", ".join(p.name for p in paths.values()))
         return paths
 
     def _record(self, trainer: pl.Trainer | None, series_id: str) -> SeriesRecord | None:

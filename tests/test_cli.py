@@ -132,3 +132,30 @@ def test_cache_command_builds_and_reports(training_dataset, tmp_path):
     ).stdout
     assert "12 series ready, 0 failed" in out
     assert len(list((tmp_path / "w" / "cache").rglob("*.json"))) == 12
+
+
+def test_index_flags_stacks_the_reader_refuses_and_a_missing_root(tmp_path):
+    """``index`` lists irregular stacks (here a missing slice) with the setting that reads them, and a
+    root that does not exist is one error line with exit status 2."""
+    import subprocess
+    import sys
+
+    from lightning_dicom.demo.synthetic import write_dataset
+
+    series = write_dataset(
+        tmp_path / "d", n_patients=2, shape_zyx=(8, 12, 12), spacing=(1.0, 1.0, 2.0), seed=4
+    )
+    series[0].files[3].unlink()
+    cmd = [sys.executable, "-m", "lightning_dicom.cli", "index", "--quiet", "--work-dir", str(tmp_path / "w")]
+    out = subprocess.run([*cmd, str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("irregular:"))
+    assert series[0].series_uid in line and "1 missing slice" in line and "irregular_stacks: resample" in line
+    assert sum(ln.strip().startswith("irregular:") for ln in out.stdout.splitlines()) == 1
+    missing = subprocess.run([*cmd, str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2
+    assert (
+        missing.stderr.strip()
+        .splitlines()[-1]
+        .endswith("nope does not exist or is not a folder (expected a folder of DICOM files)")
+    )

@@ -485,3 +485,23 @@ def test_index_rate_on_a_2000_file_tree(tmp_path):
         f"\nindexed {report.n_files} files in {report.seconds:.2f} s = {report.files_per_second:.0f} files/s "
         f"(2 workers); unchanged re-scan {again.seconds:.3f} s"
     )
+
+
+def test_colour_images_are_dropped_by_default_and_kept_on_request(tmp_path):
+    """SamplesPerPixel > 1 (an RGB screenshot among grayscale series) is left out with a reason that
+    names the setting; ``selection.colour: keep`` keeps it."""
+    import shutil
+
+    from lightning_dicom.config import SelectionConfig
+    from lightning_dicom.dicom.index import DicomIndex, select_series
+
+    shutil.copy(PYDICOM_FILES / "SC_rgb_small_odd.dcm", tmp_path / "rgb.dcm")
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", tmp_path / "ct.dcm")
+    with DicomIndex([tmp_path], tmp_path / "i.sqlite") as idx:
+        idx.scan(workers=1)
+        series = idx.series()
+    kept, dropped = select_series(series, SelectionConfig(modalities=None))
+    assert [s.samples_per_pixel for s in kept] == [1]
+    assert len(dropped) == 1 and "colour image (3 samples per pixel; selection.colour: keep" in dropped[0][1]
+    kept, dropped = select_series(series, SelectionConfig(modalities=None, colour="keep"))
+    assert sorted(s.samples_per_pixel for s in kept) == [1, 3] and dropped == []

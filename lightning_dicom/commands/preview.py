@@ -43,7 +43,12 @@ def _parser() -> Any:
     parser.add_class_arguments(DicomDataModule, "data")
     parser.add_argument("--out", type=Path, default=Path("preview"), help="folder of the PNGs")
     parser.add_argument(
-        "--series", type=list[str], default=[], help="series ids to draw (default: the first ones)"
+        "--series",
+        type=str,
+        nargs="*",
+        default=[],
+        help="series ids to draw, as `index` prints them (a UID of several volumes draws each uid#k); "
+        "default: the first ones",
     )
     parser.add_argument("--n_series", type=int, default=3, help="how many series when --series is not given")
     for other in ("model", "trainer", "optimizer", "lr_scheduler", "ckpt_path", "seed_everything"):
@@ -60,6 +65,7 @@ def _short(series_id: str, n: int) -> str:
 def preview(argv: Sequence[str]) -> int:
     """Run ``lightning-dicom preview`` (see the module docstring); prints the paths written."""
     from lightning_dicom import render
+    from lightning_dicom.data.dataset import collate
 
     parser = _parser()
     cfg = parser.parse_args(list(argv))
@@ -69,7 +75,9 @@ def preview(argv: Sequence[str]) -> int:
     out: Path = cfg.out
     volumes = dm.datasets["predict"]
     ids = [volumes.meta.get(i)["series_id"] for i in range(len(volumes))]
-    wanted = list(cfg.series) or ids[: max(0, cfg.n_series)]
+    wanted = []
+    for sid in list(cfg.series) or ids[: max(0, cfg.n_series)]:  # a plain UID: every volume uid#k of it
+        wanted += [sid] if sid in ids else [i for i in ids if i.partition("#")[0] == sid] or [sid]
     unknown = [s for s in wanted if s not in ids]
     if unknown:
         raise ConfigError(f"--series {unknown[0]} is not a usable series of data.root ({len(ids)} are)")
@@ -87,7 +95,11 @@ def preview(argv: Sequence[str]) -> int:
             )
         )
     if len(dm.datasets["train"]):
-        batch = next(iter(dm.train_dataloader()))
+        try:
+            batch = next(iter(dm.train_dataloader()))
+        except ConfigError as err:  # volumes of different shapes (no preprocessing.size): one sample
+            print(f"batch.png: one sample drawn ({err.reason.split(':')[0]})")
+            batch = collate([dm.datasets["train"][0]])
         written.append(render.save_batch_png(batch, out / "batch.png"))
     written.append(render.save_split_png(dm.work_dir / "split.json", out / "split.png"))
     for path in written:

@@ -326,7 +326,12 @@ class DicomIndex:
     def report(self) -> dict[str, Any]:
         """PHI-free summary: series table, skipped files grouped by reason, duplicate files and files
         whose pixel data is unreadable (``problems``: reason -> paths), and stacks whose slices share
-        positions with nothing to separate them into volumes (``refusals``: series id, file, reason)."""
+        positions with nothing to separate them into volumes (``refusals``: series id, file, reason), and
+        stacks the reader refuses by default (``irregular``: series id, reason, and whether
+        ``irregular_stacks: resample`` reads them), judged from the headers as the reader judges them."""
+        from lightning_dicom.dicom.series import check_geometry
+        from lightning_dicom.errors import SeriesError
+
         reasons: dict[str, list[str]] = defaultdict(list)
         for path, reason in self.skipped():
             reasons[reason].append(path)
@@ -342,10 +347,33 @@ class DicomIndex:
                 for s in series
                 if s.refusal[1]
             ],
+            "irregular": [
+                {"series_id": s.series_id, "reason": reason, "resample": resample}
+                for s in series
+                if not s.refusal[1]
+                for reason, resample in [_irregular(s, check_geometry, SeriesError)]
+                if reason
+            ],
             "skipped": dict(reasons),
             "duplicates": self.duplicates(),
             "problems": dict(problems),
         }
+
+
+def _irregular(rec: SeriesRecord, check: Any, error: type[Exception]) -> tuple[str, bool]:
+    """(why the reader refuses ``rec`` by default or "", whether ``irregular_stacks: resample`` reads it)."""
+    try:
+        check(rec)
+        return "", True
+    except error as err:
+        reason = getattr(err, "reason", str(err))
+    except Exception:  # a header the planner cannot judge: the reader will say why
+        return "", True
+    try:
+        check(rec, irregular="resample")
+        return reason, True
+    except Exception:
+        return reason, False
 
 
 def _file_split(vols: list[Volume]) -> str:
@@ -422,6 +450,10 @@ def select_series(
         reason = None
         if modalities is not None and s.modality not in modalities:
             reason = f"modality {s.modality or '?'} not in {sorted(modalities)}"
+        elif getattr(rules, "colour", "keep") == "drop" and s.samples_per_pixel > 1:
+            reason = (
+                f"colour image ({s.samples_per_pixel} samples per pixel; selection.colour: keep reads it)"
+            )
         elif s.n_slices < rules.min_slices:
             reason = f"{s.n_slices} slices < min_slices {rules.min_slices}"
         elif keep_desc is not None and not keep_desc.search(s.description):
