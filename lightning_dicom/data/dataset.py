@@ -37,6 +37,12 @@ __all__ = ["CachedVolumeDataset", "PatchDataset", "SeriesDataset", "collate"]
 
 log = logging.getLogger(__name__)
 
+_NPY_OPEN_LOCK = threading.Lock()
+"""Serialises ``np.load(mmap_mode="r")`` across loader threads: numpy reads the ``.npy`` header with
+``ast.literal_eval``, and CPython 3.11 (issue gh-106905) can raise ``SystemError: AST constructor
+recursion depth mismatch`` when threads build ASTs at once (seen here in whole-volume predict). Opening
+is microseconds and each map is then kept in the per-dataset LRU."""
+
 
 class _MetaTable:
     """Per-sample metadata in numpy arrays (copy-on-access safe across forked workers)."""
@@ -195,7 +201,8 @@ class CachedVolumeDataset(Dataset):
             if arr is not None:
                 self._maps.move_to_end(path)
                 return arr
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        with _NPY_OPEN_LOCK:  # numpy parses the header with ast.literal_eval: not thread-safe, see below
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
         with self._maps_lock:
             self._maps[path] = arr
             while len(self._maps) > self.max_open_maps:
