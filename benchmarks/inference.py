@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,60 +48,15 @@ MIB = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------------
-# Models (the demo's U-Net architecture, without Lightning; one small convolution)
+# Models (the demo's U-Net, lightning_dicom.demo.networks, without Lightning; one small convolution)
 # --------------------------------------------------------------------------------------------------
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv3d(c_in, c_out, 3, padding=1, bias=False),
-        nn.GroupNorm(min(4, c_out), c_out),
-        nn.LeakyReLU(0.01, inplace=True),
-        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
-        nn.GroupNorm(min(4, c_out), c_out),
-        nn.LeakyReLU(0.01, inplace=True),
-    )
-
-
-class UNet3D(nn.Module):
-    """``lightning_dicom.segmentation_models.UNet3D``'s network: [B, 1, D, H, W] -> logits [B, 2, D, H, W]."""
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, width: int = 8, depth: int = 3) -> None:
-        super().__init__()
-        self.depth = depth
-        widths = [width * 2**k for k in range(depth + 1)]
-        self.down = nn.ModuleList()
-        c = in_channels
-        for w in widths:
-            self.down.append(_block(c, w))
-            c = w
-        self.up, self.dec = nn.ModuleList(), nn.ModuleList()
-        for w in reversed(widths[:-1]):
-            self.up.append(nn.ConvTranspose3d(c, w, 2, stride=2))
-            self.dec.append(_block(2 * w, w))
-            c = w
-        self.head = nn.Conv3d(c, num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[2:]
-        m = 2**self.depth
-        pad = [(-s) % m for s in size]
-        if any(pad):
-            x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
-        skips = []
-        for k, block in enumerate(self.down):
-            x = block(x)
-            if k < len(self.down) - 1:
-                skips.append(x)
-                x = F.max_pool3d(x, 2)
-        for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
-            x = dec(torch.cat([up(x), skip], dim=1))
-        return self.head(x)[:, :, : size[0], : size[1], : size[2]]
-
-
 def _model(kind: str) -> nn.Module:
+    from lightning_dicom.demo.networks import UNet3DNet
+
     torch.manual_seed(0)
-    return (UNet3D() if kind == "unet" else nn.Conv3d(1, 2, 3, padding=1)).eval()
+    return (UNet3DNet() if kind == "unet" else nn.Conv3d(1, 2, 3, padding=1)).eval()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 from torch.nn import functional as F
+
+from lightning_dicom.demo.networks import build_unet, unet_forward
 
 __all__ = ["UNet3D", "dice_per_class", "soft_dice_loss"]
 
@@ -66,20 +67,6 @@ def dice_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -
     return torch.stack(out, dim=1) if out else torch.ones(b, 0, dtype=torch.float64, device=pred.device)
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    def norm(c: int) -> nn.GroupNorm:  # GroupNorm: fine with batch size 1 and a 1-voxel bottleneck
-        return nn.GroupNorm(min(4, c), c)
-
-    return nn.Sequential(
-        nn.Conv3d(c_in, c_out, 3, padding=1, bias=False),
-        norm(c_out),
-        nn.LeakyReLU(0.01, inplace=True),
-        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
-        norm(c_out),
-        nn.LeakyReLU(0.01, inplace=True),
-    )
-
-
 class UNet3D(pl.LightningModule):
     """A small 3D U-Net: ``depth`` poolings, two 3x3x3 convolutions (GroupNorm, LeakyReLU) per level.
 
@@ -117,36 +104,11 @@ class UNet3D(pl.LightningModule):
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self.save_hyperparameters()
-        widths = [width * 2**k for k in range(depth + 1)]
-        self.down = nn.ModuleList()
-        c = in_channels
-        for w in widths:
-            self.down.append(_block(c, w))
-            c = w
-        self.up = nn.ModuleList()
-        self.dec = nn.ModuleList()
-        for w in reversed(widths[:-1]):
-            self.up.append(nn.ConvTranspose3d(c, w, 2, stride=2))
-            self.dec.append(_block(2 * w, w))
-            c = w
-        self.head = nn.Conv3d(c, num_classes, 1)
+        build_unet(self, in_channels, num_classes, width, depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes, D, H, W]`` of ``x`` ``[B, C, D, H, W]``."""
-        size = x.shape[2:]
-        m = 2 ** self.hparams["depth"]
-        pad = [(-s) % m for s in size]
-        if any(pad):
-            x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
-        skips = []
-        for k, block in enumerate(self.down):
-            x = block(x)
-            if k < len(self.down) - 1:
-                skips.append(x)
-                x = F.max_pool3d(x, 2)
-        for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
-            x = dec(torch.cat([up(x), skip], dim=1))
-        return self.head(x)[:, :, : size[0], : size[1], : size[2]]
+        return unet_forward(self, x, self.hparams["depth"])
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy + ``dice_weight`` x soft Dice loss; ``target`` int64 ``[B, D, H, W]``."""
