@@ -128,6 +128,23 @@ def test_patches_are_regions_of_the_volume(cached) -> None:
     assert len(starts) > 10  # random positions, not one fixed crop
 
 
+def test_patch_starts_are_uniform_over_every_position_ends_included(cached) -> None:
+    """Each axis's start is uniform over 0..n-s (both ends reachable); an axis no larger than the patch
+    always starts at 0."""
+    _, volumes, _ = cached  # volumes of 8 x 16 x 16 (z-y-x)
+    patches = PatchDataset(volumes, (8, 13, 6), per_volume=1)
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        starts = np.array([patches._start(0) for _ in range(4400)])
+    assert set(starts[:, 0].tolist()) == {0}
+    for axis, n in ((1, 16 - 13 + 1), (2, 16 - 6 + 1)):
+        counts = np.bincount(starts[:, axis], minlength=n)
+        assert len(counts) == n  # nothing beyond the last start that fits
+        expected = len(starts) / n
+        chi2 = float(((counts - expected) ** 2 / expected).sum())
+        assert chi2 < 40, (axis, counts)  # p < 1e-5 for the 3 and 10 degrees of freedom here
+
+
 def test_patches_reproducible_for_a_torch_seed(cached) -> None:
     _, volumes, _ = cached
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lightning_dicom.config import CacheConfig
-from lightning_dicom.data.assemble import AssembledBatches, BatchAssembler
+from lightning_dicom.data.assemble import AssembledBatches, BatchAssembler, HostBufferPool
 from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, collate
 from lightning_dicom.data.device_cache import (
     DeviceVolumeCache,
@@ -22,6 +22,7 @@ from lightning_dicom.data.device_cache import (
 )
 from lightning_dicom.data.device_feed import DeviceFeedLoader
 from lightning_dicom.data.feeding import _resident, feed_loader
+from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.sampler import ShardBatchSampler
 from lightning_dicom.errors import ConfigError
 
@@ -343,3 +344,51 @@ def test_device_cache_of_volumes_of_different_shapes_pads_and_slices(tmp_path):
     )
     with pytest.raises(ConfigError, match="differ in shape"):
         DeviceVolumeCache(vols, [0, 1], "cpu").whole(torch.tensor([0, 1]))
+
+
+def test_host_buffer_pool_reuses_a_buffer_only_once_nothing_references_it():
+    pool = HostBufferPool(limit=3)
+    a = pool.take((2, 3), torch.float32)
+    ptr = a.data_ptr()
+    view = a[1]  # a view alone keeps the buffer busy
+    del a
+    b = pool.take((2, 3), torch.float32)
+    assert b.data_ptr() != ptr
+    storage = view.untyped_storage()  # so does a storage
+    del view
+    assert pool.take((2, 3), torch.float32).data_ptr() not in (ptr, b.data_ptr())
+    del storage
+    assert pool.take((2, 3), torch.float32).data_ptr() == ptr  # free again: reused
+    assert pool.take((3, 2), torch.float32).data_ptr() != ptr  # another shape: not that buffer
+    assert len(pool) == 3  # the limit: a fourth busy buffer is allocated but not kept
+    kept = [pool.take((2, 3), torch.uint8) for _ in range(2)]
+    assert len(pool) == 3 and all(t.dtype == torch.uint8 for t in kept)
+    pool.clear()
+    assert len(pool) == 0
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_threads_loader_reuses_buffers_and_never_overwrites_a_batch_still_held(tmp_path, keep):
+    """Batches kept by the caller (keep=True) must keep their values while later batches are built; batches
+    dropped at once are built in the same few buffers, pass after pass."""
+    vols = make_volumes(tmp_path, n=9)
+    volumes = {i: torch.from_numpy(np.load(vols.paths[i])) for i in range(9)}
+    ds = AssembledBatches(BatchAssembler(vols))
+    sampler = ShardBatchSampler(9, 1, shuffle=True, seed=4)
+    loader = ThreadedDataLoader(ds, sampler=sampler, batch_size=None, threads=2, prefetch=2)
+    held, ptrs = [], set()
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            (v,) = batch["meta"]["index"].tolist()
+            torch.testing.assert_close(batch["image"][0], volumes[v], rtol=0, atol=0)
+            ptrs.add(batch["image"].data_ptr())
+            if keep:
+                held.append((v, batch))
+            del batch
+    for v, batch in held:
+        torch.testing.assert_close(batch["image"][0], volumes[v], rtol=0, atol=0)
+    if keep:
+        assert len(ptrs) == 27  # every batch in its own buffer
+    else:
+        assert len(ptrs) <= 2 * 2 + 2  # prefetch depth, the batch in hand, one being handed out

@@ -17,7 +17,8 @@ the whole batch from the dataset's numpy tables -- and returns exactly the batch
 
 from __future__ import annotations
 
-import warnings
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,18 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset
+from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, map_view
 from lightning_dicom.errors import ConfigError
 
-__all__ = ["AssembledBatches", "BatchAssembler", "batch_meta"]
-
-
-def _src(arr: np.ndarray | torch.Tensor) -> torch.Tensor:
-    if isinstance(arr, torch.Tensor):
-        return arr
-    with warnings.catch_warnings():  # a read-only map: only read
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(arr)
+__all__ = ["AssembledBatches", "BatchAssembler", "HostBufferPool", "batch_meta"]
 
 
 def batch_meta(
@@ -46,10 +39,10 @@ def batch_meta(
     t = volumes.meta
     meta = t.batch(vols)
     if starts is not None:  # origin of the patch's first voxel: origin + direction @ (start_xyz * spacing)
-        offset = starts[:, ::-1].astype(np.float64) * t.spacing[vols]
-        shift = np.einsum("bij,bj->bi", t.direction[vols].reshape(-1, 3, 3), offset)
-        meta["origin"] = torch.from_numpy(t.origin[vols] + shift)
-        meta["patch_start"] = torch.from_numpy(starts.astype(np.int64))
+        offset = starts[:, ::-1] * meta["spacing"].numpy()
+        shift = np.matmul(meta["direction"].numpy().reshape(-1, 3, 3), offset[:, :, None])[:, :, 0]
+        meta["origin"] = torch.from_numpy(meta["origin"].numpy() + shift)
+        meta["patch_start"] = torch.from_numpy(starts)
     return meta
 
 
@@ -95,7 +88,7 @@ class BatchAssembler:
     def image_dtype(self) -> torch.dtype:
         if self.volumes.image_dtype is not None:
             return self.volumes.image_dtype
-        return _src(self.volumes.volume(0)).dtype
+        return map_view(self.volumes.volume(0)).dtype
 
     def mask_dtype(self) -> torch.dtype:
         return self.volumes.mask_dtype or torch.uint8
@@ -120,14 +113,14 @@ class BatchAssembler:
         for j, v in enumerate(vols.tolist()):
             if starts is not None:
                 assert self.patches is not None
-                starts[j] = self.patches._start(v)
-                self._crop(image[j], self.volumes.volume(v), starts[j], pad=None)
+                start = starts[j] = self.patches._start(v)
+                self._crop(image[j], self.volumes.volume(v), start, pad=None)
                 if mask is not None:
-                    self._crop(mask[j], self.volumes.mask(v), starts[j], pad=0)  # type: ignore[arg-type]
+                    self._crop(mask[j], self.volumes.mask(v), start, pad=0)  # type: ignore[arg-type]
             else:
-                image[j].copy_(_src(self.volumes.volume(v)))
+                image[j].copy_(map_view(self.volumes.volume(v)))
                 if mask is not None:
-                    mask[j].copy_(_src(self.volumes.mask(v)))  # type: ignore[arg-type]
+                    mask[j].copy_(map_view(self.volumes.mask(v)))  # type: ignore[arg-type]
         batch: dict[str, Any] = {"image": image}
         if mask is not None:
             batch["mask"] = mask
@@ -137,13 +130,14 @@ class BatchAssembler:
         return batch
 
     def _crop(
-        self, dst: torch.Tensor, vol: np.ndarray | torch.Tensor, start: np.ndarray, pad: float | None
+        self, dst: torch.Tensor, vol: np.ndarray | torch.Tensor, start: Sequence[int], pad: float | None
     ) -> None:
         """Copy the patch at ``start`` (z-y-x) of ``vol`` [C, D, H, W] into ``dst``; pad at the end (with
         the patch's minimum, or ``pad``) where the volume is smaller than the patch (as PatchDataset)."""
         size = dst.shape[1:]
-        src = _src(vol[(slice(None), *(slice(int(a), int(a) + s) for a, s in zip(start, size, strict=True)))])
-        if tuple(src.shape[1:]) != tuple(size):
+        z, y, x = (int(a) for a in start)
+        src = map_view(vol[:, z : z + size[0], y : y + size[1], x : x + size[2]])
+        if src.shape[1:] != size:
             dst.fill_(float(src.min()) if pad is None else pad)
             dst = dst[(slice(None), *(slice(0, n) for n in src.shape[1:]))]
         dst.copy_(src)
@@ -155,10 +149,7 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype, pin: bool) -> torch.Tenso
     75x179x179 float32 volume, copy included, on the 2-core CI machine)."""
     if pin:
         return torch.empty(shape, dtype=dtype, pin_memory=True)
-    np_dtype = _NP_DTYPES.get(dtype)
-    if np_dtype is None:
-        np_dtype = _NP_DTYPES[dtype] = torch.empty(0, dtype=dtype).numpy().dtype
-    return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+    return torch.from_numpy(np.empty(shape, dtype=_numpy_dtype(dtype)))
 
 
 _NP_DTYPES: dict[torch.dtype, np.dtype] = {}
@@ -174,11 +165,86 @@ def _fit(buf: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return buf.view(-1)[:n].view(shape)
 
 
+class HostBufferPool:
+    """Host batch buffers handed out again once nothing references them any more.
+
+    A fresh buffer of a few MB costs page faults on its first write whenever glibc has given the last one
+    back to the OS (it does so once freed memory at the top of the heap exceeds its trim threshold): on the
+    2-core CI machine whole 75x179x179 volumes then came 3x slower, for whole epochs at a time
+    (``benchmarks/loader_overhead.py``; the same run with ``MALLOC_TRIM_THRESHOLD_`` raised never did).
+    Reusing buffers avoids both the faults and the allocator's moods.
+
+    A buffer is the numpy array behind the tensors handed out (``torch.from_numpy``): every tensor, view
+    or storage made from it keeps a reference to that array, so it is free exactly when its reference
+    count is back to the pool's own (the test ``numpy.ndarray.resize(refcheck=True)`` uses). The count of
+    an unreferenced array is measured once, through the same call, rather than assumed.
+
+    Args:
+        limit: buffers kept at most (more in use at once are allocated and dropped as before).
+    """
+
+    def __init__(self, limit: int = 16) -> None:
+        self.limit = int(limit)
+        self._buffers: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised ``shape`` tensor of ``dtype`` (a free pooled buffer, else a new one)."""
+        np_dtype = _numpy_dtype(dtype)
+        with self._lock:
+            bufs = self._buffers
+            for i in range(len(bufs)):
+                if _refcount(bufs, i) == _FREE and bufs[i].shape == shape and bufs[i].dtype == np_dtype:
+                    return torch.from_numpy(bufs[i])
+            arr = np.empty(shape, dtype=np_dtype)
+            if len(bufs) >= self.limit:  # all kept buffers busy or of other shapes: drop a free one
+                free = [i for i in range(len(bufs)) if _refcount(bufs, i) == _FREE]
+                if not free:
+                    return torch.from_numpy(arr)
+                del bufs[free[0]]
+            bufs.append(arr)
+            return torch.from_numpy(arr)
+
+    def clear(self) -> None:
+        """Forget every buffer (those still in use live on with their tensors)."""
+        with self._lock:
+            self._buffers = []
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+
+def _refcount(buffers: list[np.ndarray], i: int) -> int:
+    return sys.getrefcount(buffers[i])
+
+
+_FREE = _refcount([np.empty(0)], 0)  # the count of a buffer only the pool's list holds
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    np_dtype = _NP_DTYPES.get(dtype)
+    if np_dtype is None:
+        np_dtype = _NP_DTYPES[dtype] = torch.empty(0, dtype=dtype).numpy().dtype
+    return np_dtype
+
+
 class AssembledBatches(Dataset):
-    """``ds[[i, j, ...]]`` -> one batch built by a :class:`BatchAssembler` (what the loaders index)."""
+    """``ds[[i, j, ...]]`` -> one batch built by a :class:`BatchAssembler` (what the loaders index).
+
+    :meth:`allocate` takes its buffers from a :class:`HostBufferPool`, kept from one pass over the data to
+    the next (the buffers a pass had in flight: the loader's prefetch depth plus the batches the training
+    step still holds); :meth:`release` lets them go.
+    """
 
     def __init__(self, assembler: BatchAssembler) -> None:
         self.assembler = assembler
+        self.pool = HostBufferPool()
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader worker processes: a pool of their own
+        return {"assembler": self.assembler}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.assembler, self.pool = state["assembler"], HostBufferPool()
 
     def __len__(self) -> int:
         base = self.assembler.patches if self.assembler.patches is not None else self.assembler.volumes
@@ -189,7 +255,16 @@ class AssembledBatches(Dataset):
 
     def allocate(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """Buffers for the batch of ``indices`` (the loader calls this from its main thread)."""
-        return self.assembler.allocate(indices)
+        a = self.assembler
+        image, mask = a.shapes(a.volume_of(indices))
+        out = {"image": self.pool.take(image, a.image_dtype())}
+        if mask is not None:
+            out["mask"] = self.pool.take(mask, a.mask_dtype())
+        return out
+
+    def release(self) -> None:
+        """Let the pooled buffers go (at the end of a pass over the data)."""
+        self.pool.clear()
 
     def fill(self, indices: list[int], out: dict[str, torch.Tensor]) -> dict[str, Any]:
         """The batch of ``indices`` written into ``out`` (from :meth:`allocate`; in a loader thread).
@@ -198,6 +273,7 @@ class AssembledBatches(Dataset):
         test and predict loops) are inference tensors; inference mode is per thread, so the loader
         thread enters it too before writing into them in place.
         """
-        inference = any(isinstance(t, torch.Tensor) and t.is_inference() for t in out.values())
-        with torch.inference_mode(inference):
-            return self.assembler(indices, out=out)
+        if out["image"].is_inference():  # all of ``out`` comes from one allocate() call
+            with torch.inference_mode():
+                return self.assembler(indices, out=out)
+        return self.assembler(indices, out=out)

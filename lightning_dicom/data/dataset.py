@@ -33,7 +33,7 @@ from lightning_dicom.config import PreprocessingConfig
 from lightning_dicom.dicom.index import SeriesRecord
 from lightning_dicom.errors import ConfigError, LightningDicomError
 
-__all__ = ["CachedVolumeDataset", "PatchDataset", "SeriesDataset", "collate"]
+__all__ = ["CachedVolumeDataset", "PatchDataset", "SeriesDataset", "collate", "map_view"]
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ class _MetaTable:
                 out[key] = default_collate([self.get(int(i))[key] for i in idx])
             elif arr.dtype.kind == "U":
                 out[key] = arr[idx].tolist()
-            else:
-                out[key] = torch.from_numpy(arr[idx])
+            else:  # ndarray.take: a fresh array, at about half the cost of arr[idx] for a few rows
+                out[key] = torch.from_numpy(arr.take(idx, 0))
         return out
 
 
@@ -131,17 +131,35 @@ def _nan(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
+def map_view(arr: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``arr`` (a read-only memory map or a view of one) as a tensor sharing its memory, to be read only.
+
+    torch warns once per process that a read-only array is not writable (``TORCH_WARN_ONCE``); the first
+    call here takes that one warning under ``catch_warnings`` and later calls skip the filter juggling,
+    which costs more than the call itself and is not thread-safe (``warnings`` filters are global).
+    """
+    global _VIEW_WARNED
+    if isinstance(arr, torch.Tensor):
+        return arr
+    if not _VIEW_WARNED and not arr.flags.writeable:
+        with _VIEW_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            out = torch.from_numpy(arr)
+            _VIEW_WARNED = True
+        return out
+    return torch.from_numpy(arr)
+
+
+_VIEW_WARNED = False
+_VIEW_LOCK = threading.Lock()
+
+
 def _tensor(arr: np.ndarray | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A private, contiguous copy of ``arr`` (a memory map or a view of one) as a tensor of ``dtype``.
 
     With a dtype other than the stored one, the copy and the cast are one pass (torch reads the
     page-cache mapping directly; numpy's float16 cast is much slower)."""
-    if isinstance(arr, torch.Tensor):
-        src = arr
-    else:
-        with warnings.catch_warnings():  # a read-only map: the tensor is only read, then copied
-            warnings.simplefilter("ignore", UserWarning)
-            src = torch.from_numpy(arr)
+    src = map_view(arr)
     if dtype is None or dtype == src.dtype:
         return src.clone(memory_format=torch.contiguous_format)
     return src.to(dtype, memory_format=torch.contiguous_format)
@@ -261,6 +279,9 @@ class PatchDataset(Dataset):
         self._lock = threading.Lock()
         self._rng: np.random.Generator | None = None
         self._seed: int | None = None
+        # per volume: how many start positions each axis has (1 where the volume is not larger than the patch)
+        self._starts = np.maximum(self.volumes.shapes[:, 1:] - np.array(self.size, np.int64), 0) + 1
+        self._has_fg = self.foreground_fraction > 0 and bool(len(self.volumes.fg_coords))
 
     def __len__(self) -> int:
         return len(self.volumes) * self.per_volume
@@ -290,15 +311,15 @@ class PatchDataset(Dataset):
             if self._rng is None or seed != self._seed:  # e.g. a worker forked after the parent drew a patch
                 self._rng, self._seed = np.random.default_rng(seed % 2**63), seed
             rng = self._rng
-            shape = self.volumes.shapes[v][1:]
-            fg = self.volumes.foreground(v)
+            fg = self.volumes.foreground(v) if self._has_fg else ()
             if len(fg) and rng.random() < self.foreground_fraction:  # centre on a foreground voxel
                 centre = fg[int(rng.integers(len(fg)))]
                 return [
-                    int(min(max(c - s // 2, 0), max(n - s, 0)))
-                    for c, n, s in zip(centre, shape, self.size, strict=True)
+                    int(min(max(c - s // 2, 0), n - 1))
+                    for c, n, s in zip(centre, self._starts[v], self.size, strict=True)
                 ]
-            return [int(rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, self.size, strict=True)]
+            # uniform over the start positions of each axis: floor(u * n), u in [0, 1)
+            return (rng.random(3) * self._starts[v]).astype(np.int64).tolist()
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
