@@ -360,9 +360,11 @@ def test_host_buffer_pool_reuses_a_buffer_only_once_nothing_references_it():
     del storage
     assert pool.take((2, 3), torch.float32).data_ptr() == ptr  # free again: reused
     assert pool.take((3, 2), torch.float32).data_ptr() != ptr  # another shape: not that buffer
-    assert len(pool) == 3  # the limit: a fourth busy buffer is allocated but not kept
+    busy = [pool.take((2, 3), torch.float32) for _ in range(4)]
+    assert len({t.data_ptr() for t in busy}) == 4
+    assert len(pool) == 3 + 1 and pool.allocated == 6  # the limit is per shape and dtype
     kept = [pool.take((2, 3), torch.uint8) for _ in range(2)]
-    assert len(pool) == 3 and all(t.dtype == torch.uint8 for t in kept)
+    assert len(pool) == 3 + 1 + 2 and all(t.dtype == torch.uint8 for t in kept)
     pool.clear()
     assert len(pool) == 0
 
@@ -390,5 +392,7 @@ def test_threads_loader_reuses_buffers_and_never_overwrites_a_batch_still_held(t
         torch.testing.assert_close(batch["image"][0], volumes[v], rtol=0, atol=0)
     if keep:
         assert len(ptrs) == 27  # every batch in its own buffer
-    else:
-        assert len(ptrs) <= 2 * 2 + 2  # prefetch depth, the batch in hand, one being handed out
+        assert ds.pool.allocated == 2 * 27  # an image and a mask buffer per batch
+        assert len(ds.pool) == 2 * ds.pool.limit and ds.pool.limit == 2 * 2 + 3
+    else:  # the prefetch depth (4) and the batches around the one in hand, reused over 27 batches (a
+        assert ds.pool.allocated <= 2 * 9  # loader thread that lets go of a batch late costs one allocation)

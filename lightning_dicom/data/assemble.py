@@ -180,38 +180,44 @@ class HostBufferPool:
     an unreferenced array is measured once, through the same call, rather than assumed.
 
     Args:
-        limit: buffers kept at most (more in use at once are allocated and dropped as before).
+        limit: buffers kept at most, per shape and dtype (more in use at once are allocated and dropped as
+            before); the threads
+            loader sets it to its prefetch depth + 3 (the batch in hand, the one before it, and one whose
+            loader thread has not yet let go of it), so batches a training step holds on to are not kept for
+            reuse once released.
+
+    Attributes:
+        allocated: buffers allocated so far (the rest of :meth:`take`'s calls reused one).
     """
 
-    def __init__(self, limit: int = 16) -> None:
+    def __init__(self, limit: int = 6) -> None:
         self.limit = int(limit)
-        self._buffers: list[np.ndarray] = []
+        self._buffers: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
         self._lock = threading.Lock()
+        self.allocated = 0
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """An uninitialised ``shape`` tensor of ``dtype`` (a free pooled buffer, else a new one)."""
         np_dtype = _numpy_dtype(dtype)
         with self._lock:
-            bufs = self._buffers
+            bufs = self._buffers.setdefault((tuple(shape), np_dtype), [])
             for i in range(len(bufs)):
-                if _refcount(bufs, i) == _FREE and bufs[i].shape == shape and bufs[i].dtype == np_dtype:
+                if _refcount(bufs, i) == _FREE:
                     return torch.from_numpy(bufs[i])
             arr = np.empty(shape, dtype=np_dtype)
-            if len(bufs) >= self.limit:  # all kept buffers busy or of other shapes: drop a free one
-                free = [i for i in range(len(bufs)) if _refcount(bufs, i) == _FREE]
-                if not free:
-                    return torch.from_numpy(arr)
-                del bufs[free[0]]
-            bufs.append(arr)
+            self.allocated += 1
+            if len(bufs) < self.limit:  # else all kept buffers of this kind are busy: not kept
+                bufs.append(arr)
             return torch.from_numpy(arr)
 
     def clear(self) -> None:
         """Forget every buffer (those still in use live on with their tensors)."""
         with self._lock:
-            self._buffers = []
+            self._buffers = {}
 
     def __len__(self) -> int:
-        return len(self._buffers)
+        """Buffers kept, of every shape and dtype."""
+        return sum(len(b) for b in self._buffers.values())
 
 
 def _refcount(buffers: list[np.ndarray], i: int) -> int:

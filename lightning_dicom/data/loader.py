@@ -49,6 +49,9 @@ class ThreadedDataLoader(DataLoader):
         # A dataset that can allocate its batch up front (AssembledBatches) gets its buffers from this
         # thread, out of a pool of reused buffers (no page faults on fresh memory, no per-thread arenas).
         allocate = getattr(self.dataset, "allocate", None)
+        buffers = getattr(self.dataset, "pool", None)
+        if buffers is not None:  # what this loop has in flight, and the batches around the one in hand
+            buffers.limit = depth + 3
 
         def submit(indices: Any) -> Future:
             if allocate is not None:
