@@ -162,6 +162,7 @@ def test_plan_residency_whole_shard_or_none():
     assert mode == "shard" and sorted([*keep0, *keep1]) == list(range(10)) and len(keep0) == 5
     assert plan_residency(nbytes, 1, 0, 1000, 0.5)[0] == "none"
     assert plan_residency(nbytes, 2, 0, 100, 0.5)[0] == "none"
+    assert plan_residency(nbytes[:3], 4, 0, 200, 0.5)[0] == "none"  # rank 3 would hold no volume
 
 
 def test_fixed_shards_on_two_ranks_see_every_sample_once_per_epoch():
