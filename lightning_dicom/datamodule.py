@@ -543,12 +543,21 @@ class DicomDataModuleImpl:
                 seed=self.config.split.seed,
                 mask_dtype=torch.int64 if cast is not None and labels_mode else None,
                 sampler=sampler if isinstance(sampler, BalancedBatchSampler) else None,
+                agree=self._min_over_ranks if world > 1 else None,
             )
         if threads:
             return ThreadedDataLoader(
                 dataset, sampler=sampler, batch_size=None, threads=n_threads, prefetch=2, **common
             )
         return DataLoader(dataset, sampler=sampler, batch_size=None, **common)
+
+    def _min_over_ranks(self, value: int) -> int:
+        """The smallest ``value`` over the ranks (a collective: every rank calls it, from its training
+        loader's residency plan, so that all of them choose the same feed path and batch count)."""
+        assert self.trainer is not None
+        strategy = self.trainer.strategy
+        t = torch.tensor(int(value), dtype=torch.int64, device=strategy.root_device)
+        return int(strategy.reduce(t, reduce_op="min"))
 
     def _device_type(self) -> str:
         """'cpu' without a trainer (notebooks) or on CPU: images are then cast to float32 in the loader's

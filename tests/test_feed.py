@@ -163,6 +163,7 @@ def test_plan_residency_whole_shard_or_none():
     assert mode == "shard" and sorted([*keep0, *keep1]) == list(range(10)) and len(keep0) == 5
     assert plan_residency(nbytes, 1, 0, 1000, 0.5)[0] == "none"
     assert plan_residency(nbytes, 2, 0, 100, 0.5)[0] == "none"
+    assert plan_residency(nbytes[:3], 4, 0, 200, 0.5)[0] == "none"  # rank 3 would hold no volume
 
 
 def test_fixed_shards_on_two_ranks_see_every_sample_once_per_epoch():
@@ -396,3 +397,97 @@ def test_threads_loader_reuses_buffers_and_never_overwrites_a_batch_still_held(t
         assert len(ds.pool) == 2 * ds.pool.limit and ds.pool.limit == 2 * 2 + 3
     else:  # the prefetch depth (4) and the batches around the one in hand, reused over 27 batches (a
         assert ds.pool.allocated <= 2 * 9  # loader thread that lets go of a batch late costs one allocation)
+
+
+def test_the_pinned_ring_takes_whole_volumes_of_different_shapes(tmp_path):
+    """A slot sized by its first volume grows for a larger one (validation on CUDA: whole volumes of
+    different shapes with batch 1; the slot's buffers used to be too small)."""
+    shapes = [SHAPE, (1, 8, 12, 14), (1, 3, 10, 12), (1, 9, 12, 14), SHAPE]
+    vols = make_volumes(tmp_path, shapes=shapes)
+    log: list = []
+    transfer = FakeTransfer(log)
+    loader = DeviceFeedLoader(
+        AssembledBatches(BatchAssembler(vols)),
+        sampler=ShardBatchSampler(len(shapes), 1),
+        batch_size=None,
+        threads=1,
+        prefetch=1,
+        transfer=transfer,
+        ahead=1,
+    )
+    for _ in range(2):  # ring of 3 slots over 5 volumes: slots reused for larger and smaller volumes
+        for i, batch in enumerate(loader):
+            transfer.events[id(batch["image"])].synchronize()
+            assert batch["image"].shape == (1, *shapes[i])
+            assert torch.equal(batch["image"][0], torch.from_numpy(np.load(vols.paths[i])))
+            assert torch.equal(batch["mask"][0], torch.from_numpy(np.load(vols.mask_paths[i])))
+
+
+def test_a_new_epoch_of_the_pinned_ring_closes_an_abandoned_one(tmp_path):
+    """Both epochs would write into the same slots: the abandoned one is stopped, not resumed later."""
+    vols = make_volumes(tmp_path, n=6)
+    transfer = FakeTransfer([])
+    loader = DeviceFeedLoader(
+        AssembledBatches(BatchAssembler(vols)),
+        sampler=ShardBatchSampler(6, 1),
+        batch_size=None,
+        threads=2,
+        prefetch=1,
+        transfer=transfer,
+    )
+    first = iter(loader)
+    next(first)  # e.g. Lightning's sanity check: two batches, then the iterator is left behind
+    second = list(loader)
+    assert len(second) == 6
+    assert next(first, None) is None  # closed: it would hand out slots the second epoch rewrote
+    for i, batch in enumerate(second):
+        transfer.events[id(batch["image"])].synchronize()
+        assert torch.equal(batch["image"][0], torch.from_numpy(np.load(vols.paths[i])))
+
+
+def test_feed_loader_on_cuda_keeps_the_balanced_sampler_on_a_resident_set(tmp_path):
+    """feed_loader's CUDA choices, run on a CPU with a host transfer: a resident training set draws
+    with the given (balanced) sampler, and every rank plans with the agreed free memory."""
+    from lightning_dicom.data.balanced import BalancedBatchSampler
+
+    vols = make_volumes(tmp_path)
+    sampler = BalancedBatchSampler(np.array([1.0, 0, 0, 0, 0, 1.0]), 2, 8, seed=1)
+    kw: dict[str, Any] = dict(
+        device=torch.device("cpu"), batch_size=2, threads=2, world=1, rank=0, shuffle=True, seed=0
+    )
+    loader = feed_loader(
+        vols, cache=CacheConfig(), train=True, sampler=sampler, free_bytes=10**9,
+        transfer=FakeTransfer([]), **kw,
+    )  # fmt: skip
+    assert isinstance(loader.dataset, ResidentBatches) and loader.sampler is sampler
+    drawn = [i for b in loader for i in b["meta"]["index"].tolist()]
+    assert len(drawn) == 8 and set(drawn) <= {0, 5}
+    assert loader.dataset.cache.images.dtype == torch.float16  # stored dtype: cast on the device
+    # another rank has less free memory: every rank falls back to the pinned ring alike
+    ring = feed_loader(
+        vols, cache=CacheConfig(), train=True, free_bytes=10**9, agree=lambda free: 1000,
+        transfer=FakeTransfer([]), **kw,
+    )  # fmt: skip
+    assert isinstance(ring, DeviceFeedLoader)
+    assert ring.dataset.assembler.volumes.image_dtype is None  # float16 and uint8 travel
+    with pytest.raises(ConfigError, match="device_budget"):
+        feed_loader(
+            vols, cache=CacheConfig(device="cuda"), train=True, free_bytes=10**9, agree=lambda free: 1000,
+            transfer=FakeTransfer([]), **kw,
+        )  # fmt: skip
+
+
+def test_feed_loader_on_a_non_cuda_accelerator_uses_host_threads(tmp_path):
+    """MPS (or any accelerator but CUDA): no CUDA stream or memory query; batches in stored dtypes."""
+    from lightning_dicom.data.loader import ThreadedDataLoader
+
+    vols = make_volumes(tmp_path)
+    patches = PatchDataset(vols, (4, 8, 8), per_volume=2)
+    kw: dict[str, Any] = dict(batch_size=2, threads=2, world=1, rank=0, shuffle=True, seed=0)
+    mps = torch.device("mps")
+    loader = feed_loader(patches, cache=CacheConfig(), device=mps, train=True, **kw)
+    assert type(loader) is ThreadedDataLoader
+    batch = next(iter(loader))
+    assert batch["image"].dtype == torch.float16 and batch["mask"].dtype == torch.uint8
+    with pytest.raises(ConfigError, match="CUDA accelerator"):
+        feed_loader(patches, cache=CacheConfig(device="cuda"), device=mps, train=True, **kw)

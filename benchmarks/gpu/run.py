@@ -3,11 +3,17 @@
 
     python benchmarks/gpu/run.py                     # an accelerator: 32 volumes of 128x240x240, ~6 min
     python benchmarks/gpu/run.py --device cpu --quick  # the logic on a CPU, seconds (CI smoke test)
+    python benchmarks/gpu/run.py --only ceiling,reuse  # only the rows whose names hold these words
 
-Needs torch, pytorch-lightning and numpy, plus small wheels: pydantic (+ pydantic_core, annotated_types,
-typing_inspection), pydicom, and monai for its row (``benchmarks/gpu/README.md``). SimpleITK is not
-needed: the arrays are written directly as float16 ``.npy`` cache entries, and when SimpleITK is missing an
-import stub stands in for it (nothing on the loader path calls it; ``--stub-sitk`` forces the stub).
+A row that fails is reported (its traceback printed, ``error`` in its JSON row) and the others still run;
+the JSON is rewritten after every row, so a run stopped by a time limit keeps what it measured. The exit
+status is 1 when a row failed or the reuse check found a mismatch.
+
+Needs torch, pytorch-lightning and numpy, plus small wheels for the device's Python: pydantic (+
+pydantic_core, annotated_types, typing_inspection, typing_extensions), pydicom, and monai for its row
+(``benchmarks/gpu/README.md``). SimpleITK is not needed: the arrays are written directly as float16
+``.npy`` cache entries, and when SimpleITK is missing an import stub stands in for it (nothing on the
+loader path calls it; ``--stub-sitk`` forces the stub).
 
 Rows (each run twice, each at least ``--seconds`` long after ``--warm`` steps; every loader delivers
 float16 images to the step, uint8 masks):
@@ -18,13 +24,16 @@ float16 images to the step, uint8 masks):
   (crops sliced one by one from device-resident volumes in the step's process);
 - a 3D U-Net (width 32, depth 4, bf16-mixed) on patches and a light 3D classifier (width 16) on whole
   volumes: fed by lightning_dicom (resident and pinned) vs the same batch kept on the device;
-- the pinned-ring reuse check: whole volumes through a ring of 7 slots while the step runs slow kernels;
-  every batch's sum must equal its volume's sum from the host (a slot overwritten in flight would not).
+- the pinned-ring reuse check: whole volumes through a ring of 7 slots, each copy queued behind a ~2 ms
+  kernel on the side stream and slow kernels on the compute stream, with no host sync until the end: every
+  batch's sum must equal its volume's sum from the host (a slot overwritten while its copy is queued, a
+  batch read before its copy lands, or a device buffer reused while the step still reads it would not).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.abc
 import importlib.machinery
 import json
@@ -32,7 +41,9 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +148,29 @@ class Bench:
         self.device = torch.device(args.device)
         self.cuda = self.device.type == "cuda"
         self.rows: list[dict[str, Any]] = []
+        self.env: dict[str, Any] = {}
+        self.only = [w.strip() for w in (args.only or "").split(",") if w.strip()]
+
+    def attempt(self, name: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Run the row ``name`` (``fn(*args)``). A failure is printed and recorded as that row's ``error``,
+        and the next row runs; the JSON is rewritten after every row."""
+        if self.only and not any(w in name for w in self.only):
+            return
+        try:
+            fn(*args)
+        except Exception as e:
+            traceback.print_exc()
+            self.rows.append({"name": name, "error": f"{type(e).__name__}: {e}"[:800]})
+            print(f"{name}: FAILED ({type(e).__name__}: {e})", flush=True)
+        finally:
+            gc.collect()  # a failed fit leaves cycles holding device memory
+            if self.cuda:
+                torch.cuda.empty_cache()
+            self.save()
+
+    def save(self) -> None:
+        result = {"env": self.env, "rows": self.rows, "summary": summary(self.rows, self.args.batch)}
+        self.args.out.write_text(json.dumps(result, indent=1))
 
     def sync(self) -> None:
         if self.cuda:
@@ -169,7 +203,7 @@ class Bench:
         return loader
 
     def pinned(
-        self, patches: bool, masks: bool, batch: int, ahead: int = 2, threads: int | None = None
+        self, patches: bool, masks: bool, batch: int, ahead: int = 2, threads: int = 0, transfer: Any = None
     ) -> Any:
         from lightning_dicom.data.assemble import AssembledBatches, BatchAssembler
         from lightning_dicom.data.dataset import PatchDataset
@@ -185,7 +219,7 @@ class Bench:
             batch_size=None,
             threads=threads or self.args.threads,
             prefetch=2,
-            transfer=CudaTransfer(self.device) if self.cuda else HostTransfer(),
+            transfer=transfer or (CudaTransfer(self.device) if self.cuda else HostTransfer()),
             ahead=ahead,
         )
 
@@ -197,11 +231,12 @@ class Bench:
             [Lambdad("image", lambda p: torch.from_numpy(np.load(p))), ToDeviced("image", device=self.device)]
         )
         crop = RandSpatialCropSamplesd("image", roi_size=self.patch, num_samples=batch, random_size=False)
-        ds = CacheDataset(
+        ds = CacheDataset(  # copy_cache=False as MONAI's fast-training recipe: the crops only read the cache
             [{"image": str(p)} for p in self.data["paths"]],
             Compose([det, crop]),
             cache_rate=1.0,
             progress=False,
+            copy_cache=False,
         )
         return ThreadDataLoader(ds, num_workers=0, batch_size=1, shuffle=True)
 
@@ -229,7 +264,14 @@ class Bench:
         return Crops()
 
     # -- running ----------------------------------------------------------------------------------
-    def fit(self, name: str, make: Any, module: Any = None, precision: str | None = None) -> None:
+    def fit(
+        self,
+        name: str,
+        make: Callable[[], Any],
+        model: Callable[[], Any] | None = None,
+        precision: str = "32-true",
+    ) -> None:
+        """``Trainer.fit`` of ``model()`` (default: a step that only reads the batch) on the loader ``make()``."""
         pl, bench = self.pl, self
         warm = self.args.warm
 
@@ -289,10 +331,10 @@ class Bench:
             limit_val_batches=0,
             num_sanity_val_steps=0,
             callbacks=[timer],
-            precision=precision or "32-true",
+            precision=precision,
         )
         t = time.perf_counter()
-        trainer.fit(module or Sink(), datamodule=Wrap())
+        trainer.fit(model() if model is not None else Sink(), datamodule=Wrap())
         dt = timer.t1 - timer.t0
         row = {
             "name": name,
@@ -307,9 +349,11 @@ class Bench:
             f"{name}: {row['samples_per_s']:,.1f}/s, {row['GB_per_s']:.2f} GB/s over {dt:.1f} s", flush=True
         )
 
-    def resident_step(self, name: str, module: Any, batch: dict[str, Any]) -> None:
-        """The model's training step on one batch kept on the device (the GPU-bound reference)."""
-        module = module.to(self.device)
+    def resident_step(self, name: str, model: Callable[[], Any], make: Callable[[], Any]) -> None:
+        """``model()``'s training step on one batch (the first of ``make()``) kept on the device (the
+        GPU-bound reference)."""
+        batch = next(iter(make()))
+        module = model().to(self.device)
         opt = module.configure_optimizers()
         batch = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
         ctx = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda)
@@ -333,27 +377,67 @@ class Bench:
         print(f"{name}: {n / dt:,.1f}/s over {dt:.1f} s", flush=True)
 
     def reuse_check(self) -> None:
-        """Whole volumes through a small pinned ring while slow kernels run: sums must match the host's."""
-        loader = self.pinned(patches=False, masks=False, batch=1, ahead=2, threads=4)
+        """Whole volumes through a small pinned ring: sums (kept on the device until the end) must match."""
+        transfer = None
+        if self.cuda:
+            from lightning_dicom.data.device_feed import CudaTransfer
+
+            class QueuedCopies(CudaTransfer):
+                """Each copy queued behind a ~2 ms kernel on the side stream: loader threads come back to a
+                slot while its copy has not read it yet (the event guard must hold them)."""
+
+                def copy(
+                    self, tensors: dict[str, torch.Tensor], slot: int
+                ) -> tuple[dict[str, torch.Tensor], Any]:
+                    with torch.cuda.stream(self.stream):
+                        torch.cuda._sleep(4_000_000)  # clock cycles, ~2 ms at 2 GHz
+                    return super().copy(tensors, slot)
+
+            transfer = QueuedCopies(self.device)
+        loader = self.pinned(patches=False, masks=False, batch=1, ahead=2, threads=4, transfer=transfer)
         loader.prefetch = 1
         slow = torch.randn(2048 if self.cuda else 64, 2048 if self.cuda else 64, device=self.device)
-        bad = n = 0
+        sums, want = [], []
         for _ in range(3):
-            for batch in loader:
+            for batch in loader:  # no host sync in the loop: the host runs ahead of both streams
                 for _ in range(20):
                     slow = torch.tanh(slow @ slow * 1e-3)  # the compute stream stays busy
-                got = float(batch["image"].double().sum())
-                want = self.data["sums"][int(batch["meta"]["index"][0])]
-                bad += abs(got - want) > 1e-6 * max(1.0, abs(want))
-                n += 1
-        self.rows.append(
-            {"name": "pinned ring reuse check (ring 7, 3 epochs)", "batches": n, "mismatches": bad}
-        )
-        print(f"reuse check: {bad} mismatches in {n} batches (ring of {loader.ring_size()})", flush=True)
+                sums.append(batch["image"].double().sum())
+                want.append(self.data["sums"][int(batch["meta"]["index"][0])])
+        got = torch.stack(sums).tolist() if sums else []
+        bad = sum(abs(g - w) > 1e-6 * max(1.0, abs(w)) for g, w in zip(got, want, strict=True))
+        row = {"name": "pinned ring reuse check (ring 7, 3 epochs)", "batches": len(got), "mismatches": bad}
         if bad:
-            raise AssertionError(
-                f"{bad} batches differ from their volumes: a pinned slot was overwritten in flight"
+            row["error"] = (
+                f"{bad} batches differ from their volumes: a slot or device buffer reused in flight"
             )
+        self.rows.append(row)
+        print(
+            f"reuse check: {bad} mismatches in {len(got)} batches (ring of {loader.ring_size()})", flush=True
+        )
+
+    def wiring_check(self) -> None:
+        """feed_loader as the DataModule calls it on this device: a training set that fits is resident
+        (cache.device auto), validation takes the pinned ring; batches on the device, float16 and uint8."""
+        from lightning_dicom.config import CacheConfig
+        from lightning_dicom.data.dataset import PatchDataset
+        from lightning_dicom.data.device_cache import ResidentBatches
+        from lightning_dicom.data.device_feed import DeviceFeedLoader
+        from lightning_dicom.data.feeding import feed_loader
+
+        vols, host = self.volumes(masks=True), None if self.cuda else HostTransfer()
+        kw: dict[str, Any] = dict(cache=CacheConfig(), device=self.device, batch_size=2, threads=2, world=1)
+        kw.update(rank=0, shuffle=True, seed=0, transfer=host, free_bytes=None if self.cuda else 2**40)
+        train = feed_loader(PatchDataset(vols, self.patch, 2, 0.5), train=True, **kw)
+        val = feed_loader(vols, train=False, **kw)
+        assert isinstance(train.dataset, ResidentBatches) and isinstance(val, DeviceFeedLoader), (train, val)
+        for b in (next(iter(train)), next(iter(val))):
+            got = [(k, b[k].device.type, b[k].dtype) for k in ("image", "mask")]
+            assert got == [
+                ("image", self.device.type, torch.float16),
+                ("mask", self.device.type, torch.uint8),
+            ]
+        self.rows.append({"name": "feed_loader wiring check (resident train, pinned-ring val)", "ok": True})
 
     def h2d(self) -> None:
         if not self.cuda:
@@ -377,7 +461,9 @@ class Bench:
         self.patch = tuple(a.patch)
         with tempfile.TemporaryDirectory() as tmp:
             self.data = make_data(Path(tmp), a.volumes, tuple(a.shape))
-            self.h2d()
+            self.attempt("host->device 256 MB", self.h2d)
+            self.attempt("pinned ring reuse check", self.reuse_check)  # first: the correctness gates
+            self.attempt("feed_loader wiring check", self.wiring_check)
             b, bv = a.batch, a.volume_batch
             loader_rows = [
                 (f"lightning_dicom resident patches b{b}", lambda: self.resident(True, False, b)),
@@ -394,9 +480,13 @@ class Bench:
                 for name, make in loader_rows:
                     if "MONAI" in name and not _has("monai"):
                         continue
-                    self.fit(f"{name} (run {rnd})", make)
-            self.reuse_check()
-            self.models()
+                    self.attempt(f"{name} (run {rnd})", self.fit, f"{name} (run {rnd})", make)
+            try:
+                self.models()
+            except Exception as e:  # its imports: each model row is an attempt of its own
+                traceback.print_exc()
+                self.rows.append({"name": "model rows", "error": f"{type(e).__name__}: {e}"[:800]})
+                self.save()
 
     def models(self) -> None:
         from lightning_dicom.demo.models import Classifier3D
@@ -415,36 +505,24 @@ class Bench:
                 return torch.nn.functional.cross_entropy(self(batch["image"].float()), batch["label"])
 
         unet = {"width": a.unet_width, "depth": a.unet_depth}
-        b, bv = a.batch, a.classifier_batch
-        self.fit(
-            f"U-Net w{a.unet_width} patches b{b} fed: resident",
-            lambda: self.resident(True, False, b),
-            Seg(**unet),
-            prec,
-        )
-        self.fit(
-            f"U-Net w{a.unet_width} patches b{b} fed: pinned ring",
-            lambda: self.pinned(True, False, b),
-            Seg(**unet),
-            prec,
-        )
-        one = next(iter(self.resident(True, False, b)))
-        self.resident_step(f"U-Net w{a.unet_width} patches b{b}: batch resident", Seg(**unet), one)
         cls = {"width": a.classifier_width}
-        self.fit(
-            f"classifier w{a.classifier_width} volumes b{bv} fed: resident",
-            lambda: self.resident(False, False, bv),
-            Cls(**cls),
-            prec,
+        b, bv = a.batch, a.classifier_batch
+        seg, vol = f"U-Net w{a.unet_width} patches b{b}", f"classifier w{a.classifier_width} volumes b{bv}"
+        patches, volumes = lambda: self.resident(True, False, b), lambda: self.resident(False, False, bv)
+        self.attempt(
+            f"{seg} fed: resident", self.fit, f"{seg} fed: resident", patches, lambda: Seg(**unet), prec
         )
-        self.fit(
-            f"classifier w{a.classifier_width} volumes b{bv} fed: pinned ring",
-            lambda: self.pinned(False, False, bv),
-            Cls(**cls),
-            prec,
+        name = f"{seg} fed: pinned ring"
+        self.attempt(name, self.fit, name, lambda: self.pinned(True, False, b), lambda: Seg(**unet), prec)
+        name = f"{seg}: batch resident"
+        self.attempt(name, self.resident_step, name, lambda: Seg(**unet), patches)
+        self.attempt(
+            f"{vol} fed: resident", self.fit, f"{vol} fed: resident", volumes, lambda: Cls(**cls), prec
         )
-        one = next(iter(self.resident(False, False, bv)))
-        self.resident_step(f"classifier w{a.classifier_width} volumes b{bv}: batch resident", Cls(**cls), one)
+        name = f"{vol} fed: pinned ring"
+        self.attempt(name, self.fit, name, lambda: self.pinned(False, False, bv), lambda: Cls(**cls), prec)
+        name = f"{vol}: batch resident"
+        self.attempt(name, self.resident_step, name, lambda: Cls(**cls), volumes)
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:
@@ -467,38 +545,70 @@ def table(rows: list[dict[str, Any]]) -> str:
         sps = f"{r['samples_per_s']:,.1f}" if "samples_per_s" in r else ""
         gbs = f"{r['GB_per_s']:.2f}" if "GB_per_s" in r else ""
         ts = f"{r['timed_s']:.1f}" if "timed_s" in r else ""
-        note = r.get("dtype", "") or (
-            f"{r['mismatches']} mismatches / {r['batches']} batches" if "batches" in r else ""
+        note = (
+            r.get("dtype", "")
+            or (f"{r['mismatches']} mismatches / {r['batches']} batches" if "batches" in r else "")
+            or ("ok" if r.get("ok") else "")
         )
+        if "error" in r:
+            note = f"FAILED: {r['error'][:160]}".replace("|", "/").replace("\n", " ")
         lines.append(f"| {r['name']} | {sps} | {gbs} | {ts} | {note} |")
     return "\n".join(lines)
+
+
+def summary(rows: list[dict[str, Any]], b: int) -> dict[str, float]:
+    """The ratios of the issue's targets, from the rows that ran."""
+    by = {r["name"]: r.get("samples_per_s", 0.0) for r in rows}
+
+    def best(prefix: str) -> float:
+        return max((v for k, v in by.items() if k.startswith(prefix)), default=0.0)
+
+    out = {}
+    res, ceil, monai = best(f"lightning_dicom resident patches b{b}"), best("ceiling"), best("MONAI")
+    if ceil:
+        out["resident / ceiling"] = res / ceil
+    if monai:
+        out["resident / MONAI"] = res / monai
+    if res:
+        out["with masks / without"] = best("lightning_dicom resident patches + label masks") / res
+    return out
+
+
+# --quick fills only what the command line leaves unset
+FULL = {"volumes": 32, "shape": [128, 240, 240], "patch": [128, 128, 128], "seconds": 10.0, "warm": 10}
+FULL |= {"unet_width": 32, "unet_depth": 4, "classifier_width": 16, "threads": 8}
+QUICK = {"volumes": 4, "shape": [24, 40, 40], "patch": [16, 16, 16], "seconds": 0.5, "warm": 2}
+QUICK |= {"unet_width": 4, "unet_depth": 2, "classifier_width": 4, "threads": 2}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
-    p.add_argument("--quick", action="store_true", help="tiny data and 1 s rows: exercises the logic")
-    p.add_argument("--volumes", type=int, default=32)
-    p.add_argument("--shape", type=int, nargs=3, default=[128, 240, 240], help="z y x")
-    p.add_argument("--patch", type=int, nargs=3, default=[128, 128, 128], help="z y x")
+    p.add_argument("--quick", action="store_true", help="tiny data and 0.5 s rows: exercises the logic")
+    p.add_argument("--volumes", type=int, help="default 32")
+    p.add_argument("--shape", type=int, nargs=3, help="z y x, default 128 240 240")
+    p.add_argument("--patch", type=int, nargs=3, help="z y x, default 128 128 128")
     p.add_argument("--per-volume", type=int, default=8)
     p.add_argument("--batch", type=int, default=8, help="patches per batch")
     p.add_argument("--volume-batch", type=int, default=2, help="whole volumes per batch (loader-bound row)")
     p.add_argument("--classifier-batch", type=int, default=4)
-    p.add_argument("--classifier-width", type=int, default=16)
-    p.add_argument("--unet-width", type=int, default=32)
-    p.add_argument("--unet-depth", type=int, default=4)
-    p.add_argument("--threads", type=int, default=8, help="threads of the pinned ring's loader")
-    p.add_argument("--seconds", type=float, default=10.0, help="timed length of each row")
-    p.add_argument("--warm", type=int, default=10, help="steps before the clock starts")
+    p.add_argument("--classifier-width", type=int, help="default 16")
+    p.add_argument("--unet-width", type=int, help="default 32")
+    p.add_argument("--unet-depth", type=int, help="default 4")
+    p.add_argument("--threads", type=int, help="threads of the pinned ring's loader, default 8")
+    p.add_argument("--seconds", type=float, help="timed length of each row, default 10")
+    p.add_argument("--warm", type=int, help="steps before the clock starts, default 10")
+    p.add_argument("--only", default=None, help="comma-separated words: run only rows whose names hold one")
     p.add_argument("--stub-sitk", action="store_true", help="use the SimpleITK stub even if it is installed")
     p.add_argument(
         "--out", type=Path, default=None, help="JSON results (default benchmarks/gpu/results-<device>.json)"
     )
     a = p.parse_args(argv)
-    if a.quick:
-        a.volumes, a.shape, a.patch, a.seconds, a.warm = 4, [24, 40, 40], [16, 16, 16], 0.5, 2
-        a.unet_width, a.unet_depth, a.classifier_width, a.threads = 4, 2, 4, 2
+    for k, v in (QUICK if a.quick else FULL).items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    if a.out is None:
+        a.out = Path(__file__).resolve().parent / f"results-{a.device}.json"
     return a
 
 
@@ -514,39 +624,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     bench = Bench(args)
-    env = {
+    if bench.cuda and not torch.cuda.is_available():
+        print(f"--device {args.device}: torch {torch.__version__} sees no CUDA device", file=sys.stderr)
+        return 2
+    bench.env = {
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(bench.device) if bench.cuda else "cpu",
         "cpus": os.cpu_count(),
         "simpleitk_stub": stubbed,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
-    print(env, flush=True)
+    print(bench.env, flush=True)
     bench.run()
+    bench.save()
     print(table(bench.rows))
-    summary = {}
-    by = {r["name"]: r.get("samples_per_s", 0.0) for r in bench.rows}
-
-    def best(prefix: str) -> float:
-        return max((v for k, v in by.items() if k.startswith(prefix)), default=0.0)
-
-    b = args.batch
-    res, ceil, monai = (
-        best(f"lightning_dicom resident patches b{b}"),
-        best("ceiling"),
-        best("MONAI"),
-    )
-    if ceil:
-        summary["resident / ceiling"] = res / ceil
-    if monai:
-        summary["resident / MONAI"] = res / monai
-    if res:
-        summary["with masks / without"] = best("lightning_dicom resident patches + label masks") / res
-    print("\n" + "\n".join(f"- {k}: {v:.2f}x" for k, v in summary.items()))
-    out = args.out or Path(__file__).resolve().parent / f"results-{args.device}.json"
-    out.write_text(json.dumps({"env": env, "rows": bench.rows, "summary": summary}, indent=1))
-    print(f"wrote {out}")
-    return 0
+    print("\n" + "\n".join(f"- {k}: {v:.2f}x" for k, v in summary(bench.rows, args.batch).items()))
+    failed = [r["name"] for r in bench.rows if "error" in r]
+    print(f"wrote {args.out}" + (f"; {len(failed)} rows FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -54,14 +54,15 @@ def plan_residency(
     """Which volumes this rank keeps on the device: ('whole', all), ('shard', its fixed shard) or ('none', []).
 
     ``nbytes`` [N] per volume; the shard of rank r is ``perm[r::world]`` of one seeded permutation, the
-    same on every rank; 'shard' is chosen only when the largest shard fits on every rank alike."""
+    same on every rank; 'shard' is chosen only when the largest shard fits on every rank alike, and every
+    rank has at least one volume (an empty shard has no sample to fill its batches with)."""
     limit = budget * free_bytes
     n = len(nbytes)
     if nbytes.sum() <= limit:
         return "whole", np.arange(n)
     perm = np.random.default_rng(seed).permutation(n)
     shards = [np.sort(perm[r::world]) for r in range(world)]
-    if world > 1 and max(int(nbytes[s].sum()) for s in shards) <= limit:
+    if 1 < world <= n and max(int(nbytes[s].sum()) for s in shards) <= limit:
         return "shard", shards[rank]
     return "none", np.zeros(0, np.int64)
 

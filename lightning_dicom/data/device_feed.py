@@ -18,6 +18,8 @@ with a transfer that records what happened.
 from __future__ import annotations
 
 import itertools
+import math
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -95,6 +97,7 @@ class DeviceFeedLoader(ThreadedDataLoader):
         self.events: list[Event] = []
         self.log: list[tuple[str, int, int]] | None = None
         """When a list: ('write', slot, batch) / ('copy', slot, batch) appended in order (tests)."""
+        self._active: weakref.ref | None = None  # the epoch now iterating: it owns the slots
 
     def ring_size(self) -> int:
         """Slots: batches being assembled + batches whose copies may still be in flight + one."""
@@ -102,15 +105,31 @@ class DeviceFeedLoader(ThreadedDataLoader):
 
     def _fill(self, slot: int, n: int, indices: list[int]) -> tuple[int, int, dict[str, Any]]:
         assembler = self.dataset.assembler  # type: ignore[attr-defined]
-        if not self.slots[slot]:  # first use: buffers of a full batch (sampler batches never exceed it)
+        self.events[slot].synchronize()  # the previous copy out of this slot has finished
+        image, mask = assembler.shapes(assembler.volume_of(indices))
+        buffers = self.slots[slot]
+        if (
+            not buffers
+            or buffers["image"].numel() < math.prod(image)
+            or (mask is not None and buffers["mask"].numel() < math.prod(mask))
+        ):  # first use, or whole volumes larger than the slot's (shapes differ; batch 1): (re)allocate
             full = list(indices) + [indices[-1]] * (self._largest - len(indices))
             self.slots[slot] = assembler.allocate(full, pin=self.transfer.pin)
-        self.events[slot].synchronize()  # the previous copy out of this slot has finished
         if self.log is not None:
             self.log.append(("write", slot, n))
         return slot, n, assembler(indices, out=self.slots[slot])
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        """One epoch. An earlier epoch's iterator still alive (abandoned by a ``break``, or a sanity check
+        that stopped after a few batches) is closed first: its threads write into the same slots."""
+        earlier = self._active() if self._active is not None else None
+        if earlier is not None:
+            earlier.close()  # runs its ``finally``: pending fills cancelled or finished
+        epoch = self._epoch()
+        self._active = weakref.ref(epoch)
+        return epoch
+
+    def _epoch(self) -> Iterator[Any]:
         order = iter(self.sampler)
         batches = list(order)
         self._largest = max((len(b) for b in batches), default=1)

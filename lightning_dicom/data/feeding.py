@@ -12,16 +12,21 @@ CUDA, ``device: auto``     resident (:mod:`~lightning_dicom.data.device_cache`) 
                            else the pinned ring (:mod:`~lightning_dicom.data.device_feed`)
 CUDA, ``device: cuda``     resident, or a ConfigError naming the bytes needed and the budget
 CUDA, ``device: cpu``      the pinned ring
+another accelerator (MPS)  'threads' loader, images and masks in their stored dtypes (cast on the
+                           device); ``cache.device: cuda`` is a ConfigError
 =========================  ==========================================================================
 
 Validation, test and predict loaders never sit on the device: on CUDA they use the pinned ring.
 ``cache.in_memory`` keeps loading every split into shared RAM; a resident training set is uploaded from
 those tensors (or from the memory maps) once per rank, so RAM holds no second copy beyond it.
+Under DDP every rank must take the same path (a shard-resident rank runs a different number of batches
+than a pinned-ring one): the DataModule passes ``agree``, the smallest free memory over the ranks.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,7 +42,7 @@ from lightning_dicom.data.device_cache import (
     plan_residency,
     volume_bytes,
 )
-from lightning_dicom.data.device_feed import CudaTransfer, DeviceFeedLoader
+from lightning_dicom.data.device_feed import CudaTransfer, DeviceFeedLoader, Transfer
 from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.sampler import ShardBatchSampler
 from lightning_dicom.errors import ConfigError
@@ -62,25 +67,44 @@ def feed_loader(
     mask_dtype: torch.dtype | None = None,
     sampler: ShardBatchSampler | None = None,
     free_bytes: int | None = None,
+    agree: Callable[[int], int] | None = None,
+    transfer: Transfer | None = None,
 ) -> Any:
     """The loader for one split of cached data (see the module's table). ``mask_dtype``: masks' dtype in
     batches on a CPU (on an accelerator they travel as uint8); ``sampler``: one that replaces the
     exactly-once shard sampler (the 'balanced' sampler; global indices, so a set resident only as a shard falls
-    back to the pinned ring); ``free_bytes`` overrides the device's free
-    memory (tests)."""
+    back to the pinned ring); ``free_bytes`` overrides the device's free memory (tests); ``agree`` maps
+    this rank's free bytes to the value every rank plans with (DDP: the minimum); ``transfer``: the pinned
+    ring's copies (default :class:`CudaTransfer`; tests pass a host one, and ``device`` then counts as
+    CUDA, so the CUDA choices run on a CPU).
+
+    Raises:
+        ConfigError: ``cache.device: cuda`` off CUDA, or a training set that does not fit its budget.
+    """
     volumes = base.volumes if isinstance(base, PatchDataset) else base
     patches = base if isinstance(base, PatchDataset) else None
-    on_accel = device.type != "cpu"
-    if cache.device == "cuda" and not on_accel:
+    cuda = device.type == "cuda" or transfer is not None
+    if cache.device == "cuda" and not cuda:
         raise ConfigError("cache.device 'cuda' needs a trainer on a CUDA accelerator (or use 'auto')")
-    if train and on_accel and cache.device != "cpu" and len(volumes):
+    if train and cuda and cache.device != "cpu" and len(volumes):
         resident = _resident(
-            volumes, patches, cache, device, batch_size, world, rank, shuffle, seed, free_bytes
+            volumes,
+            patches,
+            cache,
+            device,
+            batch_size,
+            world,
+            rank,
+            shuffle,
+            seed,
+            free_bytes,
+            given=sampler,
+            agree=agree,
         )
         if resident is not None:
             return resident
     volumes.mask_dtype, volumes.image_dtype = None, None  # stored dtypes in transport; cast on the device
-    if not on_accel:
+    if device.type == "cpu" and transfer is None:
         volumes.image_dtype = torch.float32  # copy + cast in one pass, in the loader's threads
         volumes.mask_dtype = mask_dtype
     dataset = AssembledBatches(BatchAssembler(volumes, patches))
@@ -88,14 +112,14 @@ def feed_loader(
         sampler = ShardBatchSampler(
             len(dataset), batch_size, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed
         )
-    if on_accel:
+    if cuda:
         return DeviceFeedLoader(
             dataset,
             sampler=sampler,
             batch_size=None,
             threads=threads,
             prefetch=2,
-            transfer=CudaTransfer(device),
+            transfer=transfer or CudaTransfer(device),
         )
     return ThreadedDataLoader(dataset, sampler=sampler, batch_size=None, threads=threads, prefetch=2)
 
@@ -112,11 +136,14 @@ def _resident(
     seed: int,
     free_bytes: int | None,
     given: ShardBatchSampler | None = None,
+    agree: Callable[[int], int] | None = None,
 ) -> Any:
     size = patches.size if patches is not None else None
     nbytes = volume_bytes(volumes, size)
     if free_bytes is None:
         free_bytes = int(torch.cuda.mem_get_info(device)[0])
+    if agree is not None:
+        free_bytes = int(agree(free_bytes))
     mode, keep = plan_residency(nbytes, world, rank, free_bytes, cache.device_budget, seed)
     if mode == "shard" and given is not None and cache.device != "cuda":
         return None  # the given sampler draws from every volume: only a whole resident set can serve it
