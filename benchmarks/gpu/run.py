@@ -33,6 +33,7 @@ float16 images to the step, uint8 masks):
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.abc
 import importlib.machinery
@@ -508,21 +509,17 @@ class Bench:
         cls = {"width": a.classifier_width}
         b, bv = a.batch, a.classifier_batch
         seg, vol = f"U-Net w{a.unet_width} patches b{b}", f"classifier w{a.classifier_width} volumes b{bv}"
-        patches, volumes = lambda: self.resident(True, False, b), lambda: self.resident(False, False, bv)
-        self.attempt(
-            f"{seg} fed: resident", self.fit, f"{seg} fed: resident", patches, lambda: Seg(**unet), prec
-        )
-        name = f"{seg} fed: pinned ring"
-        self.attempt(name, self.fit, name, lambda: self.pinned(True, False, b), lambda: Seg(**unet), prec)
-        name = f"{seg}: batch resident"
-        self.attempt(name, self.resident_step, name, lambda: Seg(**unet), patches)
-        self.attempt(
-            f"{vol} fed: resident", self.fit, f"{vol} fed: resident", volumes, lambda: Cls(**cls), prec
-        )
-        name = f"{vol} fed: pinned ring"
-        self.attempt(name, self.fit, name, lambda: self.pinned(False, False, bv), lambda: Cls(**cls), prec)
-        name = f"{vol}: batch resident"
-        self.attempt(name, self.resident_step, name, lambda: Cls(**cls), volumes)
+        cases = [  # (row name, patches (else whole volumes), batch size, model)
+            (seg, True, b, lambda: Seg(**unet)),
+            (vol, False, bv, lambda: Cls(**cls)),
+        ]
+        for title, is_patch, size, model in cases:
+            resident = functools.partial(self.resident, is_patch, False, size)
+            pinned = functools.partial(self.pinned, is_patch, False, size)
+            for name, loader in ((f"{title} fed: resident", resident), (f"{title} fed: pinned ring", pinned)):
+                self.attempt(name, self.fit, name, loader, model, prec)
+            name = f"{title}: batch resident"
+            self.attempt(name, self.resident_step, name, model, resident)
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:
