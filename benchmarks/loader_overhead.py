@@ -14,7 +14,10 @@ this process with torch single-threaded as ``run.py`` does:
 
 for whole volumes and for patches at the same batch size and thread count. Every batch is summed as float32
 (``run.py``'s touch). Rate = median over the epochs after the first; the rows alternate (DataModule, (c),
-DataModule, (c)) so a change of machine load hits both. Prints a table with the ratio DataModule / (c).
+DataModule, (c)), and the ratio DataModule / (c) is the median over rounds of each round's own ratio (the
+two loaders of a round ran seconds apart), so a change of machine speed between rounds -- common on a shared
+2-core machine -- cancels instead of setting one row's median against the other's. Prints a table with the
+rates, each round's ratio and that median.
 """
 
 from __future__ import annotations
@@ -127,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in rows.items():
         print(f"| {k} | {', '.join(f'{x:,.0f}' for x in v)} | {statistics.median(v):,.0f} |")
     for kind in ("volumes", "patches"):
-        ratio = statistics.median(rows[f"DataModule {kind}"]) / statistics.median(rows[f"(c) {kind}"])
-        print(f"| ratio DataModule / (c), {kind} | | {ratio:.2f}x |")
+        pairs = [a / b for a, b in zip(rows[f"DataModule {kind}"], rows[f"(c) {kind}"], strict=True)]
+        each = ", ".join(f"{r:.2f}" for r in pairs)
+        print(f"| ratio DataModule / (c), {kind} | {each} | {statistics.median(pairs):.2f}x |")
     return 0
 
 
