@@ -25,8 +25,8 @@ bench: $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/run.py
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check lightning_dicom tests benchmarks
-	$(BIN)/ruff format --check lightning_dicom tests benchmarks
+	$(BIN)/ruff check lightning_dicom tests benchmarks notebooks
+	$(BIN)/ruff format --check lightning_dicom tests benchmarks notebooks
 	$(BIN)/mypy
 
 clean:
