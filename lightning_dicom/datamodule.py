@@ -269,9 +269,9 @@ class DicomDataModuleImpl:
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
             selected, _ = self._selected(idx)
+            sources = self._find_masks(idx, selected)[0] if self.config.masks is not None else None
         if stage != "predict" and self._restored_split is None:
             splits.check_folds(selected, self.config.split)  # before caching, not after
-            sources = self._find_masks(idx, selected)[0] if self.config.masks is not None else None
         if self.config.cache.enabled:  # failures are recorded, and raised in setup() on every rank alike
             self.volume_cache(sources).build(
                 selected, workers=self.config.cache.workers, progress=self.progress
