@@ -158,7 +158,8 @@ def _print_index(report: dict[str, Any], scan: Any, objects: list[Any], orphans:
         print(f"  refused: {r['series_id']}: {r['reason']}")
     for r in report.get("irregular", []):
         how = "data.preprocessing.irregular_stacks: resample reads it" if r["resample"] else "not readable"
-        print(f"  irregular: {r['series_id']}: {r['reason'].split('; read with')[0][:200]} ({how})")
+        reason = r["reason"].split("; read with")[0]  # a few bounded clauses: printed whole, never cut
+        print(f"  irregular: {r['series_id']}: {reason} ({how})")
 
 
 def _subjects_report(idx: Any, cfg: Any) -> dict[str, Any]:
@@ -513,8 +514,9 @@ def friendly_error(err: BaseException, command: str = "") -> str | None:
 
     The chain of causes is searched for a :class:`~lightning_dicom.errors.LightningDicomError` (its
     message), a pydantic ``ValidationError`` (each key and what is expected, e.g. ``data.preprocessing.
-    window: window must be [low, high] with low < high``), then an argument error of the parser (an
-    unknown key, a value of the wrong type).
+    window: window must be [low, high] with low < high``), Lightning's ``MisconfigurationException`` (a
+    Trainer option this machine cannot honour, e.g. ``--trainer.accelerator gpu`` without a GPU), then an
+    argument error of the parser (an unknown key, a value of the wrong type).
     """
     from pydantic import ValidationError
 
@@ -531,6 +533,15 @@ def friendly_error(err: BaseException, command: str = "") -> str | None:
             text = validation_message(e, prefix=prefix + ".")
             lines = text.splitlines()
             return " ".join(ln.strip() for ln in lines) if len(lines) == 2 else text  # one mistake, one line
+    for e in chain:  # Lightning's: a Trainer option this machine cannot honour (accelerator gpu, no GPU)
+        if type(e).__name__ == "MisconfigurationException":
+            text = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+            hint = (
+                " (--trainer.accelerator auto uses what this machine has)"
+                if "accelerator" in text or "backend" in text
+                else ""
+            )
+            return f"trainer: {text}{hint}"
     for e in chain:
         if isinstance(e, argparse.ArgumentError) or type(e).__name__ == "ArgumentError":
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]

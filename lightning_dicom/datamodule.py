@@ -25,12 +25,13 @@ from lightning_dicom.config import (
     SplitConfig,
     parse_config,
 )
+from lightning_dicom.data import split as splits
 from lightning_dicom.data.augment import augment_batch
 from lightning_dicom.data.balanced import BalancedBatchSampler, class_sample_weights
 from lightning_dicom.data.cache import VolumeCache
 from lightning_dicom.data.dataset import CachedVolumeDataset, PatchDataset, SeriesDataset, collate
-from lightning_dicom.data.feeding import feed_loader
-from lightning_dicom.data.labels import LabelTable, read_labels
+from lightning_dicom.data.feeding import check_cache_device, feed_loader
+from lightning_dicom.data.labels import LabelTable, coverage_message, read_labels
 from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.predict_config import DATA_CONFIG_KEY, differences, make_inferer, predict_view
 from lightning_dicom.data.sampler import BatchDataset, ShardBatchSampler
@@ -234,8 +235,11 @@ class DicomDataModuleImpl:
         return list(subjects), dropped
 
     # -- Lightning hooks --------------------------------------------------------------------------
-    def _check_roots(self) -> None:
-        """Every root must exist: a typo in ``data.root`` is one clear error, not an empty epoch."""
+    def _check_roots(self, stage: str | None) -> None:
+        """Every root must exist: a typo in ``data.root`` is one clear error, not an empty epoch; and
+        ``cache.device: cuda`` needs a CUDA trainer (not predict), said before any indexing or caching."""
+        if self.trainer is not None and stage != "predict":
+            check_cache_device(self.config.cache, self.trainer.strategy.root_device)
         for root in self.config.root:
             if not Path(root).exists():
                 raise ConfigError(f"data.root {root} does not exist (expected a folder of DICOM files)")
@@ -259,12 +263,15 @@ class DicomDataModuleImpl:
 
     def prepare_data(self) -> None:
         """Scan the folders and build missing cache entries (one process per node; sets no state)."""
-        self._use_stage(self._trainer_stage())  # the predict stage caches whole volumes
-        self._check_roots()
+        stage = self._trainer_stage()
+        self._use_stage(stage)  # the predict stage caches whole volumes
+        self._check_roots(stage)
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
             selected, _ = self._selected(idx)
             sources = self._find_masks(idx, selected)[0] if self.config.masks is not None else None
+        if stage != "predict" and self._restored_split is None:
+            splits.check_folds(selected, self.config.split)  # before caching, not after
         if self.config.cache.enabled:  # failures are recorded, and raised in setup() on every rank alike
             self.volume_cache(sources).build(
                 selected, workers=self.config.cache.workers, progress=self.progress
@@ -278,14 +285,14 @@ class DicomDataModuleImpl:
                 found and the commonest reasons they were skipped or dropped).
         """
         self._use_stage(stage)
-        self._check_roots()
+        self._check_roots(stage)
         with self.open_index() as idx:
             if not idx.files():
                 idx.scan(progress=self.progress)  # prepare_data was not called (notebook use)
             selected, dropped = self._selected(idx)
             if not selected:
                 raise ConfigError(_nothing_usable(self.config.root, idx, dropped))
-            n_skipped_files = len(idx.skipped())
+            n_skipped_files, indexed = len(idx.skipped()), idx.series()
             mask_orphans: list[str] = []
             if self.config.masks is not None:
                 if not self.config.cache.enabled:
@@ -307,6 +314,9 @@ class DicomDataModuleImpl:
         else:
             self.split = split_series(selected, self.config.split, self._classes(selected))
             self._save_split()
+            splits.warn_empty_parts(
+                selected, self.config.split, self.split
+            )  # before Lightning's "zero length"
         self.report = {
             "series_selected": len(selected),
             "series_dropped": dropped,
@@ -333,11 +343,9 @@ class DicomDataModuleImpl:
                 series_without_label=[s.series_id for s in unlabelled],
                 labels_without_series=orphans,
             )
-            if unlabelled or orphans:
-                warn(
-                    f"{len(unlabelled)} selected series have no label (left out of fit/validate/test); "
-                    f"{len(orphans)} labels match no series"
-                )
+            coverage = coverage_message(len(unlabelled), orphans, table.match(indexed)[2])
+            if coverage:
+                warn(coverage)
         _warn_group_fallback(self.report["split_groups"], self.config.split.group_by)
         usable_ids = {s.series_id for s in usable}
         supervised_ids = set(usable_ids)

@@ -159,3 +159,19 @@ def test_index_flags_stacks_the_reader_refuses_and_a_missing_root(tmp_path):
         .splitlines()[-1]
         .endswith("nope does not exist or is not a folder (expected a folder of DICOM files)")
     )
+
+
+def test_index_prints_an_irregular_stack_reason_whole(tmp_path):
+    """A gantry-tilted stack's reason (about 230 characters) is printed whole: it was cut at 200, in
+    the middle of the tolerance's number ("tolerated up to 0.")."""
+    import re
+
+    import numpy as np
+
+    from lightning_dicom.demo.synthetic_stacks import write_irregular_series
+
+    write_irregular_series(tmp_path / "d", np.zeros((6, 12, 12)), tilt_deg=20.0, seed=1)
+    out = run("index", str(tmp_path / "d"), "--quiet", "--work-dir", str(tmp_path / "w"), cwd=tmp_path).stdout
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("irregular:"))
+    assert len(line) > 200 + len("  irregular: ")
+    assert re.search(r"rounding noise is tolerated up to \d+\.\d\d mm\) \(data\.preprocessing", line), line

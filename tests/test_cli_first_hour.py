@@ -200,3 +200,37 @@ def test_schema_is_generated_from_the_models(tmp_path: Path) -> None:
     params = set(inspect.signature(DicomDataModule.__init__).parameters) - {"self"}
     assert set(schema["properties"]) == params == set(DataConfig.model_fields)
     assert "progress" in schema["properties"]
+
+
+def test_a_gpu_or_cuda_cache_on_a_cpu_machine_is_one_line_before_any_work(data: Path, tmp_path: Path) -> None:
+    """``--trainer.accelerator gpu`` without a GPU is Lightning's MisconfigurationException: one line
+    (the traceback under --debug); ``cache.device: cuda`` on a CPU trainer fails in prepare_data, before
+    indexing and caching, and leaves no ``lightning_logs/version_N`` behind."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    base = ["fit", "--config", str(DEMO), "--data.root", str(data), *SMALL, "--trainer.max_epochs", "1"]
+    gpu = one_line_error(cli(*base, "--trainer.accelerator", "gpu", cwd=tmp_path))
+    assert gpu.startswith("lightning-dicom: error: trainer: ") and "--trainer.accelerator auto" in gpu
+    debug = cli("--debug", *base, "--trainer.accelerator", "gpu", cwd=tmp_path)
+    assert (
+        debug.returncode != 0 and "Traceback" in debug.stderr and "MisconfigurationException" in debug.stderr
+    )
+
+    work = tmp_path / "work"
+    cuda = cli(
+        *base,
+        "--data.cache.device",
+        "cuda",
+        "--data.work_dir",
+        str(work),
+        "--trainer.accelerator",
+        "cpu",
+        cwd=tmp_path,
+    )
+    assert one_line_error(cuda) == (
+        "lightning-dicom: error: cache.device 'cuda' needs a trainer on a CUDA accelerator (or use 'auto')"
+    )
+    assert not (work / "index.sqlite").exists()  # raised before indexing (and so before caching)
+    assert not list(tmp_path.rglob("version_*"))  # no almost-empty log folder

@@ -183,3 +183,97 @@ def test_irregular_stacks_are_rejected_or_resampled_per_config(tmp_path):
         lenient.setup("fit")
     assert lenient.report["series_failed"] == []
     assert len(lenient.datasets["predict"]) == 3
+
+
+def _anonymised(root: Path, n: int, slices: int = 8) -> list:
+    """``n`` series, each its own study, all of PatientID "ANON" (as anonymisers leave them), ``slices``x12x12."""
+    from lightning_dicom.demo.synthetic import write_series
+
+    rng = np.random.default_rng(0)
+    return [
+        write_series(
+            root / f"s{i}", rng.normal(0, 50, (slices, 12, 12)), spacing=(1.0, 1.0, 2.0), patient_id="ANON"
+        )
+        for i in range(n)
+    ]
+
+
+def test_one_patient_id_for_all_warns_that_validation_and_test_are_empty(tmp_path):
+    """Anonymised data with one PatientID under ``group_by: patient``: one warning per empty part that
+    names the counts and the fix (never the ID), before Lightning's generic zero-length message; with
+    ``group_by: series`` the parts fill and nothing is said."""
+    _anonymised(tmp_path / "d", 4)
+    dm = DicomDataModule(
+        root=tmp_path / "d",
+        work_dir=tmp_path / "w",
+        preprocessing=PREP,
+        split={"val": 0.2, "test": 0.2},
+        progress=False,
+    )
+    with pytest.warns(LightningDicomWarning) as caught:
+        dm.setup("fit")
+    messages = [str(w.message) for w in caught if issubclass(w.category, LightningDicomWarning)]
+    fix = "all 4 series fall in 1 group(s) of split.group_by 'patient'; use split.group_by: study or series"
+    assert messages == [
+        f"validation split is empty: {fix} (or more patients)",
+        f"test split is empty: {fix} (or more patients)",
+    ]
+    assert dm.split is not None and len(dm.split["train"]) == 4
+    assert not any("ANON" in m for m in messages)
+    ok = DicomDataModule(
+        root=tmp_path / "d",
+        work_dir=tmp_path / "w2",
+        preprocessing=PREP,
+        split={"val": 0.2, "test": 0.2, "group_by": "series"},
+        progress=False,
+    )
+    ok.setup("fit")  # warnings are errors in this suite: none is raised
+    assert ok.split is not None and len(ok.split["val"]) == len(ok.split["test"]) == 1
+
+
+def test_k_folds_over_one_patient_fail_before_caching(tmp_path):
+    _anonymised(tmp_path / "d", 3)
+    dm = DicomDataModule(
+        root=tmp_path / "d", work_dir=tmp_path / "w", preprocessing=PREP, split={"folds": 3}, progress=False
+    )
+    with pytest.raises(
+        LightningDicomError, match=r"found 1: all 3 series fall in 1 group\(s\) of split.group_by"
+    ):
+        dm.prepare_data()
+    assert not (tmp_path / "w" / "cache").exists() or not any((tmp_path / "w" / "cache").rglob("*.json"))
+
+
+def test_cuda_cache_on_a_cpu_trainer_fails_before_indexing(synthetic_dataset, tmp_path):
+    root, _ = synthetic_dataset
+    dm = _dm(root, tmp_path / "w", cache={"device": "cuda"})
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    with pytest.raises(
+        LightningDicomError, match="cache.device 'cuda' needs a trainer on a CUDA accelerator"
+    ):
+        trainer.fit(Classifier3D(width=4), datamodule=dm)
+    assert not (tmp_path / "w" / "index.sqlite").exists()
+
+
+def test_label_coverage_names_only_non_zero_counts_and_series_dropped_by_selection(tmp_path):
+    """Labels of series that ``data.selection`` dropped are "match no selected series (N dropped by
+    data.selection)"; a zero count is never mentioned."""
+    kept = _anonymised(tmp_path / "d" / "long", 2, slices=8)
+    short = _anonymised(tmp_path / "d" / "short", 3, slices=3)
+    (tmp_path / "labels.csv").write_text(
+        "SeriesInstanceUID,label\n" + "".join(f"{s.series_uid},{i % 2}\n" for i, s in enumerate(kept + short))
+    )
+    dm = DicomDataModule(
+        root=tmp_path / "d",
+        labels=tmp_path / "labels.csv",
+        work_dir=tmp_path / "w",
+        preprocessing=PREP,
+        selection={"min_slices": 4},
+        split={"val": 0.0, "group_by": "series"},
+        progress=False,
+    )
+    with pytest.warns(LightningDicomWarning) as caught:
+        dm.setup("fit")
+    messages = [str(w.message) for w in caught if issubclass(w.category, LightningDicomWarning)]
+    assert messages == ["3 labels match no selected series (3 dropped by data.selection)"]

@@ -303,3 +303,32 @@ def test_stratified_folds_keep_the_ratio_and_balance_sizes(k: int) -> None:
 def test_stratify_needs_labels() -> None:
     with pytest.raises(ConfigError, match="stratify needs class labels"):
         split_series(cohort(10), SplitConfig(stratify=True))
+
+
+# -- empty parts and too few groups say why, in counts only ----------------------------------------
+def test_empty_parts_name_the_counts_the_grouping_and_the_fix() -> None:
+    from lightning_dicom.data.split import empty_parts
+
+    anon = [record(f"1.2.3.{i}", f"1.2.9.{i}", "ANON") for i in range(42)]
+    cfg = SplitConfig(val=0.2, test=0.1)
+    split = split_series(anon, cfg)
+    assert tuple(len(split[p]) for p in PARTS) == (42, 0, 0)
+    fix = "all 42 series fall in 1 group(s) of split.group_by 'patient'; use split.group_by: study or series"
+    assert empty_parts(anon, cfg, split) == [
+        f"validation split is empty: {fix} (or more patients)",
+        f"test split is empty: {fix} (or more patients)",
+    ]
+    assert empty_parts(anon, SplitConfig(val=0.2), split_series(anon, SplitConfig(val=0.2)))[1:] == []
+    assert empty_parts(anon, SplitConfig(val=0.0), split_series(anon, SplitConfig(val=0.0))) == []
+    five = cohort(5)
+    small_test = SplitConfig(val=0.2, test=0.05)
+    assert empty_parts(five, small_test, split_series(five, small_test)) == [
+        "test split is empty (split.test 0.05 x 5 groups rounds to 0): all 11 series fall in 5 group(s) of "
+        "split.group_by 'patient'; use split.group_by: study or series (or more patients)"
+    ]
+    by_series = SplitConfig(val=0.2, group_by="series")
+    assert empty_parts(anon, by_series, split_series(anon, by_series)) == []
+    with pytest.raises(
+        ConfigError, match=r"found 1: all 42 series fall in 1 group\(s\) of split.group_by 'patient'"
+    ):
+        split_series(anon, SplitConfig(folds=5))

@@ -47,7 +47,21 @@ from lightning_dicom.data.loader import ThreadedDataLoader
 from lightning_dicom.data.sampler import ShardBatchSampler
 from lightning_dicom.errors import ConfigError
 
-__all__ = ["feed_loader"]
+__all__ = ["check_cache_device", "feed_loader"]
+
+CACHE_DEVICE_OFF_CUDA = "cache.device 'cuda' needs a trainer on a CUDA accelerator (or use 'auto')"
+
+
+def check_cache_device(cache: CacheConfig, device: torch.device) -> None:
+    """Raise at once when ``cache.device: cuda`` meets a trainer off CUDA (the datamodule calls it in
+    prepare_data and setup, before indexing and caching, with the trainer's root device).
+
+    Raises:
+        ConfigError: ``cache.device`` is 'cuda' (and the cache enabled) but ``device`` is not CUDA.
+    """
+    if cache.enabled and cache.device == "cuda" and device.type != "cuda":
+        raise ConfigError(CACHE_DEVICE_OFF_CUDA)
+
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +99,7 @@ def feed_loader(
     patches = base if isinstance(base, PatchDataset) else None
     cuda = device.type == "cuda" or transfer is not None
     if cache.device == "cuda" and not cuda:
-        raise ConfigError("cache.device 'cuda' needs a trainer on a CUDA accelerator (or use 'auto')")
+        raise ConfigError(CACHE_DEVICE_OFF_CUDA)
     if train and cuda and cache.device != "cpu" and len(volumes):
         resident = _resident(
             volumes,

@@ -19,7 +19,7 @@ from lightning_dicom.dicom.index import SeriesRecord
 from lightning_dicom.dicom.pseudonym import pseudonym
 from lightning_dicom.errors import LabelError
 
-__all__ = ["LabelTable", "read_labels"]
+__all__ = ["LabelTable", "coverage_message", "read_labels"]
 
 KEYS = {
     "SeriesInstanceUID": "series_uid",
@@ -56,6 +56,29 @@ class LabelTable:
         present = {getattr(s, KEYS[self.key]) for s in series}
         orphans = [k for k in self.values if k not in present]
         return labelled, unlabelled, orphans
+
+
+def coverage_message(
+    n_unlabelled: int, orphans: Sequence[str], orphans_of_index: Sequence[str]
+) -> str | None:
+    """The label-coverage warning, naming only non-zero counts, or None when every count is 0.
+
+    ``orphans``: label keys matching no selected series (:meth:`LabelTable.match` of the selection);
+    ``orphans_of_index``: those matching no indexed series at all (``match`` of every indexed series).
+    The difference is the labels of series that ``data.selection`` dropped, e.g. "6 labels match no
+    selected series (6 dropped by data.selection)".
+    """
+    parts = []
+    if n_unlabelled:
+        parts.append(f"{n_unlabelled} selected series have no label (left out of fit/validate/test)")
+    if orphans:
+        n_dropped = len(set(orphans) - set(orphans_of_index))
+        parts.append(
+            f"{len(orphans)} labels match no selected series ({n_dropped} dropped by data.selection)"
+            if n_dropped
+            else f"{len(orphans)} labels match no series"
+        )
+    return "; ".join(parts) or None
 
 
 def read_labels(

@@ -12,7 +12,10 @@ file or scan order):
   the same for every fold (and the same as a split without folds with the same seed and test). The
   remaining m groups, in hash order, are cut into K contiguous folds of ``floor(m/K)`` or
   ``ceil(m/K)`` groups (the first ``m mod K`` folds get one more): every non-test group is in exactly
-  one fold's validation part. Fold ``fold`` validates, the other K - 1 train. m < K is an error.
+  one fold's validation part. Fold ``fold`` validates, the other K - 1 train. m < K is an error
+  (:func:`check_folds`, which names the number of series and groups and what to change).
+* **Empty parts.** One group (anonymised data with one PatientID for all) leaves val and test empty:
+  :func:`empty_parts` says so, in counts only (never a PatientID); :func:`warn_empty_parts` warns.
 * **Stratified** (``stratify: true``). A group's class is its most frequent label (ties: the smallest;
   groups without a label form one more stratum). The part totals are those above; each part's total
   is shared among the classes by largest remainder (``n_c x n_part / n``, then the largest fractional
@@ -38,10 +41,20 @@ from typing import Any
 
 from lightning_dicom.config import SplitConfig
 from lightning_dicom.dicom.index import SeriesRecord
-from lightning_dicom.errors import ConfigError
+from lightning_dicom.errors import ConfigError, warn
 from lightning_dicom.files import atomic_write
 
-__all__ = ["Folds", "Split", "assign_folds", "save_split", "split_groups", "split_series"]
+__all__ = [
+    "Folds",
+    "Split",
+    "assign_folds",
+    "check_folds",
+    "empty_parts",
+    "warn_empty_parts",
+    "save_split",
+    "split_groups",
+    "split_series",
+]
 
 Split = dict[str, list[str]]
 """``{"train": [series_id, ...], "val": [...], "test": [...]}``."""
@@ -71,6 +84,61 @@ def split_groups(series: Sequence[SeriesRecord], by: str) -> dict[str, int]:
     out = {"patient": 0, "study": 0, "series": 0}
     for rec in series:
         out[{"P": "patient", "S": "study", "R": "series"}[_group(rec, by)[0]]] += 1
+    return out
+
+
+def _n_test(n: int, test: float) -> int:
+    """Test groups of ``n``: ``round(n x test)``, at most n - 1 (a training group is always left)."""
+    return min(round(n * test), max(0, n - 1))
+
+
+def _grouping(series: Sequence[SeriesRecord], by: str) -> tuple[int, str]:
+    """(number of groups, "all N series fall in K group(s) of split.group_by '...'; what to change");
+    counts only, never a key (a PatientID pseudonym is still a patient's)."""
+    n = len({_group(rec, by) for rec in series})
+    advice = {
+        "patient": "use split.group_by: study or series (or more patients)",
+        "study": "use split.group_by: series (or more studies)",
+        "series": "add series",
+    }[by]
+    return n, f"all {len(series)} series fall in {n} group(s) of split.group_by '{by}'; {advice}"
+
+
+def check_folds(series: Sequence[SeriesRecord], cfg: SplitConfig) -> None:
+    """Raise when ``cfg.folds`` asks for more folds than there are non-test groups (cheap: no labels,
+    no split; the datamodule calls it before caching).
+
+    Raises:
+        ConfigError: fewer non-test groups than ``cfg.folds``; the message counts series and groups.
+    """
+    if cfg.folds is None:
+        return
+    n, why = _grouping(series, cfg.group_by)
+    m = n - _n_test(n, cfg.test)
+    if m < cfg.folds:
+        raise ConfigError(
+            f"split.folds={cfg.folds} needs at least {cfg.folds} non-test {cfg.group_by} groups, found {m}: "
+            + why
+        )
+
+
+def empty_parts(series: Sequence[SeriesRecord], cfg: SplitConfig, split: Split) -> list[str]:
+    """One message per part that was asked for (``val`` > 0 without folds, ``test`` > 0) but holds no
+    series, e.g. "validation split is empty: all 42 series fall in 1 group(s) of split.group_by
+    'patient'; use split.group_by: study or series (or more patients)". Counts only (no PatientID)."""
+    asked = {"validation": ("val", 0.0 if cfg.folds is not None else cfg.val), "test": ("test", cfg.test)}
+    out = []
+    for name, (part, fraction) in asked.items():
+        if fraction > 0 and not split[part]:
+            n, why = _grouping(series, cfg.group_by)
+            cause = ""  # one group is the usual cause; with more, the fractions are
+            if n >= 2:
+                cause = (
+                    " (split.test leaves it no group)"
+                    if part == "val"
+                    else f" (split.test {fraction} x {n} groups rounds to 0)"
+                )
+            out.append(f"{name} split is empty{cause}: {why}")
     return out
 
 
@@ -127,7 +195,7 @@ def _test_and_rest(
 ) -> tuple[list[str], dict[Stratum, list[str]], int]:
     """(test groups, remaining groups per stratum in hash order, n groups)."""
     n = sum(len(v) for v in strata.values())
-    n_test = min(round(n * cfg.test), max(0, n - 1))  # always leave a training group
+    n_test = _n_test(n, cfg.test)
     sizes = {k: len(v) for k, v in strata.items()}
     take = _apportion(sizes, n_test, sizes)
     test = [g for k, v in strata.items() for g in v[: take[k]]]
@@ -160,13 +228,9 @@ def assign_folds(
     """
     if cfg.folds is None:
         raise ConfigError("assign_folds needs split.folds")
+    check_folds(series, cfg)
     groups, strata = _strata(series, cfg, labels)
-    test, rest, n = _test_and_rest(strata, cfg)
-    m = n - len(test)
-    if m < cfg.folds:
-        raise ConfigError(
-            f"split.folds={cfg.folds} needs at least {cfg.folds} non-test {cfg.group_by} groups, found {m}"
-        )
+    test, rest, _ = _test_and_rest(strata, cfg)
     folds = [sorted(i for g in fg for i in groups[g]) for fg in _fold_groups(rest, cfg.folds)]
     return sorted(i for g in test for i in groups[g]), folds
 
@@ -235,3 +299,9 @@ def save_split(
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
     os.chmod(path, 0o600)  # owner-only, as the work dir
+
+
+def warn_empty_parts(series: Sequence[SeriesRecord], cfg: SplitConfig, split: Split) -> None:
+    """One :class:`~lightning_dicom.errors.LightningDicomWarning` per :func:`empty_parts` message."""
+    for message in empty_parts(series, cfg, split):
+        warn(message, stacklevel=3)
