@@ -380,7 +380,9 @@ class DataConfig(_Model):
         "the same from any working directory.",
     )
     on_error: Literal["raise", "skip"] = Field(
-        default="skip", description="A series that fails to read or preprocess: raise, or skip and report."
+        default="skip",
+        description="A series that fails to read or preprocess (or, in lightning-dicom predict, whose "
+        "predict_step raises): raise, or skip and report.",
     )
     selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which series to use.")
     preprocessing: PreprocessingConfig = Field(
@@ -404,7 +406,8 @@ class DataConfig(_Model):
     )
     inference: InferenceConfig = Field(
         default_factory=InferenceConfig,
-        description="Sliding-window prediction (predict reads whole volumes: preprocessing without size).",
+        description="Sliding-window prediction (predict then reads whole volumes: preprocessing without size; "
+        "without roi_size or patches it keeps size and runs the model once per series).",
     )
     progress: bool = Field(default=True, description="Progress bars while indexing and caching.")
 

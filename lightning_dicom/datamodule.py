@@ -88,7 +88,8 @@ class DicomDataModuleImpl:
         label_columns: label columns of the CSV (default: all but the key).
         work_dir: where the index, split and cache live (default
             ``$XDG_CACHE_HOME/lightning_dicom/<hash of the roots>``, the same from any working directory).
-        on_error: a series that fails to read: 'raise', or 'skip' it and report.
+        on_error: a series that fails to read (or, in ``lightning-dicom predict``, whose predict_step raises):
+            'raise', or 'skip' it and report.
         selection: which series to use (modality, min_slices, description regex, planes).
         preprocessing: reorient, spacing (x-y-z mm), window, normalize, size (z-y-x voxels).
         split: val/test fractions, seed, group_by (patient, study, series).
@@ -245,7 +246,8 @@ class DicomDataModuleImpl:
                 raise ConfigError(f"data.root {root} does not exist (expected a folder of DICOM files)")
 
     def _use_stage(self, stage: str | None) -> None:
-        """``config`` for ``stage``: the predict stage reads whole volumes (data/predict_config.py)."""
+        """``config`` for ``stage``: the predict stage's view (:func:`predict_view`: whole volumes under a
+        sliding window, training's ``size`` without one; no masks)."""
         self.config = predict_view(self._base_config) if stage == "predict" else self._base_config
 
     def _trainer_stage(self) -> str | None:
@@ -254,7 +256,8 @@ class DicomDataModuleImpl:
 
     def inferer(self) -> Any:
         """The :class:`~lightning_dicom.inference.SlidingWindowInferer` of ``data.inference`` (roi default
-        ``patches.size``), or None (no roi: predict the whole volume at once)."""
+        ``patches.size``), or None (no roi: the model runs once on each series, cropped/padded to
+        ``preprocessing.size`` as in training)."""
         return make_inferer(self._base_config)
 
     def use_data_config(self, config: DataConfig) -> None:
@@ -264,7 +267,7 @@ class DicomDataModuleImpl:
     def prepare_data(self) -> None:
         """Scan the folders and build missing cache entries (one process per node; sets no state)."""
         stage = self._trainer_stage()
-        self._use_stage(stage)  # the predict stage caches whole volumes
+        self._use_stage(stage)  # the predict stage caches its own view
         self._check_roots(stage)
         with self.open_index() as idx:
             idx.scan(progress=self.progress)

@@ -7,7 +7,9 @@ in label order) when known, else ``0..K-1``.
 
 :class:`PredictionCSV` is plain (no Lightning; the sliding-window inference uses it too);
 :class:`ClassificationCSVWriter` is the Lightning callback that ``lightning-dicom predict`` adds when
-no other prediction writer is configured. Each run writes a new file, never over an old one.
+no other prediction writer is configured. Each run writes a new file, never over an old one, and only
+a finished run leaves one: rows go to a hidden ``.<name>.part`` beside it, moved into place
+(``os.replace``, atomic) at the end of the run; a run that fails removes both.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class ClassificationCSVWriterImpl:
         self.class_names = class_names
         self.strict = strict
         self.csv: PredictionCSV | None = None
+        self.path: Path | None = None  # the run's CSV: reserved empty, filled at the end of a run
         self._warned = False
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
@@ -128,7 +131,8 @@ class ClassificationCSVWriterImpl:
         if names is None:
             report = getattr(getattr(trainer, "datamodule", None), "report", None) or {}
             names = report.get("classes")
-        self.csv = PredictionCSV(new_run_path(folder, stem), names)
+        self.path = new_run_path(folder, stem)
+        self.csv = PredictionCSV(self.path.with_name(f".{self.path.name}.part"), names)
 
     def write_on_batch_end(
         self,
@@ -140,6 +144,8 @@ class ClassificationCSVWriterImpl:
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        if prediction is None:  # a series left out (lightning-dicom predict, on_error: skip)
+            return
         if not isinstance(prediction, dict) or "probs" not in prediction:
             if not self.strict:
                 if not self._warned:
@@ -161,10 +167,23 @@ class ClassificationCSVWriterImpl:
         )
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.csv is not None and self.csv.rows:
-            log.info("%d predictions written to %s", self.csv.rows, self.csv.path)
-        elif self.csv is not None:
+        if self.csv is not None and self.path is not None and self.csv.rows:
+            os.replace(self.csv.path, self.path)
+            log.info("%d predictions written to %s", self.csv.rows, self.path)
+            self.csv.path = self.path
+        else:
+            self._discard()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """A failed (or interrupted) run leaves no CSV: neither the rows so far nor the reserved name."""
+        if self.csv is not None and self.csv.path != self.path:
+            self._discard()
+
+    def _discard(self) -> None:
+        if self.csv is not None:
             self.csv.path.unlink(missing_ok=True)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 class ClassificationCSVWriter(ClassificationCSVWriterImpl, BasePredictionWriter):

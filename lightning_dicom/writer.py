@@ -272,7 +272,8 @@ class PredictionWriterImpl:
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self.write_batch(prediction, batch=batch, trainer=trainer)
+        if prediction is not None:  # None: a series left out (lightning-dicom predict, on_error: skip)
+            self.write_batch(prediction, batch=batch, trainer=trainer)
 
     def write_on_epoch_end(
         self,
@@ -282,7 +283,8 @@ class PredictionWriterImpl:
         batch_indices: Sequence[Any],
     ) -> None:
         for p in _flatten(predictions):
-            self.write_batch(p, trainer=trainer)
+            if p is not None:
+                self.write_batch(p, trainer=trainer)
 
     # -- writing ----------------------------------------------------------------------------------
     def write_batch(

@@ -234,3 +234,33 @@ def test_a_gpu_or_cuda_cache_on_a_cpu_machine_is_one_line_before_any_work(data: 
     )
     assert not (work / "index.sqlite").exists()  # raised before indexing (and so before caching)
     assert not list(tmp_path.rglob("version_*"))  # no almost-empty log folder
+
+
+def test_checkpoint_mistakes_are_one_line_for_every_subcommand(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--ckpt_path nope.ckpt`` is the same one line for validate, test and predict (validate/test used to
+    raise Lightning's FileNotFoundError), and ``best`` with no run yet names the folders searched."""
+    from lightning_dicom.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the logger's ./lightning_logs: no run here
+    common = [
+        "--config",
+        str(DEMO),
+        "--data.root",
+        str(data),
+        "--data.labels",
+        str(data / "labels.csv"),
+        *SMALL,
+    ]
+    for command in ("validate", "test", "predict"):
+        capsys.readouterr()
+        assert main([command, *common, "--ckpt_path", "nope.ckpt"]) == 2, command
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if "lightning-dicom: error:" in ln]
+        assert lines == ["lightning-dicom: error: [file nope.ckpt] --ckpt_path: no such checkpoint file"], err
+        assert "Traceback" not in err
+    assert main(["validate", *common, "--ckpt_path", "best"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint found in lightning_logs/version_*/checkpoints;" in err, err
+    assert "no checkpoint folder configured" not in err

@@ -49,3 +49,42 @@ def test_pin_memory_without_an_accelerator_is_ignored() -> None:
     assert loader.pin == accelerator_available()
     if not accelerator_available():
         assert not batches[0]["image"].is_pinned()
+
+
+def test_a_failed_predict_run_leaves_no_csv(tmp_path: Path) -> None:
+    """Rows go to a hidden part file, moved into place at the end: a run that raises on its second
+    batch leaves neither the first batch's rows nor the reserved name; a finished run leaves one CSV."""
+    import pytorch_lightning as pl
+
+    from lightning_dicom.prediction_csv import ClassificationCSVWriter
+
+    class Probs(pl.LightningModule):
+        def __init__(self, fail_at: int | None) -> None:
+            super().__init__()
+            self.fail_at = fail_at
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def predict_step(self, batch: torch.Tensor, batch_idx: int) -> dict:
+            if batch_idx == self.fail_at:
+                raise RuntimeError("the model failed on this batch")
+            return {"series_id": [f"1.2.{batch_idx}"], "probs": torch.tensor([[0.25, 0.75]])}
+
+    def predict(fail_at: int | None) -> None:
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            logger=False,
+            callbacks=[ClassificationCSVWriter(output_dir=tmp_path / "out")],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        loader = torch.utils.data.DataLoader(torch.zeros(3, 1), batch_size=1)
+        trainer.predict(Probs(fail_at), dataloaders=loader, return_predictions=False)
+
+    with pytest.raises(RuntimeError, match="failed on this batch"):
+        predict(fail_at=1)
+    assert list((tmp_path / "out").iterdir()) == []
+    predict(fail_at=None)
+    (table,) = list((tmp_path / "out").iterdir())
+    assert table.name.startswith("predictions-") and table.suffix == ".csv"
+    rows = list(csv.DictReader(table.open()))
+    assert [r["series_id"] for r in rows] == ["1.2.0", "1.2.1", "1.2.2"]

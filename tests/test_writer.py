@@ -73,7 +73,8 @@ def soft_predictions(dataset):
         ref = read_series(it["files"])
         m = sitk.GetImageFromArray(it["mask"].astype(np.float32))
         m.CopyInformation(ref)
-        # predict reads whole volumes: the training preprocessing without its crop/pad size (issue 11)
+        # predict under a sliding window reads whole volumes: the training preprocessing without its
+        # crop/pad size (issue 11; the DataModule below has an inference roi)
         out[it["series_uid"]] = preprocess(m, MASK_PREP.model_copy(update={"size": None}))
     return out
 
@@ -125,6 +126,7 @@ def test_trainer_predict_writes_nifti_and_seg_on_the_source_grid(
         root=root,
         work_dir=work_dir,
         preprocessing=PREP,
+        inference={"roi_size": PREP["size"]},  # a window: predict reads whole volumes (the oracle's grid)
         progress=False,
         loader={"batch_size": 2, "num_workers": 0},
     )

@@ -4,12 +4,15 @@
   folder per run), or under ``<default_root_dir>/lightning_logs/run-<time>/`` without a logger, never
   over a file that exists (Lightning's default writes ``./config.yaml`` when there is no logger).
 * ``--ckpt_path best`` / ``last`` name the files of the latest run (:mod:`.checkpoints`), so they work
-  in a new process.
+  in a new process; the file picked is logged. A ``--ckpt_path`` file that does not exist is one line
+  for every subcommand.
 * ``predict`` without a prediction writer adds :class:`~lightning_dicom.prediction_csv.ClassificationCSVWriter`:
   class probabilities go to ``<log_dir>/predictions/predictions-<time>.csv``.
 * ``predict --ckpt_path`` reads the data config saved in the checkpoint before the DataModule prepares
   anything and uses its preprocessing, in one logged line naming the keys that differed from the
   command's (:mod:`lightning_dicom.data.predict_config`).
+* ``predict`` runs the model's ``predict_step`` through :class:`~.predict_errors.PredictGuard`: an error
+  on one series is one line naming it, or (``data.on_error: skip``) that series left out and reported.
 
 It is built on ``pytorch_lightning``, or on the unified ``lightning.pytorch`` when the config's or the
 command line's class paths name ``lightning.pytorch`` (a model written for ``import lightning.pytorch as
@@ -25,7 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_dicom.commands.checkpoints import resolve_checkpoint
+from lightning_dicom.commands.checkpoints import check_checkpoint_file, resolve_checkpoint
+from lightning_dicom.commands.predict_errors import PredictGuard
 from lightning_dicom.data.predict_config import apply_checkpoint_data_config
 
 __all__ = ["DicomCLIMixin", "RunConfigSaverMixin", "apply_checkpoint_data_config", "namespace", "run"]
@@ -66,7 +70,9 @@ class DicomCLIMixin:
     """LightningCLI for a :class:`~lightning_dicom.DicomDataModule` (see the module docstring)."""
 
     trainer: Any  # from LightningCLI (either namespace)
+    model: Any
     config: Any
+    predict_guard: PredictGuard | None = None
     writer_classes: tuple[Any, Any]  # (BasePredictionWriter, ClassificationCSVWriter) of the namespace
 
     def init_parser(self, **kwargs: Any) -> Any:
@@ -81,13 +87,20 @@ class DicomCLIMixin:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)  # type: ignore[misc]
         if kwargs.get("ckpt_path") in ("best", "last") and subcommand != "fit":
             kwargs["ckpt_path"] = str(resolve_checkpoint(kwargs["ckpt_path"], self.trainer))
+        check_checkpoint_file(kwargs.get("ckpt_path"))
         datamodule = getattr(self, "datamodule", None)
         if subcommand == "predict" and kwargs.get("ckpt_path") and hasattr(datamodule, "use_data_config"):
             apply_checkpoint_data_config(datamodule, kwargs["ckpt_path"])
         writer_base, csv_writer = self.writer_classes
         if subcommand == "predict" and not any(isinstance(cb, writer_base) for cb in self.trainer.callbacks):
             self.trainer.callbacks.append(csv_writer(strict=False))
+        if subcommand == "predict":
+            self.predict_guard = PredictGuard.install(self.model, datamodule)
         return kwargs
+
+    def after_predict(self) -> None:
+        if self.predict_guard is not None:
+            self.predict_guard.check()
 
 
 def namespace(args: Sequence[str]) -> str:

@@ -1,13 +1,17 @@
-"""The data config of prediction: the training preprocessing without its crop/pad, the sliding window,
-and the data config a checkpoint carries.
+"""The data config of prediction: the training preprocessing (without its crop/pad under a sliding
+window), the sliding window, and the data config a checkpoint carries.
 
 Rules (documented in the README, "Predict on new scans"):
 
-* **Whole volumes.** ``predict`` reads every series through the training preprocessing (orientation,
-  spacing, window, normalisation, stack rules) *except* ``preprocessing.size``: the window slides over
-  the whole resampled volume, so a predicted volume has the shape of the resampled source. The
-  predict stage therefore uses its own cache entries (``size: null``, no masks; the cache key holds
-  the preprocessing, so they never mix with the training entries).
+* **Whole volumes with a window, training's size without.** With a sliding-window inferer
+  (:func:`make_inferer`: ``inference.roi_size`` or ``patches``) ``predict`` reads every series through
+  the training preprocessing (orientation, spacing, window, normalisation, stack rules) *except*
+  ``preprocessing.size``: the window slides over the whole resampled volume, so a predicted volume has
+  the shape of the resampled source. Without one the model runs once per series on exactly what it was
+  trained on, ``preprocessing.size`` included (a classifier trained on fixed-size crops sees the same
+  field of view, and a volume thinner than its pooling is padded as in training). The predict stage
+  reads no masks; the cache key holds the preprocessing and the mask settings, so an entry is reused
+  only under the same ones.
 * **Sliding window.** ``data.inference`` (:class:`~lightning_dicom.config.InferenceConfig`) holds the
   window settings; ``roi_size`` defaults to ``data.patches.size``. The DataModule builds the inferer
   (``dm.inferer()``), a model asks for it in ``predict_step`` (``self.trainer.datamodule.inferer()``)
@@ -17,8 +21,8 @@ Rules (documented in the README, "Predict on new scans"):
   ``torch.load(weights_only=True)``). ``lightning-dicom predict --ckpt_path`` reads it from the file
   before the DataModule prepares anything and replaces the command's ``preprocessing`` (and
   ``subjects``) with the checkpoint's, logging one warning line that names every differing key
-  (``size`` is not compared: predict never applies it). A model trained on one preprocessing is thus
-  never fed another; a change of preprocessing means training again.
+  (``size`` is compared only without an inferer: with one, predict does not apply it). A model trained
+  on one preprocessing is thus never fed another; a change of preprocessing means training again.
 """
 
 from __future__ import annotations
@@ -54,9 +58,13 @@ COMPARED = ("preprocessing", "subjects")
 
 
 def predict_view(config: DataConfig) -> DataConfig:
-    """``config`` as the predict stage uses it: ``preprocessing.size`` null (whole volumes), no masks,
-    one volume per batch (whole volumes differ in shape; ``inference.sw_batch_size`` batches windows)."""
-    prep = config.preprocessing.model_copy(update={"size": None})
+    """``config`` as the predict stage uses it: no masks, one volume per batch, and
+    ``preprocessing.size`` null (whole volumes, shapes differ; ``inference.sw_batch_size`` batches the
+    windows) when there is a sliding-window inferer (:func:`make_inferer`), else training's ``size``
+    kept (the model runs once on the crop/pad it was trained on)."""
+    prep = config.preprocessing
+    if make_inferer(config) is not None:
+        prep = prep.model_copy(update={"size": None})
     loader = config.loader.model_copy(update={"batch_size": 1})
     return config.model_copy(update={"preprocessing": prep, "masks": None, "loader": loader})
 
@@ -89,15 +97,16 @@ def _flat(value: Any, prefix: str) -> dict[str, Any]:
 
 
 def differences(ours: DataConfig, theirs: dict[str, Any]) -> list[str]:
-    """Dotted keys of :data:`COMPARED` sections (``size`` aside) whose values differ between ``ours``
-    and ``theirs`` (a plain ``model_dump(mode="json")`` dict), e.g. ``["preprocessing.spacing"]``."""
+    """Dotted keys of :data:`COMPARED` sections whose values differ between ``ours`` and ``theirs`` (a
+    plain ``model_dump(mode="json")`` dict), e.g. ``["preprocessing.spacing"]``; ``preprocessing.size``
+    only when ``ours`` has no sliding-window inferer (with one, predict reads whole volumes)."""
     mine = ours.model_dump(mode="json")
     a: dict[str, Any] = {}
     b: dict[str, Any] = {}
     for section in COMPARED:
         a.update(_flat(mine.get(section), section))
         b.update(_flat(theirs.get(section), section))
-    skip = {"preprocessing.size"}
+    skip = {"preprocessing.size"} if make_inferer(ours) is not None else set()
     return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
 
 
