@@ -133,6 +133,11 @@ def test_fit_validate_predict_in_new_processes(data: Path, tmp_path: Path) -> No
     assert "max_epochs: 2" in saved.read_text()
     ckpts = sorted(p.name for p in (saved.parent / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and len(ckpts) == 2  # the best epoch and the last one
+    (where,) = [ln for ln in fit.stderr.splitlines() if "checkpoints in" in ln]  # fit says where they went
+    best = next(n for n in ckpts if n != "last.ckpt")
+    assert (
+        str(saved.parent / "checkpoints") in where and f"best: {best}" in where and "last: last.ckpt" in where
+    )
 
     no_labels = one_line_error(
         cli("validate", *common, "--data.labels", "null", "--ckpt_path", "best", cwd=tmp_path)

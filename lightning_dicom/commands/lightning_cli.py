@@ -21,6 +21,7 @@ L``), or when ``LIGHTNING_DICOM_NAMESPACE=lightning`` is set (:func:`namespace`)
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -35,6 +36,9 @@ from lightning_dicom.data.predict_config import apply_checkpoint_data_config
 __all__ = ["DicomCLIMixin", "RunConfigSaverMixin", "apply_checkpoint_data_config", "namespace", "run"]
 
 NAMESPACE_ENV = "LIGHTNING_DICOM_NAMESPACE"
+
+
+log = logging.getLogger("lightning_dicom.cli")
 
 
 class RunConfigSaverMixin:
@@ -97,6 +101,14 @@ class DicomCLIMixin:
         if subcommand == "predict":
             self.predict_guard = PredictGuard.install(self.model, datamodule)
         return kwargs
+
+    def after_fit(self) -> None:
+        """One line saying where the run's checkpoints went (what ``--ckpt_path best``/``last`` will pick)."""
+        cb = getattr(self.trainer, "checkpoint_callback", None)
+        if cb is None or not getattr(cb, "dirpath", None) or not self.trainer.is_global_zero:
+            return
+        best, last = (Path(p).name if p else "none" for p in (cb.best_model_path, cb.last_model_path))
+        log.info("checkpoints in %s (best: %s, last: %s)", Path(cb.dirpath).resolve(), best, last)
 
     def after_predict(self) -> None:
         if self.predict_guard is not None:
