@@ -236,7 +236,7 @@ class DicomDataModuleImpl:
         return list(subjects), dropped
 
     # -- Lightning hooks --------------------------------------------------------------------------
-    def _check_roots(self, stage: str | None) -> None:
+    def _check_early(self, stage: str | None) -> None:
         """Every root must exist: a typo in ``data.root`` is one clear error, not an empty epoch; and
         ``cache.device: cuda`` needs a CUDA trainer (not predict), said before any indexing or caching."""
         if self.trainer is not None and stage != "predict":
@@ -268,7 +268,7 @@ class DicomDataModuleImpl:
         """Scan the folders and build missing cache entries (one process per node; sets no state)."""
         stage = self._trainer_stage()
         self._use_stage(stage)  # the predict stage caches its own view
-        self._check_roots(stage)
+        self._check_early(stage)
         with self.open_index() as idx:
             idx.scan(progress=self.progress)
             selected, _ = self._selected(idx)
@@ -288,14 +288,15 @@ class DicomDataModuleImpl:
                 found and the commonest reasons they were skipped or dropped).
         """
         self._use_stage(stage)
-        self._check_roots(stage)
+        self._check_early(stage)
         with self.open_index() as idx:
             if not idx.files():
                 idx.scan(progress=self.progress)  # prepare_data was not called (notebook use)
             selected, dropped = self._selected(idx)
             if not selected:
                 raise ConfigError(_nothing_usable(self.config.root, idx, dropped))
-            n_skipped_files, indexed = len(idx.skipped()), idx.series()
+            n_skipped_files = len(idx.skipped())
+            indexed = idx.series() if self.config.labels else []  # labels of series selection dropped
             mask_orphans: list[str] = []
             if self.config.masks is not None:
                 if not self.config.cache.enabled:
@@ -317,9 +318,8 @@ class DicomDataModuleImpl:
         else:
             self.split = split_series(selected, self.config.split, self._classes(selected))
             self._save_split()
-            splits.warn_empty_parts(
-                selected, self.config.split, self.split
-            )  # before Lightning's "zero length"
+            # before Lightning's generic "zero length" warning
+            splits.warn_empty_parts(selected, self.config.split, self.split)
         self.report = {
             "series_selected": len(selected),
             "series_dropped": dropped,
@@ -346,7 +346,7 @@ class DicomDataModuleImpl:
                 series_without_label=[s.series_id for s in unlabelled],
                 labels_without_series=orphans,
             )
-            coverage = coverage_message(len(unlabelled), orphans, table.match(indexed)[2])
+            coverage = coverage_message(len(unlabelled), orphans, table.match(indexed)[2] if orphans else [])
             if coverage:
                 warn(coverage)
         _warn_group_fallback(self.report["split_groups"], self.config.split.group_by)

@@ -93,13 +93,18 @@ class BatchAssembler:
     def mask_dtype(self) -> torch.dtype:
         return self.volumes.mask_dtype or torch.uint8
 
-    def allocate(self, indices: Sequence[int], pin: bool = False) -> dict[str, torch.Tensor]:
-        """Fresh buffers for the batch of ``indices`` (``image`` and, with masks, ``mask``)."""
+    def allocate(
+        self, indices: Sequence[int], pin: bool = False, pool: HostBufferPool | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Buffers for the batch of ``indices`` (``image`` and, with masks, ``mask``): fresh ones (pinned
+        with ``pin``), or taken from ``pool``."""
         image, mask = self.shapes(self.volume_of(indices))
-        out = {"image": _empty(image, self.image_dtype(), pin)}
+        shapes = {"image": (image, self.image_dtype())}
         if mask is not None:
-            out["mask"] = _empty(mask, self.mask_dtype(), pin)
-        return out
+            shapes["mask"] = (mask, self.mask_dtype())
+        if pool is not None:
+            return {k: pool.take(shape, dtype) for k, (shape, dtype) in shapes.items()}
+        return {k: _empty(shape, dtype, pin) for k, (shape, dtype) in shapes.items()}
 
     def __call__(self, indices: Sequence[int], out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         """The batch of ``indices``, written into ``out`` (buffers of at least this batch's shape) or new ones."""
@@ -181,10 +186,9 @@ class HostBufferPool:
 
     Args:
         limit: buffers kept at most, per shape and dtype (more in use at once are allocated and dropped as
-            before); the threads
-            loader sets it to its prefetch depth + 3 (the batch in hand, the one before it, and one whose
-            loader thread has not yet let go of it), so batches a training step holds on to are not kept for
-            reuse once released.
+            before); the threads loader sets it to its prefetch depth + 3 (the batch in hand, the one before
+            it, and one whose loader thread has not yet let go of it), so batches a training step holds on
+            to are not kept for reuse once released.
 
     Attributes:
         allocated: buffers allocated so far (the rest of :meth:`take`'s calls reused one).
@@ -239,7 +243,7 @@ class AssembledBatches(Dataset):
 
     :meth:`allocate` takes its buffers from a :class:`HostBufferPool`, kept from one pass over the data to
     the next (the buffers a pass had in flight: the loader's prefetch depth plus the batches the training
-    step still holds); :meth:`release` lets them go.
+    step still holds).
     """
 
     def __init__(self, assembler: BatchAssembler) -> None:
@@ -261,16 +265,7 @@ class AssembledBatches(Dataset):
 
     def allocate(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """Buffers for the batch of ``indices`` (the loader calls this from its main thread)."""
-        a = self.assembler
-        image, mask = a.shapes(a.volume_of(indices))
-        out = {"image": self.pool.take(image, a.image_dtype())}
-        if mask is not None:
-            out["mask"] = self.pool.take(mask, a.mask_dtype())
-        return out
-
-    def release(self) -> None:
-        """Let the pooled buffers go (at the end of a pass over the data)."""
-        self.pool.clear()
+        return self.assembler.allocate(indices, pool=self.pool)
 
     def fill(self, indices: list[int], out: dict[str, torch.Tensor]) -> dict[str, Any]:
         """The batch of ``indices`` written into ``out`` (from :meth:`allocate`; in a loader thread).

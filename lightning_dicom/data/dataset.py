@@ -280,7 +280,7 @@ class PatchDataset(Dataset):
         self._rng: np.random.Generator | None = None
         self._seed: int | None = None
         # per volume: how many start positions each axis has (1 where the volume is not larger than the patch)
-        self._starts = np.maximum(self.volumes.shapes[:, 1:] - np.array(self.size, np.int64), 0) + 1
+        self._n_starts = np.maximum(self.volumes.shapes[:, 1:] - np.array(self.size, np.int64), 0) + 1
         self._has_fg = self.foreground_fraction > 0 and bool(len(self.volumes.fg_coords))
 
     def __len__(self) -> int:
@@ -316,10 +316,10 @@ class PatchDataset(Dataset):
                 centre = fg[int(rng.integers(len(fg)))]
                 return [
                     int(min(max(c - s // 2, 0), n - 1))
-                    for c, n, s in zip(centre, self._starts[v], self.size, strict=True)
+                    for c, n, s in zip(centre, self._n_starts[v], self.size, strict=True)
                 ]
             # uniform over the start positions of each axis: floor(u * n), u in [0, 1)
-            return (rng.random(3) * self._starts[v]).astype(np.int64).tolist()
+            return (rng.random(3) * self._n_starts[v]).astype(np.int64).tolist()
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}

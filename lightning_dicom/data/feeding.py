@@ -49,6 +49,8 @@ from lightning_dicom.errors import ConfigError
 
 __all__ = ["check_cache_device", "feed_loader"]
 
+log = logging.getLogger(__name__)
+
 CACHE_DEVICE_OFF_CUDA = "cache.device 'cuda' needs a trainer on a CUDA accelerator (or use 'auto')"
 
 
@@ -61,9 +63,6 @@ def check_cache_device(cache: CacheConfig, device: torch.device) -> None:
     """
     if cache.enabled and cache.device == "cuda" and device.type != "cuda":
         raise ConfigError(CACHE_DEVICE_OFF_CUDA)
-
-
-log = logging.getLogger(__name__)
 
 
 def feed_loader(
@@ -98,8 +97,8 @@ def feed_loader(
     volumes = base.volumes if isinstance(base, PatchDataset) else base
     patches = base if isinstance(base, PatchDataset) else None
     cuda = device.type == "cuda" or transfer is not None
-    if cache.device == "cuda" and not cuda:
-        raise ConfigError(CACHE_DEVICE_OFF_CUDA)
+    if transfer is None:
+        check_cache_device(cache, device)
     if train and cuda and cache.device != "cpu" and len(volumes):
         resident = _resident(
             volumes,

@@ -71,7 +71,8 @@ class ThreadedDataLoader(DataLoader):
             for f in pending:
                 f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            _trim_heap()
+            if allocate is None:
+                _trim_heap()
 
 
 def accelerator_available() -> bool:
